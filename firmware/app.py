@@ -1,0 +1,184 @@
+"""The composition root: builds the daemon's parts from config and runs it. No logic of its own.
+
+This is the only module that knows the concrete classes; everything else is
+handed its collaborators. Teardown goes through one ExitStack, registered where
+each part is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from firmware import keys
+from firmware.config import Config
+from firmware.events import Decision, EventLog
+from firmware.faults import Faults
+from firmware.gate import Gate
+from firmware.leds.feedback import GpioFeedback, Pins
+from firmware.scanner.decode import DECODERS
+from firmware.scanner.loop import ScanLoop
+from firmware.scanner.sources.opencv import OpenCvSource
+from firmware.scanner.sources.picamera import PicameraSource
+from firmware.scanner.sources.replay import ReplaySource
+from firmware.stats import Stats
+from firmware.store.buffer import SqliteRecordStore
+from firmware.tokens.kp1 import Verifier
+from firmware.trust import TrustStore
+from firmware.uplink import status, topics
+from firmware.uplink.drain import Drain
+from firmware.uplink.mqtt import MqttUplink, Tls, Will
+
+logger = logging.getLogger(__name__)
+
+HOUSEKEEPING_S = 3600.0
+
+
+def make_source(config: Config):
+    cam = config.camera
+    sources = {
+        "replay": lambda: ReplaySource(cam.path, fps=cam.fps, paced=cam.paced, loop=cam.loop),
+        "picamera": lambda: PicameraSource(cam.width, cam.height, cam.fps),
+        "opencv": lambda: OpenCvSource(cam.index, cam.width, cam.height, cam.fps),
+    }
+    return sources[cam.source]()
+
+
+def make_pin_factory(config: Config):
+    if config.gpio.backend == "mock":
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        return MockFactory(pin_class=MockPWMPin)
+    return None  # gpiozero's own choice: lgpio on a Pi
+
+
+def _background(name: str, target: Callable[[], None], failed: threading.Event, stop: threading.Event):
+    """A thread whose unexpected death stops the daemon (systemd restarts it), never a silent stall."""
+
+    def body() -> None:
+        try:
+            target()
+        except Exception:
+            logger.exception("%s thread died", name)
+            failed.set()
+            stop.set()
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def run(
+    config: Config,
+    stop: threading.Event | None = None,
+    on_decision: Callable[[Decision], None] | None = None,
+    pin_factory=None,
+) -> Stats:
+    """Run until `stop` is set or a non-looping replay ends. Raises on a fatal start-up error."""
+    stop = stop or threading.Event()
+    failed = threading.Event()
+    dev = config.device
+    state_dir = Path(dev.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stats = Stats()
+    listeners: list[Callable[[Decision], None]] = [on_decision] if on_decision else []
+
+    with contextlib.ExitStack() as stack:
+        root = keys.load_root_public(config.trust.root_key)
+        authority = keys.load_authority_public(config.authority.public_key)
+        pins = Pins(
+            green=config.gpio.green, red=config.gpio.red, amber=config.gpio.amber,
+            buzzer=config.gpio.buzzer, door=config.gpio.door,
+            tonal_buzzer=config.gpio.buzzer_kind == "tonal",
+            door_enabled=config.gpio.door_enabled, door_pulse_s=config.gpio.door_pulse_s,
+        )
+        feedback = GpioFeedback(pins, pin_factory or make_pin_factory(config))
+        stack.callback(feedback.close)
+        drain: Drain | None = None
+
+        def faults_changed(active: dict[str, str]) -> None:
+            feedback.set_fault(", ".join(sorted(active)) or None)
+            if drain is not None:
+                drain.wake(status=True)
+
+        faults = Faults(faults_changed)
+        store = SqliteRecordStore(state_dir / "visits.db")
+        stack.callback(store.close)
+        trust = TrustStore(state_dir, root)
+        if config.trust.list is not None:
+            trust.offer(config.trust.list.read_bytes(), time.time())
+        if config.events.path is not None:
+            log = EventLog(config.events.path)
+            stack.callback(log.close)
+            listeners.append(log)
+
+        def housekeeping() -> None:
+            while not stop.is_set():
+                current = trust.current()
+                if current is None:
+                    faults.set("trust_list", "no trust list installed")
+                elif current.expired(time.time()):
+                    faults.set("trust_list", f"trust list seq {current.seq} is past its not_after")
+                else:
+                    faults.clear("trust_list")
+                purged = store.purge(int(time.time()))
+                if purged:
+                    logger.info("purged %d records older than 28 days", purged)
+                stop.wait(HOUSEKEEPING_S)
+
+        uplink: MqttUplink | None = None
+        if config.mqtt.enabled:
+            m = config.mqtt
+            uplink = MqttUplink(
+                m.host, m.port, client_id=f"qrgate-{dev.venue}-{dev.id}",
+                tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
+                will=Will(topics.status(dev.venue, dev.id), status.OFFLINE),
+                keepalive=m.keepalive_s, max_inflight=m.window + 4,
+                subscriptions={topics.TRUSTLIST: lambda data: trust.offer(data, time.time())},
+                on_connected=lambda: drain.reconnected() if drain else None,
+                on_state=lambda up, why: logger.info("broker %s:%d %s", m.host, m.port, why),
+            )
+            drain = Drain(
+                store, uplink, topics.visits(dev.venue, dev.id), topics.status(dev.venue, dev.id),
+                status=lambda: status.snapshot(stats, store, faults, trust),
+                stats=stats, faults=faults, window=m.window, status_interval_s=m.status_interval_s,
+            )
+            drain_stop = threading.Event()
+            uplink.start()
+            _background("drain", lambda: drain.run(drain_stop), failed, stop)
+
+        gate = Gate(
+            Verifier(trust.current, tuple(config.policy.require), config.policy.skew_s),
+            store, authority, dev.venue, dev.id, faults,
+            on_recorded=lambda: (stats.add("sealed"), drain.wake() if drain else None),
+        )
+        _background("housekeeping", housekeeping, failed, stop)
+
+        def decided(decision: Decision) -> None:
+            for listener in listeners:
+                listener(decision)
+
+        source = stack.enter_context(make_source(config))
+        decoder = DECODERS[config.decoder.backend]()
+        loop = ScanLoop(source, decoder, gate, feedback, stats, decided, config.decoder.hold_s,
+                        door=config.gpio.door_enabled)
+        logger.info("scanning: venue %s device %s, %s camera, %s decoder",
+                    dev.venue, dev.id, config.camera.source, config.decoder.backend)
+        loop.run(stop)
+        feedback.idle.wait(timeout=5)  # let the last answer finish before the LEDs close
+
+        if uplink is not None and drain is not None:
+            if not stop.is_set():  # the replay ended: give what waits a chance to leave
+                drain.wait_empty(config.mqtt.drain_on_exit_s)
+            drain_stop.set()
+            drain.wake()
+            uplink.stop(final=(topics.status(dev.venue, dev.id), status.OFFLINE))
+        stop.set()
+    if failed.is_set():
+        raise RuntimeError("a background thread of the daemon died; see the log")
+    return stats

@@ -1,0 +1,207 @@
+"""`qrgate`: the one console command, with a subcommand per job (daemon, demo, technician and test tools)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from firmware import __version__, keys
+from firmware.errors import QrgateError
+from firmware.logs import setup_logging
+
+
+def cmd_run(args) -> int:
+    from firmware import app, config
+
+    setup_logging(args.verbose, daemon=True)
+    cfg = config.load(args.config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    app.run(cfg, stop=stop)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from firmware import demo
+
+    setup_logging(args.verbose)
+    return demo.main(keep=args.keep)
+
+
+def cmd_issuer_new(args) -> int:
+    issuer = keys.new_issuer(args.name, args.out)
+    print(json.dumps({"iss": issuer.iss, "kid": issuer.kid.hex(), "out": str(args.out)}))
+    return 0
+
+
+def cmd_root_new(args) -> int:
+    key = keys.new_root(args.out)
+    print(json.dumps({"kid": keys.kid_of(key.public_key()).hex(), "out": str(args.out)}))
+    return 0
+
+
+def cmd_authority_new(args) -> int:
+    keys.new_authority(args.out)
+    print(json.dumps({"out": str(args.out)}))
+    return 0
+
+
+def cmd_trust_build(args) -> int:
+    from firmware.store.statefiles import write_atomic
+    from firmware.tokens import trustlist
+
+    root = keys.load_root(args.root)
+    issuers = [keys.load_issuer(d) for d in args.issuer]
+    revoked = [bytes.fromhex(k) for k in args.revoke]
+    data = trustlist.build(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked)
+    write_atomic(args.out, data)
+    print(json.dumps({"seq": args.seq, "issuers": [i.iss for i in issuers], "out": str(args.out)}))
+    return 0
+
+
+def cmd_trust_install(args) -> int:
+    from firmware import config
+    from firmware.trust import TrustStore
+
+    cfg = config.load(args.config)
+    store = TrustStore(cfg.device.state_dir, keys.load_root_public(cfg.trust.root_key))
+    new = store.install(Path(args.file).read_bytes(), time.time())
+    print(json.dumps({"installed_seq": new.seq, "issuers": len(new.issuers), "not_after": new.not_after}))
+    return 0
+
+
+def cmd_token_mint(args) -> int:
+    from firmware.tokens import kp1
+
+    issuer = keys.load_issuer(args.issuer)
+    token = kp1.mint(issuer, int(time.time()), ttl=args.ttl, att=args.att)
+    if args.png:
+        from firmware import render
+
+        render.write_png(args.png, render.qr_image(token))
+    print(token)
+    return 0
+
+
+def cmd_token_verify(args) -> int:
+    from firmware.tokens import kp1, trustlist
+    from firmware.tokens.verdict import Kind, Verdict
+
+    root = keys.load_root_public(args.root) if args.root else None
+    if root is None:
+        print("qrgate: note: no --root given, the trust list's own signature is not checked", file=sys.stderr)
+    try:
+        data = Path(args.trust).read_bytes()
+    except OSError as exc:
+        raise QrgateError(f"cannot read trust list {args.trust}: {exc.strerror}") from None
+    trust = trustlist.parse(data, root)
+    verifier = kp1.Verifier(lambda: trust, require=tuple(args.require), skew=args.skew)
+    seen: set[bytes] = set()  # one-time use within this run, as on a device
+    lines = (line.rstrip("\r\n") for line in sys.stdin) if args.text == "-" else [args.text]
+    for text in lines:
+        if args.text == "-" and not text.strip():
+            continue
+        verdict = verifier.verify(text.strip(), args.at if args.at is not None else time.time())
+        if verdict.kind is Kind.ACCEPTED and verdict.claims is not None:
+            if verdict.claims.cti in seen:
+                verdict = Verdict(Kind.ALREADY_CHECKED_IN, None, verdict.claims)
+            seen.add(verdict.claims.cti)
+        print(json.dumps(verdict.as_json()), flush=True)
+    return 0
+
+
+def cmd_decode(args) -> int:
+    import cv2
+
+    from firmware.scanner.decode import DECODERS
+
+    decoder = DECODERS[args.backend]()
+    status = 0
+    for name in args.files:
+        gray = cv2.imread(name, cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            print(json.dumps({"file": name, "texts": [], "error": "cannot read image"}))
+            status = 1
+            continue
+        print(json.dumps({"file": name, "texts": decoder.decode(gray)}, ensure_ascii=False))
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qrgate", description="qrgate entrance scanner firmware and tools")
+    p.add_argument("--version", action="version", version=f"qrgate {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("run", help="the daemon")
+    s.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("demo", help="the daemon on a replay camera, mock pins and a local broker")
+    s.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("decode", help="decode QR codes in image files, one JSON line per file")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--backend", choices=("zxing", "zbar"), default="zxing")
+    s.set_defaults(func=cmd_decode)
+
+    tok = sub.add_parser("token", help="mint and verify KP1 tokens").add_subparsers(dest="sub", required=True)
+    s = tok.add_parser("mint", help="a test issuer: print one KP1 token")
+    s.add_argument("--issuer", required=True, type=Path, help="issuer folder (qrgate issuer new)")
+    s.add_argument("--ttl", type=int, default=15, help="seconds of validity (1..300, default 15)")
+    s.add_argument("--att", action="append", default=[], choices=("age14", "age19", "vax"))
+    s.add_argument("--png", type=Path, help="also write the token as a QR image")
+    s.set_defaults(func=cmd_token_mint)
+    s = tok.add_parser("verify", help="verify tokens: one JSON line each")
+    s.add_argument("--trust", required=True, type=Path, help="signed trust list file")
+    s.add_argument("--root", type=Path, help="root public key (folder or PEM) to check the trust list with")
+    s.add_argument("--at", type=float, help="judge at this Unix time (default: now)")
+    s.add_argument("--require", action="append", default=[], choices=("age14", "age19", "vax"))
+    s.add_argument("--skew", type=int, default=5, help="clock skew allowed, seconds")
+    s.add_argument("text", help="a token, or - to read one per line from stdin")
+    s.set_defaults(func=cmd_token_verify)
+
+    for name, func, what in (("issuer", cmd_issuer_new, "an issuer's signing key"),
+                             ("root", cmd_root_new, "the key that signs trust lists"),
+                             ("authority", cmd_authority_new, "the health authority's HPKE key pair")):
+        s = sub.add_parser(name, help=what).add_subparsers(dest="sub", required=True).add_parser("new", help=what)
+        if name == "issuer":
+            s.add_argument("--name", required=True)
+        s.add_argument("--out", required=True, type=Path)
+        s.set_defaults(func=func)
+
+    trust = sub.add_parser("trust", help="build and install trust lists").add_subparsers(dest="sub", required=True)
+    s = trust.add_parser("build", help="a trust list signed with the root key")
+    s.add_argument("--root", required=True, type=Path)
+    s.add_argument("--issuer", required=True, action="append", type=Path)
+    s.add_argument("--seq", required=True, type=int)
+    s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX")
+    s.add_argument("--valid-days", type=int, default=30)
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=cmd_trust_build)
+    s = trust.add_parser("install", help="install a trust list on this device (refuses rollback)")
+    s.add_argument("file", type=Path)
+    s.add_argument("--config", type=Path, default=Path("/etc/qrgate/qrgate.toml"))
+    s.set_defaults(func=cmd_trust_install)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QrgateError as exc:
+        print(f"qrgate: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing or unreadable file named on the command line
+        print(f"qrgate: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,192 @@
+"""The daemon's configuration: TOML into frozen dataclasses, checked on load.
+
+Unknown keys, wrong types and out-of-range values are errors that name the file
+and the key path (`camera.fps`), so a typo never silently falls back to a
+default. Relative paths are taken relative to the file that names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from firmware.errors import ConfigError
+from firmware.tokens.kp1 import ATTRIBUTES
+
+
+def _opt(default=dataclasses.MISSING, *, choices=None, lo=None, hi=None, help=""):
+    kw = {} if default is dataclasses.MISSING else {"default": default}
+    if isinstance(default, list):
+        kw = {"default_factory": lambda: list(default)}
+    return field(**kw, metadata={"choices": choices, "lo": lo, "hi": hi, "help": help})
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    venue: str = _opt(help="venue id, part of the MQTT topic")
+    id: str = _opt(help="device id, part of the MQTT topic")
+    state_dir: Path = _opt(Path("/var/lib/qrgate"), help="store, trust list and device state")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str = _opt("picamera", choices=("picamera", "opencv", "replay"))
+    path: Path | None = _opt(None, help="replay: a video file or a folder of images")
+    index: int = _opt(0, lo=0, hi=63, help="opencv: /dev/videoN")
+    width: int = _opt(640, lo=64, hi=4096)
+    height: int = _opt(480, lo=64, hi=4096)
+    fps: float = _opt(30.0, lo=1.0, hi=240.0)
+    paced: bool = _opt(True, help="replay: deliver at fps (false: as fast as possible)")
+    loop: bool = _opt(False, help="replay: start again at the end (false: the daemon stops)")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    backend: str = _opt("zxing", choices=("zxing", "zbar"))
+    hold_s: float = _opt(1.5, lo=0.0, hi=60.0, help="a code still in view within this time is not decided again")
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    backend: str = _opt("auto", choices=("auto", "mock"), help="mock: gpiozero's MockFactory")
+    green: int = _opt(17, lo=0, hi=27)
+    red: int = _opt(27, lo=0, hi=27)
+    amber: int = _opt(22, lo=0, hi=27)
+    buzzer: int = _opt(18, lo=0, hi=27)
+    buzzer_kind: str = _opt("tonal", choices=("tonal", "active"))
+    door: int = _opt(23, lo=0, hi=27)
+    door_enabled: bool = _opt(False, help="pulse the door relay on a green answer")
+    door_pulse_s: float = _opt(1.0, lo=0.1, hi=10.0)
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    root_key: Path = _opt(help="the authority's root public key (PEM) that signs trust lists")
+    list: Path | None = _opt(None, help="a signed trust list installed at start when newer than the kept one")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every token must carry")
+    skew_s: int = _opt(5, lo=0, hi=120)
+
+
+@dataclass(frozen=True)
+class AuthorityConfig:
+    public_key: Path = _opt(help="the health authority's X25519 public key (PEM)")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = _opt(True)
+    host: str = _opt("localhost")
+    port: int = _opt(8883, lo=1, hi=65535)
+    tls: bool = _opt(True)
+    ca: Path | None = _opt(None)
+    cert: Path | None = _opt(None)
+    key: Path | None = _opt(None)
+    keepalive_s: int = _opt(30, lo=5, hi=3600)
+    window: int = _opt(16, lo=1, hi=100, help="sealed records in flight at once")
+    status_interval_s: float = _opt(30.0, lo=1.0, hi=3600.0)
+    drain_on_exit_s: float = _opt(3.0, lo=0.0, hi=60.0, help="on stop, time given to deliver what waits")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    path: Path | None = _opt(None, help="append one JSON line per decision (for a display, a harness)")
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    trust: TrustConfig
+    authority: AuthorityConfig
+    camera: CameraConfig = CameraConfig()
+    decoder: DecoderConfig = DecoderConfig()
+    gpio: GpioConfig = GpioConfig()
+    policy: PolicyConfig = PolicyConfig()
+    mqtt: MqttConfig = MqttConfig()
+    events: EventsConfig = EventsConfig()
+
+
+def _value(raw, typ, meta, where: str, base: Path):
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
+        origin = typing.get_origin(typ)
+    if typ is bool:
+        ok = isinstance(raw, bool)
+    elif typ is int:
+        ok = isinstance(raw, int) and not isinstance(raw, bool)
+    elif typ is float:
+        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        raw = float(raw) if ok else raw
+    elif typ in (str, Path):
+        ok = isinstance(raw, str) and raw != ""
+    elif origin is list:
+        ok = isinstance(raw, list) and all(isinstance(x, str) for x in raw)
+    else:  # pragma: no cover - a field type this loader does not know
+        raise TypeError(typ)
+    if not ok:
+        raise ConfigError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {raw!r}")
+    choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+    for item in raw if origin is list else [raw]:
+        if choices and item not in choices:
+            raise ConfigError(f"{where}: {item!r} is not one of {', '.join(choices)}")
+    if lo is not None and raw < lo or hi is not None and raw > hi:
+        raise ConfigError(f"{where}: {raw!r} is outside {lo}..{hi}")
+    if typ is Path:
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (base / path)
+    return raw
+
+
+def _section(cls, table, name: str, source: str, base: Path):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {name}.{key}")
+    values = {}
+    for fname, f in fields.items():
+        if fname in table:
+            values[fname] = _value(table[fname], hints[fname], f.metadata, f"{source}: {name}.{fname}", base)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing key {name}.{fname}")
+    return cls(**values)
+
+
+def from_dict(data: dict, source: str = "<config>", base: Path = Path(".")) -> Config:
+    hints = typing.get_type_hints(Config)
+    for key in data:
+        if key not in hints:
+            raise ConfigError(f"{source}: unknown section [{key}]")
+    sections = {}
+    for f in dataclasses.fields(Config):
+        if f.name in data:
+            sections[f.name] = _section(hints[f.name], data[f.name], f.name, source, base)
+        elif f.default is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing section [{f.name}]")
+    config = Config(**sections)
+    if config.camera.source == "replay" and config.camera.path is None:
+        raise ConfigError(f"{source}: camera.path is required when camera.source is 'replay'")
+    if config.mqtt.enabled and config.mqtt.tls and config.mqtt.ca is None:
+        raise ConfigError(f"{source}: mqtt.ca is required when mqtt.tls is true")
+    return config
+
+
+def load(path: Path) -> Config:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(data, str(path), path.parent.resolve())

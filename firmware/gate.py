@@ -1,0 +1,81 @@
+"""The decision at the door: verify the token, make the visit durable, choose the answer.
+
+Green comes only from here and only after the store has committed the sealed
+record (or found the token already recorded): DESIGN promise 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from firmware.errors import StorageError
+from firmware.faults import Faults
+from firmware.leds import patterns
+from firmware.leds.patterns import Pattern
+from firmware.store.buffer import SqliteRecordStore
+from firmware.store.records import Visit
+from firmware.tokens.kp1 import Verifier
+from firmware.tokens.verdict import Kind, Verdict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    verdict: Verdict | None  # None: no verdict could be given (a fault)
+    pattern: Pattern
+    fault: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.verdict.kind.value if self.verdict else "fault"
+
+    @property
+    def reason(self) -> str | None:
+        if self.verdict is None:
+            return self.fault
+        return self.verdict.reason.value if self.verdict.reason else None
+
+
+class Gate:
+    def __init__(
+        self,
+        verifier: Verifier,
+        store: SqliteRecordStore,
+        authority: X25519PublicKey,
+        venue: str,
+        device: str,
+        faults: Faults,
+        on_recorded: Callable[[], None] = lambda: None,
+    ):
+        self.verifier, self.store, self.authority = verifier, store, authority
+        self.venue, self.device = venue, device
+        self.faults = faults
+        self.on_recorded = on_recorded
+
+    def decide(self, text: str, now: float) -> Answer:
+        verdict = self.verifier.verify(text, now)
+        if verdict.kind is not Kind.ACCEPTED:
+            return Answer(verdict, patterns.for_verdict(verdict.kind))
+        claims = verdict.claims
+        assert claims is not None
+        try:
+            new = self.store.admit(
+                claims.cti,
+                seen_until=claims.exp + self.verifier.skew,
+                now=int(now),
+                make_record=lambda: Visit.of(claims, self.venue, self.device, int(now)).seal(self.authority),
+            )
+        except StorageError as exc:
+            self.faults.set("storage", str(exc))
+            return Answer(None, patterns.FAULT, "storage_failed")
+        self.faults.clear("storage")
+        if new:
+            self.on_recorded()
+        else:
+            verdict = Verdict(Kind.ALREADY_CHECKED_IN, None, claims)
+        return Answer(verdict, patterns.for_verdict(verdict.kind))

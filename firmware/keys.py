@@ -1,0 +1,149 @@
+"""Key folders made by `qrgate issuer|root|authority new`, and reading them back.
+
+An issuer folder holds `issuer.key` (Ed25519, PEM) and `issuer.json` (name, kid);
+a root folder `root.key` and `root.pub`; an authority folder `authority.key`
+(X25519, PEM) and `authority.pub`. Private keys are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from firmware.errors import KeyFileError
+
+_RAW = dict(encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
+
+
+def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
+    return key.public_bytes(**_RAW)
+
+
+def kid_of(key: Ed25519PublicKey) -> bytes:
+    """8 bytes naming a signing key: the start of SHA-256 of its raw public key."""
+    return hashlib.sha256(raw_public(key)).digest()[:8]
+
+
+def write_private(path: Path, key: Ed25519PrivateKey | X25519PrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+
+
+def write_public(path: Path, key: Ed25519PublicKey | X25519PublicKey) -> None:
+    path.write_bytes(
+        key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def _load(path: Path, loader, want: type, what: str):
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        key = loader(data)
+    except ValueError:
+        raise KeyFileError(f"{path} is not a PEM {what}") from None
+    if not isinstance(key, want):
+        raise KeyFileError(f"{path} holds a {type(key).__name__}, not a {what}")
+    return key
+
+
+def load_private(path: Path, want: type, what: str):
+    return _load(path, lambda d: serialization.load_pem_private_key(d, None), want, what)
+
+
+def load_public(path: Path, want: type, what: str):
+    return _load(path, serialization.load_pem_public_key, want, what)
+
+
+def _new_folder(out: Path, marker: str) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / marker).exists():
+        raise KeyFileError(f"{out / marker} exists already; refusing to overwrite a key")
+    return out
+
+
+@dataclass(frozen=True)
+class Issuer:
+    iss: str
+    key: Ed25519PrivateKey
+
+    @property
+    def kid(self) -> bytes:
+        return kid_of(self.key.public_key())
+
+
+def new_issuer(name: str, out: Path) -> Issuer:
+    if not name or len(name) > 64:
+        raise KeyFileError("an issuer name is 1 to 64 characters")
+    out = _new_folder(out, "issuer.key")
+    issuer = Issuer(name, Ed25519PrivateKey.generate())
+    write_private(out / "issuer.key", issuer.key)
+    (out / "issuer.json").write_text(json.dumps({"iss": name, "kid": issuer.kid.hex()}) + "\n")
+    return issuer
+
+
+def load_issuer(folder: Path) -> Issuer:
+    folder = Path(folder)
+    key = load_private(folder / "issuer.key", Ed25519PrivateKey, "Ed25519 issuer key")
+    try:
+        meta = json.loads((folder / "issuer.json").read_text())
+        name = meta["iss"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise KeyFileError(f"{folder / 'issuer.json'} is missing or has no 'iss'") from None
+    return Issuer(str(name), key)
+
+
+def new_root(out: Path) -> Ed25519PrivateKey:
+    out = _new_folder(out, "root.key")
+    key = Ed25519PrivateKey.generate()
+    write_private(out / "root.key", key)
+    write_public(out / "root.pub", key.public_key())
+    return key
+
+
+def load_root(folder: Path) -> Ed25519PrivateKey:
+    return load_private(Path(folder) / "root.key", Ed25519PrivateKey, "Ed25519 root key")
+
+
+def load_root_public(path: Path) -> Ed25519PublicKey:
+    """The root's public key, from a root folder or a PEM file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "root.pub"
+    return load_public(path, Ed25519PublicKey, "Ed25519 root public key")
+
+
+def new_authority(out: Path) -> X25519PrivateKey:
+    out = _new_folder(out, "authority.key")
+    key = X25519PrivateKey.generate()
+    write_private(out / "authority.key", key)
+    write_public(out / "authority.pub", key.public_key())
+    return key
+
+
+def load_authority_private(path: Path) -> X25519PrivateKey:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "authority.key"
+    return load_private(path, X25519PrivateKey, "X25519 authority key")
+
+
+def load_authority_public(path: Path) -> X25519PublicKey:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "authority.pub"
+    return load_public(path, X25519PublicKey, "X25519 authority public key")

@@ -1,0 +1,1 @@
+"""Camera to verdict: frame sources, decoders and the scan loop."""

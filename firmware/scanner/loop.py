@@ -1,0 +1,83 @@
+"""The scan loop: newest frame → decode in place → decide once per code → answer.
+
+One thread does it all, in order, so a frame's buffer is released only after
+its decode and the answer is shown only after the record is durable. Stale
+frames are the source's to drop; this loop never queues them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from firmware.events import Decision
+from firmware.gate import Answer, Gate
+from firmware.leds import patterns
+from firmware.leds.feedback import GpioFeedback
+from firmware.scanner.decode import Decoder
+from firmware.scanner.dedupe import Dedupe
+from firmware.scanner.frames import FrameSource
+from firmware.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+
+class ScanLoop:
+    def __init__(
+        self,
+        source: FrameSource,
+        decoder: Decoder,
+        gate: Gate,
+        feedback: GpioFeedback,
+        stats: Stats,
+        on_decision: Callable[[Decision], None],
+        hold_s: float = 1.5,
+        door: bool = False,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.source, self.decoder, self.gate, self.feedback = source, decoder, gate, feedback
+        self.stats = stats
+        self.on_decision = on_decision
+        self.dedupe = Dedupe(hold_s)
+        self.door = door
+        self.clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        for frame in self.source.frames():
+            if stop.is_set():
+                break
+            t0 = time.monotonic()
+            try:
+                texts = self.decoder.decode(frame.gray)
+            except Exception:  # a decoder bug on one frame must not stop the entrance
+                logger.exception("decoder failed on a frame")
+                texts = []
+            self.stats.decode_ms.append((time.monotonic() - t0) * 1000)
+            for text in self.dedupe.fresh(texts, frame.t):
+                self._answer(text, frame.t)
+            self.stats.frames += 1
+            self.stats.dropped = self.source.dropped
+
+    def _answer(self, text: str, frame_t: float) -> None:
+        try:
+            answer = self.gate.decide(text, self.clock())
+        except Exception:  # never crash the loop on one visitor; never green either
+            logger.exception("deciding a code failed")
+            answer = Answer(None, patterns.FAULT, "internal_error")
+        green = answer.verdict is not None and answer.verdict.green
+        self.feedback.show(answer.pattern, door=green and self.door)
+        latency = (time.monotonic() - frame_t) * 1000
+        self.stats.latency_ms.append(latency)
+        self.stats.decisions[answer.label if not answer.reason else f"{answer.label}:{answer.reason}"] += 1
+        decision = Decision(
+            verdict=answer.label,
+            reason=answer.reason,
+            iss=answer.verdict.iss if answer.verdict else None,
+            pattern=answer.pattern.name,
+            latency_ms=round(latency, 2),
+            ts=self.clock(),
+        )
+        logger.info("%s%s", decision.verdict, f" ({decision.reason})" if decision.reason else "")
+        self.on_decision(decision)

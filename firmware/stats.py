@@ -1,0 +1,47 @@
+"""Counters the loop and the uplink keep, for the status message, the demo and benchmarks."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    dropped: int = 0
+    decisions: Counter = field(default_factory=Counter)  # verdict/reason -> count
+    sealed: int = 0
+    acked: int = 0
+    refused: int = 0
+    decode_ms: deque = field(default_factory=lambda: deque(maxlen=256))
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
+    last_delivery: float | None = None  # wall clock
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def fps(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def latency(self) -> dict:
+        values = list(self.latency_ms)
+        return {
+            "median": round(statistics.median(values), 2) if values else None,
+            "p95": round(percentile(values, 95), 2) if values else None,
+        }

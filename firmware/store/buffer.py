@@ -1,0 +1,124 @@
+"""The sealed store on the SD card: the only outbox, and the one-time-use memory.
+
+SQLite in WAL mode with synchronous=FULL, so a commit that returns is on the
+card; `admit` returns only then, which is what lets the loop light green
+(DESIGN promise 1). The record and the keyed hash of its token id are written in
+one transaction: a visit is never recorded without its token being marked seen,
+nor the other way round. One connection, serialised by a lock, is shared by the
+scan loop and the uplink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable
+
+from firmware.errors import StorageError
+from firmware.store.records import SealedRecord
+
+logger = logging.getLogger(__name__)
+
+RETENTION_S = 28 * 86400
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (rid BLOB PRIMARY KEY, ts INTEGER NOT NULL, wire BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
+CREATE TABLE IF NOT EXISTS seen (h BLOB PRIMARY KEY, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+"""
+
+
+class SqliteRecordStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            # Deleted records are overwritten with zeros, not left readable in free pages.
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._db.executescript(_SCHEMA)
+            self._seen_key = self._device_secret()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the store {self.path}: {exc}") from None
+
+    def _device_secret(self) -> bytes:
+        """A device-local key for hashing token ids: the card keeps no token id in clear."""
+        row = self._db.execute("SELECT v FROM meta WHERE k = 'seen_key'").fetchone()
+        if row:
+            return row[0]
+        key = os.urandom(32)
+        self._db.execute("INSERT INTO meta (k, v) VALUES ('seen_key', ?)", (key,))
+        return key
+
+    def seen_hash(self, cti: bytes) -> bytes:
+        return hmac.new(self._seen_key, cti, hashlib.sha256).digest()[:16]
+
+    def admit(self, cti: bytes, seen_until: int, now: int, make_record: Callable[[], SealedRecord]) -> bool:
+        """Record a visit unless its token was already seen and still in its window.
+
+        Returns True for a new visit, False for "already checked in"; either way
+        only once what it answers is durable. Raises StorageError if it cannot be.
+        """
+        h = self.seen_hash(cti)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT expires FROM seen WHERE h = ?", (h,)).fetchone()
+                if row and row[0] >= now:
+                    self._db.execute("COMMIT")
+                    return False
+                record = make_record()
+                self._db.execute("INSERT OR REPLACE INTO seen (h, expires) VALUES (?, ?)", (h, seen_until))
+                self._db.execute(
+                    "INSERT INTO records (rid, ts, wire) VALUES (?, ?, ?)", (record.rid, record.ts, record.wire())
+                )
+                self._db.execute("COMMIT")
+                return True
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError(f"cannot store the visit: {exc}") from None
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("rollback failed")
+
+    def oldest(self, limit: int, skip: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+        """The oldest records as (rid, wire), leaving out those in `skip` (already in flight)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rid, wire FROM records ORDER BY ts, rowid LIMIT ?", (limit + len(skip),)
+            ).fetchall()
+        return [(rid, wire) for rid, wire in rows if rid not in skip][:limit]
+
+    def delete(self, rid: bytes) -> None:
+        """A delivered record leaves the card."""
+        with self._lock:
+            self._db.execute("DELETE FROM records WHERE rid = ?", (rid,))
+
+    def purge(self, now: int) -> int:
+        """Drop records older than 28 days (delivered or not) and seen hashes past their window."""
+        with self._lock:
+            n = self._db.execute("DELETE FROM records WHERE ts < ?", (now - RETENTION_S,)).rowcount
+            self._db.execute("DELETE FROM seen WHERE expires < ?", (now,))
+        return n
+
+    def depth(self) -> tuple[int, int | None]:
+        """How many records wait, and the timestamp of the oldest."""
+        with self._lock:
+            count, oldest = self._db.execute("SELECT count(*), min(ts) FROM records").fetchone()
+        return count, oldest
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

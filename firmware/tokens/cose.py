@@ -1,0 +1,92 @@
+"""COSE_Sign1 (RFC 9052) with Ed25519, the envelope of KP1 tokens and trust lists.
+
+Built on cbor2; parsing is strict enough that any structural surprise is a
+`CoseError`, which callers turn into the `malformed` rejection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+COSE_SIGN1_TAG = 18
+HDR_ALG = 1
+HDR_KID = 4
+ALG_EDDSA = -8
+
+
+class CoseError(ValueError):
+    """The bytes are not a well-formed COSE_Sign1 of the kind qrgate accepts."""
+
+
+def is_array(obj: object) -> bool:
+    # cbor2 decodes arrays inside a tag as tuples and maps as frozendicts.
+    return isinstance(obj, (list, tuple))
+
+
+def is_map(obj: object) -> bool:
+    return isinstance(obj, Mapping)
+
+
+@dataclass(frozen=True)
+class Sign1:
+    protected: bytes  # the serialized protected header, signed as is
+    alg: int
+    kid: bytes
+    payload: bytes
+    signature: bytes
+
+    def sig_structure(self) -> bytes:
+        return cbor2.dumps(["Signature1", self.protected, b"", self.payload])
+
+    def verify(self, key: Ed25519PublicKey) -> bool:
+        if self.alg != ALG_EDDSA:
+            return False
+        try:
+            key.verify(self.signature, self.sig_structure())
+        except InvalidSignature:
+            return False
+        return True
+
+
+def strict_loads(data: bytes) -> object:
+    """cbor2.loads without indefinite lengths, duplicate keys or trailing bytes."""
+    try:
+        return cbor2.loads(data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=16)
+    except Exception as exc:  # cbor2 raises several types (and ValueError/TypeError) on junk
+        raise CoseError(f"bad CBOR: {type(exc).__name__}") from None
+
+
+def sign1(payload: bytes, key: Ed25519PrivateKey, kid: bytes) -> bytes:
+    protected = cbor2.dumps({HDR_ALG: ALG_EDDSA, HDR_KID: kid})
+    to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
+    signature = key.sign(to_sign)
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]))
+
+
+def parse_sign1(data: bytes) -> Sign1:
+    """Parse a tagged COSE_Sign1; the algorithm and kid come from the protected header only."""
+    obj = strict_loads(data)
+    if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:
+        raise CoseError("not a COSE_Sign1 tag")
+    body = obj.value
+    if not is_array(body) or len(body) != 4:
+        raise CoseError("COSE_Sign1 must have four elements")
+    protected, unprotected, payload, signature = body
+    if not all(isinstance(x, bytes) for x in (protected, payload, signature)):
+        raise CoseError("COSE_Sign1 element of the wrong type")
+    if not is_map(unprotected):
+        raise CoseError("unprotected header is not a map")
+    header = strict_loads(protected)
+    if not is_map(header):
+        raise CoseError("protected header is not a map")
+    alg, kid = header.get(HDR_ALG), header.get(HDR_KID)
+    if not isinstance(alg, int) or isinstance(alg, bool):
+        raise CoseError("no algorithm in the protected header")
+    if not isinstance(kid, bytes):
+        raise CoseError("no kid in the protected header")
+    return Sign1(protected, alg, kid, payload, signature)

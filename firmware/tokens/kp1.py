@@ -1,0 +1,129 @@
+"""KP1 one-time entry tokens: `KP1:` + base45(COSE_Sign1(Ed25519, CWT claims)).
+
+`mint` is the test issuer; `Verifier.verify` is what the door runs. Verify is
+pure (it is given `now`) and returns a Verdict for every input: anything that
+does not parse at some layer is `malformed`, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import base45
+import cbor2
+
+from firmware.keys import Issuer
+from firmware.tokens import cose
+from firmware.tokens.trustlist import TrustList
+from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
+
+PREFIX = "KP1:"
+MAX_TEXT = 1024
+MAX_WINDOW = 300  # exp - iat never over 300 s
+DEFAULT_TTL = 15
+ATTRIBUTES = ("age14", "age19", "vax")
+
+CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_CTI, CLAIM_ATT = 1, 4, 6, 7, -70001
+
+
+def mint(
+    issuer: Issuer,
+    now: int,
+    ttl: int = DEFAULT_TTL,
+    att: Iterable[str] = (),
+    cti: bytes | None = None,
+    kid: bytes | None = None,
+) -> str:
+    """Issue one token, as an issuer app would show it on a phone.
+
+    `kid` overrides the key's own kid: that is how tests and the demo forge a
+    token claiming a trusted issuer.
+    """
+    if not 0 < ttl <= MAX_WINDOW:
+        raise ValueError(f"ttl must be 1..{MAX_WINDOW} seconds")
+    claims: dict = {
+        CLAIM_ISS: issuer.iss,
+        CLAIM_IAT: now,
+        CLAIM_EXP: now + ttl,
+        CLAIM_CTI: cti if cti is not None else os.urandom(16),
+    }
+    att = list(att)
+    if att:
+        claims[CLAIM_ATT] = att
+    signed = cose.sign1(cbor2.dumps(claims), issuer.key, kid or issuer.kid)
+    return PREFIX + base45.b45encode(signed).decode("ascii")
+
+
+def _time(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 40:
+        raise cose.CoseError("time claim is not a sane integer")
+    return value
+
+
+def parse_claims(payload: bytes) -> Claims:
+    body = cose.strict_loads(payload)
+    if not cose.is_map(body):
+        raise cose.CoseError("claims are not a map")
+    iss, cti, att = body.get(CLAIM_ISS), body.get(CLAIM_CTI), body.get(CLAIM_ATT, [])
+    if not isinstance(iss, str) or not 0 < len(iss) <= 64:
+        raise cose.CoseError("iss is not a short text")
+    if not (isinstance(cti, bytes) and len(cti) == 16):
+        raise cose.CoseError("cti is not 16 bytes")
+    if not (cose.is_array(att) and len(att) <= 16 and all(isinstance(a, str) for a in att)):
+        raise cose.CoseError("att is not a list of strings")
+    iat, exp = _time(body.get(CLAIM_IAT)), _time(body.get(CLAIM_EXP))
+    if not 0 <= exp - iat <= MAX_WINDOW:
+        raise cose.CoseError("validity window is negative or over 300 s")
+    return Claims(iss=iss, iat=iat, exp=exp, cti=cti, att=tuple(att))
+
+
+@dataclass
+class Verifier:
+    """Checks KP1 tokens against the trust list in force and the venue's policy."""
+
+    trust: Callable[[], TrustList | None]
+    require: tuple[str, ...] = ()
+    skew: int = 5
+    # Optional knowledge of tokens accepted at other devices (None: not known here).
+    used_elsewhere: Callable[[bytes], bool] | None = None
+
+    def verify(self, text: str, now: float) -> Verdict:
+        try:
+            return self._verify(text, now)
+        except cose.CoseError:
+            return rejected(Reason.MALFORMED)
+
+    def _verify(self, text: str, now: float) -> Verdict:
+        if not isinstance(text, str) or len(text) > MAX_TEXT or not text.startswith(PREFIX):
+            return rejected(Reason.MALFORMED)
+        try:
+            signed = base45.b45decode(text[len(PREFIX) :])
+        except (ValueError, KeyError, TypeError, IndexError):
+            return rejected(Reason.MALFORMED)
+        envelope = cose.parse_sign1(signed)
+        if envelope.alg != cose.ALG_EDDSA or len(envelope.kid) != 8:
+            return rejected(Reason.MALFORMED)
+        trust = self.trust()
+        if trust is None:
+            return rejected(Reason.UNKNOWN_ISSUER)
+        if envelope.kid in trust.revoked:
+            return rejected(Reason.REVOKED_ISSUER)
+        issuer = trust.issuers.get(envelope.kid)
+        if issuer is None or not issuer.not_before <= now <= issuer.not_after:
+            return rejected(Reason.UNKNOWN_ISSUER)
+        if not envelope.verify(issuer.key):
+            return rejected(Reason.BAD_SIGNATURE)
+        claims = parse_claims(envelope.payload)
+        if claims.iss != issuer.iss:
+            return rejected(Reason.UNKNOWN_ISSUER)
+        if now < claims.iat - self.skew:
+            return rejected(Reason.NOT_YET_VALID, claims)
+        if now > claims.exp + self.skew:
+            return rejected(Reason.EXPIRED, claims)
+        if any(a not in claims.att for a in self.require):
+            return rejected(Reason.MISSING_ATTRIBUTE, claims)
+        if self.used_elsewhere is not None and self.used_elsewhere(claims.cti):
+            return rejected(Reason.REPLAYED_ELSEWHERE, claims)
+        return Verdict(Kind.ACCEPTED, None, claims)

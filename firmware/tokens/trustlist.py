@@ -1,0 +1,134 @@
+"""The signed trust list: which issuer keys the device believes, and which are revoked.
+
+A COSE_Sign1 (Ed25519) signed by the authority's root key, with the CBOR payload
+of DESIGN.md. Parsing checks the signature against the root key and the shape
+of every field; the caller decides about seq (no rollback) and expiry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from firmware.errors import TrustListError
+from firmware.keys import Issuer, kid_of, raw_public
+from firmware.tokens import cose
+
+MAX_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class IssuerKey:
+    kid: bytes
+    iss: str
+    alg: str
+    key: Ed25519PublicKey
+    not_before: int
+    not_after: int
+
+
+@dataclass(frozen=True)
+class TrustList:
+    seq: int
+    issued_at: int
+    not_after: int
+    issuers: dict[bytes, IssuerKey]
+    revoked: frozenset[bytes] = frozenset()
+    dsc: tuple[bytes, ...] = ()
+    raw: bytes = field(default=b"", repr=False)  # the signed bytes, as kept on disk
+
+    def expired(self, now: float) -> bool:
+        return now > self.not_after
+
+
+def build(
+    root: Ed25519PrivateKey,
+    issuers: Iterable[Issuer],
+    seq: int,
+    issued_at: int,
+    valid_days: int = 30,
+    revoked: Iterable[bytes] = (),
+    issuer_valid_days: int = 365,
+) -> bytes:
+    if seq < 0:
+        raise TrustListError("seq must not be negative")
+    payload = {
+        "seq": seq,
+        "issued_at": issued_at,
+        "not_after": issued_at + valid_days * 86400,
+        "issuers": [
+            {
+                "kid": i.kid,
+                "iss": i.iss,
+                "alg": "EdDSA",
+                "key": raw_public(i.key.public_key()),
+                "not_before": issued_at - 86400,
+                "not_after": issued_at + issuer_valid_days * 86400,
+            }
+            for i in issuers
+        ],
+        "revoked": list(revoked),
+        "dsc": [],
+    }
+    return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))
+
+
+def _int(obj: Mapping, name: str) -> int:
+    value = obj.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 40:
+        raise TrustListError(f"trust list field {name!r} is not a valid integer")
+    return value
+
+
+def _issuer(entry: object) -> IssuerKey:
+    if not cose.is_map(entry):
+        raise TrustListError("trust list issuer entry is not a map")
+    kid, iss, alg, key = (entry.get(k) for k in ("kid", "iss", "alg", "key"))
+    if not (isinstance(kid, bytes) and len(kid) == 8):
+        raise TrustListError("trust list issuer kid is not 8 bytes")
+    if not isinstance(iss, str) or alg != "EdDSA" or not (isinstance(key, bytes) and len(key) == 32):
+        raise TrustListError("trust list issuer entry has a bad iss, alg or key")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(key)
+    except ValueError:
+        raise TrustListError("trust list issuer key is not an Ed25519 key") from None
+    return IssuerKey(kid, iss, alg, public, _int(entry, "not_before"), _int(entry, "not_after"))
+
+
+def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
+    """Verify and parse a signed trust list. `root=None` skips the signature (a technician's look)."""
+    if len(data) > MAX_BYTES:
+        raise TrustListError("trust list is larger than 1 MiB")
+    try:
+        envelope = cose.parse_sign1(data)
+    except cose.CoseError as exc:
+        raise TrustListError(f"trust list is not a COSE_Sign1: {exc}") from None
+    if root is not None:
+        if envelope.kid != kid_of(root):
+            raise TrustListError("trust list is signed by a different root key")
+        if not envelope.verify(root):
+            raise TrustListError("trust list signature does not verify")
+    try:
+        body = cose.strict_loads(envelope.payload)
+    except cose.CoseError as exc:
+        raise TrustListError(f"trust list payload: {exc}") from None
+    if not cose.is_map(body):
+        raise TrustListError("trust list payload is not a map")
+    issuers_raw, revoked_raw, dsc_raw = (body.get(k, []) for k in ("issuers", "revoked", "dsc"))
+    if not all(cose.is_array(x) for x in (issuers_raw, revoked_raw, dsc_raw)):
+        raise TrustListError("trust list issuers, revoked and dsc must be lists")
+    if not all(isinstance(k, bytes) for k in (*revoked_raw, *dsc_raw)):
+        raise TrustListError("trust list revoked kids and dsc must be byte strings")
+    issuers = {entry.kid: entry for entry in map(_issuer, issuers_raw)}
+    return TrustList(
+        seq=_int(body, "seq"),
+        issued_at=_int(body, "issued_at"),
+        not_after=_int(body, "not_after"),
+        issuers=issuers,
+        revoked=frozenset(revoked_raw),
+        dsc=tuple(dsc_raw),
+        raw=data,
+    )

@@ -1,0 +1,66 @@
+"""The trust list in force on this device: kept in the state folder, replaced only by a newer signed one.
+
+Installing refuses, with a reason and keeping the old list: a bad signature, a
+different root, a seq not strictly higher (no rollback), a list past not_after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from firmware.errors import TrustListError
+from firmware.store.statefiles import write_atomic
+from firmware.tokens import trustlist
+from firmware.tokens.trustlist import TrustList
+
+logger = logging.getLogger(__name__)
+
+FILENAME = "trustlist.cose"
+
+
+class TrustStore:
+    def __init__(self, state_dir: Path, root: Ed25519PublicKey):
+        self.path = Path(state_dir) / FILENAME
+        self.root = root
+        self._lock = threading.Lock()
+        self._current: TrustList | None = None
+        if self.path.exists():
+            try:
+                self._current = trustlist.parse(self.path.read_bytes(), root)
+            except (OSError, TrustListError) as exc:
+                logger.error("kept trust list %s is unusable: %s", self.path, exc)
+
+    def current(self) -> TrustList | None:
+        return self._current
+
+    def install(self, data: bytes, now: float) -> TrustList:
+        new = trustlist.parse(data, self.root)
+        with self._lock:
+            old = self._current
+            if old is not None and new.raw == old.raw:
+                return old  # the same list again (a retained message redelivered)
+            if new.expired(now):
+                raise TrustListError(f"trust list seq {new.seq} is past its not_after")
+            if old is not None and new.seq <= old.seq:
+                raise TrustListError(f"trust list seq {new.seq} is not higher than the installed seq {old.seq}")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                write_atomic(self.path, data)
+            except OSError as exc:
+                raise TrustListError(f"cannot write {self.path}: {exc.strerror}") from None
+            self._current = new
+        logger.info("trust list seq %d installed (%d issuers, %d revoked)", new.seq, len(new.issuers), len(new.revoked))
+        return new
+
+    def offer(self, data: bytes, now: float) -> bool:
+        """Install if acceptable; a refusal is logged, not raised (a list arriving over MQTT)."""
+        try:
+            self.install(data, now)
+            return True
+        except TrustListError as exc:
+            logger.warning("trust list refused: %s", exc)
+            return False

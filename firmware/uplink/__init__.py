@@ -1,0 +1,1 @@
+"""MQTT v5 to the custodian's broker: sealed visits out, the trust list in."""

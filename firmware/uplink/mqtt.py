@@ -1,0 +1,140 @@
+"""A paho-mqtt 2.x client speaking MQTT v5, with per-message acknowledgement callbacks.
+
+v5 because under 3.1.1 a broker that refuses a publish by ACL still acknowledges
+it; here a PUBACK's reason code reaches the caller, who deletes a record only
+on success. paho reconnects by itself (connect_async + loop_start) with its
+exponential reconnect delay; this class only reports the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+logger = logging.getLogger(__name__)
+
+AckCallback = Callable[[bool, str], None]  # (success, reason code name)
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class Will:
+    topic: str
+    payload: bytes
+
+
+class MqttUplink:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        tls: Tls | None = None,
+        will: Will | None = None,
+        keepalive: int = 30,
+        max_inflight: int = 20,
+        subscriptions: dict[str, Callable[[bytes], None]] | None = None,
+        on_connected: Callable[[], None] = lambda: None,
+        on_state: Callable[[bool, str], None] = lambda up, why: None,
+    ):
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.connected = threading.Event()
+        self._subscriptions = subscriptions or {}
+        self._on_connected, self._on_state = on_connected, on_state
+        self._acks: dict[int, AckCallback | None] = {}
+        self._early: dict[int, tuple[bool, str]] = {}  # PUBACKs that beat publish() returning
+        self._lock = threading.Lock()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if tls is not None:
+            c.tls_set(
+                ca_certs=str(tls.ca),
+                certfile=str(tls.cert) if tls.cert else None,
+                keyfile=str(tls.key) if tls.key else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if will is not None:
+            c.will_set(will.topic, will.payload, qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=1, max_delay=60)
+        c.max_inflight_messages_set(max_inflight)
+        c.on_connect, c.on_disconnect = self._connected, self._disconnected
+        c.on_publish, c.on_message = self._published, self._message
+        self._client = c
+
+    def start(self) -> None:
+        self._client.connect_async(self.host, self.port, self.keepalive)
+        self._client.loop_start()
+
+    def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
+        """Disconnect, first publishing `final` (topic, payload) retained if connected."""
+        if final is not None and self.connected.is_set():
+            info = self._client.publish(final[0], final[1], qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass  # the connection went meanwhile; the last will says offline instead
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                on_ack: AckCallback | None = None) -> bool:
+        """Hand a message to paho; False when it cannot take it now (not connected)."""
+        if not self.connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        if qos == 0:
+            return True
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._acks[info.mid] = on_ack
+        if early is not None and on_ack is not None:
+            on_ack(*early)
+        return True
+
+    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._on_state(False, f"broker refused the connection: {reason_code}")
+            return
+        self.connected.set()
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        self._on_state(True, "connected")
+        self._on_connected()
+
+    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        self._on_state(False, f"disconnected: {reason_code}")
+
+    def _published(self, client, userdata, mid, reason_code, properties) -> None:
+        ok = not reason_code.is_failure
+        with self._lock:
+            if mid in self._acks:
+                callback = self._acks.pop(mid)
+            else:
+                self._early[mid] = (ok, str(reason_code))
+                return
+        if callback is not None:
+            callback(ok, str(reason_code))
+
+    def _message(self, client, userdata, message) -> None:
+        handler = self._subscriptions.get(message.topic)
+        if handler is not None:
+            try:
+                handler(message.payload)
+            except Exception:
+                logger.exception("handling a message on %s failed", message.topic)

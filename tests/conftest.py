@@ -1,0 +1,131 @@
+"""Fixtures shared by the suite: a world of keys made from nothing, mock pins, a real Mosquitto."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from firmware import keys, render
+from firmware.broker import Mosquitto
+from firmware.tokens import kp1, trustlist
+
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class World:
+    """Two trusted issuers, a rogue key, the root, the authority and a signed trust list (seq 1)."""
+
+    dir: Path
+    naver: keys.Issuer
+    kakao: keys.Issuer
+    rogue: keys.Issuer
+    root_dir: Path
+    authority_dir: Path
+    trust_file: Path
+
+    def mint(self, issuer: keys.Issuer | None = None, at: float | None = None, **kw) -> str:
+        return kp1.mint(issuer or self.naver, int(at if at is not None else time.time()), **kw)
+
+    def forge(self, at: float | None = None) -> str:
+        """Signed by the rogue key under naver's kid."""
+        return kp1.mint(self.rogue, int(at if at is not None else time.time()), kid=self.naver.kid)
+
+    def config_toml(self, state: Path, frames: Path, mqtt_port: int | None = None, **sections: str) -> str:
+        mqtt = f"host = \"127.0.0.1\"\nport = {mqtt_port}\ntls = false\n" if mqtt_port else "enabled = false\n"
+        text = f"""
+[device]
+venue = "cafe-1"
+id = "door-1"
+state_dir = "{state}"
+[camera]
+source = "replay"
+path = "{frames}"
+fps = 30.0
+[gpio]
+backend = "mock"
+[trust]
+root_key = "{self.root_dir / 'root.pub'}"
+list = "{self.trust_file}"
+[authority]
+public_key = "{self.authority_dir / 'authority.pub'}"
+[mqtt]
+{mqtt}"""
+        for name, body in sections.items():  # extra keys, into the section or a new one
+            header = f"[{name}]\n"
+            text = text.replace(header, header + body + "\n", 1) if header in text else text + header + body + "\n"
+        return text
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    d = tmp_path / "world"
+    naver = keys.new_issuer("naver", d / "naver")
+    kakao = keys.new_issuer("kakao", d / "kakao")
+    rogue = keys.new_issuer("rogue", d / "rogue")
+    root = keys.new_root(d / "root")
+    keys.new_authority(d / "authority")
+    trust_file = d / "trustlist.cose"
+    trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time())))
+    return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file)
+
+
+def write_frames(folder: Path, tokens: list[str], code_frames: int = 4, gap_frames: int = 3) -> Path:
+    """A replay camera folder: each token as a phone held up for a few frames, empty frames between."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    bg = render.background()
+    n = 0
+    for token in [None, *tokens]:
+        if token is not None:
+            phone = render.phone_screen(token)
+            for _ in range(code_frames):
+                render.write_png(folder / f"{n:05d}.png", render.scene(phone, rng, angle=rng.uniform(-5, 5), bg=bg))
+                n += 1
+        for _ in range(gap_frames):
+            render.write_png(folder / f"{n:05d}.png", render.scene(None, rng, bg=bg))
+            n += 1
+    return folder
+
+
+class RecordingPin(MockPWMPin):
+    """A mock PWM pin that also logs (pin, state) and (pin, "Hz", frequency) in one shared, ordered list."""
+
+    log: list = []
+
+    def _change_state(self, value):
+        changed = super()._change_state(value)
+        if changed:
+            self.log.append((self.info.name, value))
+        return changed
+
+    def _set_frequency(self, value):
+        if value is not None:
+            self.log.append((self.info.name, "Hz", value))
+        super()._set_frequency(value)
+
+
+@pytest.fixture
+def pins():
+    """gpiozero's MockFactory; `pins.log` lists every output change in order, by pin name (GPIO17…)."""
+    RecordingPin.log = []
+    factory = MockFactory(pin_class=RecordingPin)
+    factory.log = RecordingPin.log
+    yield factory
+    factory.reset()
+
+
+def changes(log: list, pin: str) -> list:
+    """The states a pin went through, in order (initial state excluded)."""
+    return [entry[1] for entry in log if entry[0] == pin and len(entry) == 2]
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    with Mosquitto(tmp_path / "mosquitto") as b:
+        yield b

@@ -20,6 +20,9 @@ def cmd_run(args) -> int:
 
     setup_logging(args.verbose, daemon=True)
     cfg = config.load(args.config)
+    if args.check:
+        print(f"{args.config}: ok")
+        return 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -141,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="the daemon")
     s.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    s.add_argument("--check", action="store_true", help="only load and check the configuration")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("demo", help="the daemon on a replay camera, mock pins and a local broker")

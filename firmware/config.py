@@ -8,6 +8,8 @@ default. Relative paths are taken relative to the file that names them.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 import types
 import typing
@@ -18,17 +20,21 @@ from firmware.errors import ConfigError
 from firmware.tokens.kp1 import ATTRIBUTES
 
 
-def _opt(default=dataclasses.MISSING, *, choices=None, lo=None, hi=None, help=""):
+def _opt(default=dataclasses.MISSING, *, choices=None, lo=None, hi=None, pattern=None, help=""):
     kw = {} if default is dataclasses.MISSING else {"default": default}
     if isinstance(default, list):
         kw = {"default_factory": lambda: list(default)}
-    return field(**kw, metadata={"choices": choices, "lo": lo, "hi": hi, "help": help})
+    return field(**kw, metadata={"choices": choices, "lo": lo, "hi": hi, "pattern": pattern, "help": help})
+
+
+# A venue or device id is one MQTT topic level: no '/', '+', '#' and nothing odd.
+TOPIC_LEVEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    venue: str = _opt(help="venue id, part of the MQTT topic")
-    id: str = _opt(help="device id, part of the MQTT topic")
+    venue: str = _opt(pattern=TOPIC_LEVEL, help="venue id, part of the MQTT topic")
+    id: str = _opt(pattern=TOPIC_LEVEL, help="device id, part of the MQTT topic")
     state_dir: Path = _opt(Path("/var/lib/qrgate"), help="store, trust list and device state")
 
 
@@ -133,6 +139,11 @@ def _value(raw, typ, meta, where: str, base: Path):
         raise TypeError(typ)
     if not ok:
         raise ConfigError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {raw!r}")
+    if isinstance(raw, float) and math.isnan(raw):
+        raise ConfigError(f"{where}: nan is not a number")
+    pattern = meta.get("pattern")
+    if pattern is not None and not pattern.fullmatch(raw):
+        raise ConfigError(f"{where}: {raw!r} must be 1-64 letters, digits, '.', '_' or '-'")
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     for item in raw if origin is list else [raw]:
         if choices and item not in choices:

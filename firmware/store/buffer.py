@@ -85,6 +85,9 @@ class SqliteRecordStore:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageError(f"cannot store the visit: {exc}") from None
+            except BaseException:  # sealing failed: never leave the write transaction open
+                self._rollback()
+                raise
 
     def _rollback(self) -> None:
         try:
@@ -104,14 +107,20 @@ class SqliteRecordStore:
     def delete(self, rid: bytes) -> None:
         """A delivered record leaves the card."""
         with self._lock:
-            self._db.execute("DELETE FROM records WHERE rid = ?", (rid,))
+            self._write("DELETE FROM records WHERE rid = ?", (rid,))
 
     def purge(self, now: int) -> int:
         """Drop records older than 28 days (delivered or not) and seen hashes past their window."""
         with self._lock:
-            n = self._db.execute("DELETE FROM records WHERE ts < ?", (now - RETENTION_S,)).rowcount
-            self._db.execute("DELETE FROM seen WHERE expires < ?", (now,))
+            n = self._write("DELETE FROM records WHERE ts < ?", (now - RETENTION_S,))
+            self._write("DELETE FROM seen WHERE expires < ?", (now,))
         return n
+
+    def _write(self, sql: str, params: tuple) -> int:
+        try:
+            return self._db.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot update the store: {exc}") from None
 
     def depth(self) -> tuple[int, int | None]:
         """How many records wait, and the timestamp of the oldest."""

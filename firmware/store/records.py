@@ -68,9 +68,21 @@ class SealedRecord:
         if not (isinstance(obj, list) and len(obj) == 6 and obj[0] == WIRE_VERSION):
             raise ValueError("not a version 1 sealed visit record")
         _, rid, venue, device, ts, enc_and_ct = obj
+        types = (bytes, str, str, int, bytes)
+        if not all(isinstance(v, t) for v, t in zip((rid, venue, device, ts, enc_and_ct), types)):
+            raise ValueError("a sealed visit record field has the wrong type")
         return cls(rid, venue, device, ts, enc_and_ct)
 
     def open(self, authority: X25519PrivateKey) -> dict:
-        """The authority's side: the plaintext record as a dict."""
+        """The authority's side: the plaintext record as a dict.
+
+        The aad concatenates rid, venue and device without lengths (DESIGN.md), so
+        the clear envelope is also compared with the sealed copy: a relabelled
+        record (another venue, device, rid or time) is refused.
+        """
         aad = seal.aad_for(self.rid, self.venue, self.device)
-        return cbor2.loads(seal.open_sealed(self.enc_and_ct, authority, aad))
+        plain = cbor2.loads(seal.open_sealed(self.enc_and_ct, authority, aad))
+        envelope = (self.rid, self.venue, self.device, self.ts)
+        if tuple(plain.get(k) for k in ("rid", "venue", "device", "ts")) != envelope:
+            raise ValueError("the clear envelope does not match the sealed record")
+        return plain

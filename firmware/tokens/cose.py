@@ -6,6 +6,7 @@ Built on cbor2; parsing is strict enough that any structural surprise is a
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -55,10 +56,14 @@ class Sign1:
 
 def strict_loads(data: bytes) -> object:
     """cbor2.loads without indefinite lengths, duplicate keys or trailing bytes."""
+    stream = io.BytesIO(data)
     try:
-        return cbor2.loads(data, allow_indefinite=False, allow_duplicate_keys=False, max_depth=16)
+        obj = cbor2.CBORDecoder(stream, allow_indefinite=False, allow_duplicate_keys=False, max_depth=16).decode()
     except Exception as exc:  # cbor2 raises several types (and ValueError/TypeError) on junk
         raise CoseError(f"bad CBOR: {type(exc).__name__}") from None
+    if stream.tell() != len(data):
+        raise CoseError("trailing bytes after the CBOR item")
+    return obj
 
 
 def sign1(payload: bytes, key: Ed25519PrivateKey, kid: bytes) -> bytes:

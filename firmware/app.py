@@ -152,10 +152,14 @@ def run(
             uplink.start()
             _background("drain", lambda: drain.run(drain_stop), failed, stop)
 
+        def recorded() -> None:
+            stats.add("sealed")
+            if drain is not None:
+                drain.wake()
+
         gate = Gate(
             Verifier(trust.current, tuple(config.policy.require), config.policy.skew_s),
-            store, authority, dev.venue, dev.id, faults,
-            on_recorded=lambda: (stats.add("sealed"), drain.wake() if drain else None),
+            store, authority, dev.venue, dev.id, faults, on_recorded=recorded,
         )
         _background("housekeeping", housekeeping, failed, stop)
 

@@ -107,43 +107,39 @@ def load_issuer(folder: Path) -> Issuer:
     return Issuer(str(name), key)
 
 
-def new_root(out: Path) -> Ed25519PrivateKey:
-    out = _new_folder(out, "root.key")
-    key = Ed25519PrivateKey.generate()
-    write_private(out / "root.key", key)
-    write_public(out / "root.pub", key.public_key())
+def _new_pair(out: Path, name: str, key):
+    """A folder with `name`.key (0600) and `name`.pub."""
+    out = _new_folder(out, f"{name}.key")
+    write_private(out / f"{name}.key", key)
+    write_public(out / f"{name}.pub", key.public_key())
     return key
+
+
+def _in_folder(path: Path, filename: str) -> Path:
+    """A key is named by its file or by the folder `qrgate … new` made for it."""
+    path = Path(path)
+    return path / filename if path.is_dir() else path
+
+
+def new_root(out: Path) -> Ed25519PrivateKey:
+    return _new_pair(out, "root", Ed25519PrivateKey.generate())
 
 
 def load_root(folder: Path) -> Ed25519PrivateKey:
-    return load_private(Path(folder) / "root.key", Ed25519PrivateKey, "Ed25519 root key")
+    return load_private(_in_folder(folder, "root.key"), Ed25519PrivateKey, "Ed25519 root key")
 
 
 def load_root_public(path: Path) -> Ed25519PublicKey:
-    """The root's public key, from a root folder or a PEM file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "root.pub"
-    return load_public(path, Ed25519PublicKey, "Ed25519 root public key")
+    return load_public(_in_folder(path, "root.pub"), Ed25519PublicKey, "Ed25519 root public key")
 
 
 def new_authority(out: Path) -> X25519PrivateKey:
-    out = _new_folder(out, "authority.key")
-    key = X25519PrivateKey.generate()
-    write_private(out / "authority.key", key)
-    write_public(out / "authority.pub", key.public_key())
-    return key
+    return _new_pair(out, "authority", X25519PrivateKey.generate())
 
 
 def load_authority_private(path: Path) -> X25519PrivateKey:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "authority.key"
-    return load_private(path, X25519PrivateKey, "X25519 authority key")
+    return load_private(_in_folder(path, "authority.key"), X25519PrivateKey, "X25519 authority key")
 
 
 def load_authority_public(path: Path) -> X25519PublicKey:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "authority.pub"
-    return load_public(path, X25519PublicKey, "X25519 authority public key")
+    return load_public(_in_folder(path, "authority.pub"), X25519PublicKey, "X25519 authority public key")

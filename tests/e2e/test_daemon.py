@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -78,7 +79,9 @@ def store_rows(cfg: config.Config) -> int:
 def test_visitors_get_their_answers_on_the_pins_in_order(tmp_path, world, pins, caplog):
     first, forged = world.mint(), world.forge()
     frames = write_frames(tmp_path / "frames", [first, forged, first])
-    cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, decoder="hold_s = 0.2"))
+    events = tmp_path / "events.jsonl"
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, decoder="hold_s = 0.2",
+                                           events=f'path = "{events}"'))
     decisions = []
     with caplog.at_level(logging.DEBUG):
         stats = app.run(cfg, on_decision=decisions.append, pin_factory=pins)
@@ -91,8 +94,12 @@ def test_visitors_get_their_answers_on_the_pins_in_order(tmp_path, world, pins, 
                       ("GPIO17", 1.0), ("GPIO17", 0.0)]
     assert stats.sealed == 1 and store_rows(cfg) == 1  # no second visit for the second showing
     assert all(d.latency_ms > 0 for d in decisions)
-    # Nothing personal in the log: neither the QR text nor any part of it.
-    assert first[4:40] not in caplog.text and forged[4:40] not in caplog.text
+    # The event log (a display's feed) says the same, one JSON line per decision.
+    logged = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["verdict"], e["pattern"]) for e in logged] == [(d.verdict, d.pattern) for d in decisions]
+    # Nothing personal in the logs: neither the QR text nor any part of it.
+    for text in (caplog.text, events.read_text()):
+        assert first[4:40] not in text and forged[4:40] not in text
 
 
 def test_no_trust_list_means_amber_and_no_green(tmp_path, world, pins):

@@ -19,7 +19,7 @@ def cti(n: int) -> bytes:
 
 
 @pytest.fixture
-def world(tmp_path):
+def store_setup(tmp_path):
     authority = new_authority(tmp_path / "authority")
     path = tmp_path / "visits.db"
     store = SqliteRecordStore(path)
@@ -34,138 +34,138 @@ def world(tmp_path):
         return make
 
     def admit(token: bytes, now: int = NOW, seen_until: int = NOW + 20, ts: int | None = None) -> bool:
-        return world.store.admit(token, seen_until=seen_until, now=now, make_record=record(token, now if ts is None else ts))
+        return store_setup.store.admit(token, seen_until=seen_until, now=now, make_record=record(token, now if ts is None else ts))
 
-    world = SimpleNamespace(authority=authority, path=path, store=store, made=made, record=record, admit=admit)
-    yield world
+    store_setup = SimpleNamespace(authority=authority, path=path, store=store, made=made, record=record, admit=admit)
+    yield store_setup
     try:
-        world.store.close()
+        store_setup.store.close()
     except sqlite3.ProgrammingError:
         pass
 
 
-def reopen(world) -> SqliteRecordStore:
-    world.store.close()
-    world.store = SqliteRecordStore(world.path)
-    return world.store
+def reopen(store_setup) -> SqliteRecordStore:
+    store_setup.store.close()
+    store_setup.store = SqliteRecordStore(store_setup.path)
+    return store_setup.store
 
 
-def test_admit_records_a_new_token_once_within_its_window(world):
-    assert world.admit(cti(1)) is True
-    assert world.admit(cti(1), now=NOW + 5) is False
-    assert world.admit(cti(1), now=NOW + 20) is False  # the last second of the window still counts
-    assert len(world.made) == 1  # no record was even built for the repeat
-    assert world.store.depth() == (1, NOW)
-    [(rid, wire)] = world.store.oldest(10)
-    assert rid == world.made[0].rid and wire == world.made[0].wire()
+def test_admit_records_a_new_token_once_within_its_window(store_setup):
+    assert store_setup.admit(cti(1)) is True
+    assert store_setup.admit(cti(1), now=NOW + 5) is False
+    assert store_setup.admit(cti(1), now=NOW + 20) is False  # the last second of the window still counts
+    assert len(store_setup.made) == 1  # no record was even built for the repeat
+    assert store_setup.store.depth() == (1, NOW)
+    [(rid, wire)] = store_setup.store.oldest(10)
+    assert rid == store_setup.made[0].rid and wire == store_setup.made[0].wire()
 
 
-def test_admitted_record_opens_to_the_visit(world):
-    world.admit(cti(1))
-    [(_, wire)] = world.store.oldest(1)
-    plain = SealedRecord.from_wire(wire).open(world.authority)
+def test_admitted_record_opens_to_the_visit(store_setup):
+    store_setup.admit(cti(1))
+    [(_, wire)] = store_setup.store.oldest(1)
+    plain = SealedRecord.from_wire(wire).open(store_setup.authority)
     assert plain["cti"] == cti(1) and plain["venue"] == "cafe-1" and plain["ts"] == NOW
 
 
-def test_token_is_new_again_after_seen_until(world):
-    assert world.admit(cti(1), seen_until=NOW + 20) is True
-    assert world.admit(cti(1), now=NOW + 21, seen_until=NOW + 41) is True
-    assert world.store.depth()[0] == 2
-    assert world.admit(cti(1), now=NOW + 30) is False
+def test_token_is_new_again_after_seen_until(store_setup):
+    assert store_setup.admit(cti(1), seen_until=NOW + 20) is True
+    assert store_setup.admit(cti(1), now=NOW + 21, seen_until=NOW + 41) is True
+    assert store_setup.store.depth()[0] == 2
+    assert store_setup.admit(cti(1), now=NOW + 30) is False
 
 
-def test_other_tokens_are_independent(world):
-    assert world.admit(cti(1)) is True
-    assert world.admit(cti(2)) is True
-    assert world.store.depth()[0] == 2
+def test_other_tokens_are_independent(store_setup):
+    assert store_setup.admit(cti(1)) is True
+    assert store_setup.admit(cti(2)) is True
+    assert store_setup.store.depth()[0] == 2
 
 
-def test_records_and_seen_memory_survive_reopening(world):
-    world.admit(cti(1))
-    rid = world.made[0].rid
-    store = reopen(world)
+def test_records_and_seen_memory_survive_reopening(store_setup):
+    store_setup.admit(cti(1))
+    rid = store_setup.made[0].rid
+    store = reopen(store_setup)
     assert [r for r, _ in store.oldest(10)] == [rid]
-    assert world.admit(cti(1), now=NOW + 1) is False
-    assert world.admit(cti(2), now=NOW + 1) is True
+    assert store_setup.admit(cti(1), now=NOW + 1) is False
+    assert store_setup.admit(cti(2), now=NOW + 1) is True
     assert store.depth()[0] == 2
 
 
-def test_journal_is_wal(world):
-    other = sqlite3.connect(world.path)
+def test_journal_is_wal(store_setup):
+    other = sqlite3.connect(store_setup.path)
     try:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         other.close()
 
 
-def test_commits_are_synchronous_full_and_deletes_are_secure(world):
-    assert world.store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
-    assert world.store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+def test_commits_are_synchronous_full_and_deletes_are_secure(store_setup):
+    assert store_setup.store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert store_setup.store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
-def test_oldest_returns_oldest_first_and_honours_limit_and_skip(world):
+def test_oldest_returns_oldest_first_and_honours_limit_and_skip(store_setup):
     for n, ts in [(1, NOW + 30), (2, NOW + 10), (3, NOW + 20)]:
-        world.admit(cti(n), ts=ts)
-    by_ts = {r.ts: r.rid for r in world.made}
+        store_setup.admit(cti(n), ts=ts)
+    by_ts = {r.ts: r.rid for r in store_setup.made}
     first, second, third = by_ts[NOW + 10], by_ts[NOW + 20], by_ts[NOW + 30]
-    assert [r for r, _ in world.store.oldest(10)] == [first, second, third]
-    assert [r for r, _ in world.store.oldest(2)] == [first, second]
-    assert [r for r, _ in world.store.oldest(2, skip=frozenset({first}))] == [second, third]
-    assert [r for r, _ in world.store.oldest(1, skip=frozenset({first, second}))] == [third]
-    assert world.store.depth() == (3, NOW + 10)
+    assert [r for r, _ in store_setup.store.oldest(10)] == [first, second, third]
+    assert [r for r, _ in store_setup.store.oldest(2)] == [first, second]
+    assert [r for r, _ in store_setup.store.oldest(2, skip=frozenset({first}))] == [second, third]
+    assert [r for r, _ in store_setup.store.oldest(1, skip=frozenset({first, second}))] == [third]
+    assert store_setup.store.depth() == (3, NOW + 10)
 
 
-def test_delete_removes_a_record(world):
-    world.admit(cti(1))
-    world.admit(cti(2))
-    gone, kept = world.made[0].rid, world.made[1].rid
-    world.store.delete(gone)
-    assert [r for r, _ in world.store.oldest(10)] == [kept]
-    world.store.delete(gone)  # a second acknowledgement is harmless
-    assert world.store.depth()[0] == 1
+def test_delete_removes_a_record(store_setup):
+    store_setup.admit(cti(1))
+    store_setup.admit(cti(2))
+    gone, kept = store_setup.made[0].rid, store_setup.made[1].rid
+    store_setup.store.delete(gone)
+    assert [r for r, _ in store_setup.store.oldest(10)] == [kept]
+    store_setup.store.delete(gone)  # a second acknowledgement is harmless
+    assert store_setup.store.depth()[0] == 1
 
 
-def test_purge_drops_records_older_than_28_days_and_keeps_newer(world):
+def test_purge_drops_records_older_than_28_days_and_keeps_newer(store_setup):
     later = NOW + RETENTION_S + 100
     for n, ts in [(1, NOW), (2, later - RETENTION_S - 1), (3, later - RETENTION_S), (4, later - 1)]:
-        world.admit(cti(n), ts=ts)
-    by_ts = {r.ts: r.rid for r in world.made}
-    assert world.store.purge(later) == 2
-    assert [r for r, _ in world.store.oldest(10)] == [by_ts[later - RETENTION_S], by_ts[later - 1]]
+        store_setup.admit(cti(n), ts=ts)
+    by_ts = {r.ts: r.rid for r in store_setup.made}
+    assert store_setup.store.purge(later) == 2
+    assert [r for r, _ in store_setup.store.oldest(10)] == [by_ts[later - RETENTION_S], by_ts[later - 1]]
 
 
-def test_purge_forgets_seen_tokens_past_their_window(world):
-    world.admit(cti(1), seen_until=NOW + 20)
-    world.admit(cti(2), seen_until=NOW + 200)
-    world.store.purge(NOW + 100)
-    assert world.store._db.execute("SELECT count(*) FROM seen").fetchone()[0] == 1
-    assert world.admit(cti(2), now=NOW + 100) is False
+def test_purge_forgets_seen_tokens_past_their_window(store_setup):
+    store_setup.admit(cti(1), seen_until=NOW + 20)
+    store_setup.admit(cti(2), seen_until=NOW + 200)
+    store_setup.store.purge(NOW + 100)
+    assert store_setup.store._db.execute("SELECT count(*) FROM seen").fetchone()[0] == 1
+    assert store_setup.admit(cti(2), now=NOW + 100) is False
 
 
-def test_card_holds_no_token_id(world):
+def test_card_holds_no_token_id(store_setup):
     tokens = [cti(n) for n in range(1, 6)]
     for t in tokens:
-        world.admit(t)
-    world.store.delete(world.made[0].rid)
+        store_setup.admit(t)
+    store_setup.store.delete(store_setup.made[0].rid)
 
     def assert_card_clean():
-        data = b"".join(p.read_bytes() for p in world.path.parent.glob(world.path.name + "*"))  # db, -wal, -shm
-        assert world.made[1].rid in data  # the records are there ...
+        data = b"".join(p.read_bytes() for p in store_setup.path.parent.glob(store_setup.path.name + "*"))  # db, -wal, -shm
+        assert store_setup.made[1].rid in data  # the records are there ...
         for t in tokens:
             assert t not in data and t.hex().encode() not in data  # ... but not the token ids
 
     assert_card_clean()  # while open (the commits sit in the WAL)
-    reopen(world)
+    reopen(store_setup)
     assert_card_clean()  # after a checkpoint
-    hashes = {h for (h,) in world.store._db.execute("SELECT h FROM seen")}
-    assert hashes == {world.store.seen_hash(t) for t in tokens}
+    hashes = {h for (h,) in store_setup.store._db.execute("SELECT h FROM seen")}
+    assert hashes == {store_setup.store.seen_hash(t) for t in tokens}
 
 
-def test_seen_hash_is_keyed_per_device(world, tmp_path):
+def test_seen_hash_is_keyed_per_device(store_setup, tmp_path):
     other = SqliteRecordStore(tmp_path / "other.db")
     try:
-        assert other.seen_hash(cti(1)) != world.store.seen_hash(cti(1))
-        assert world.store.seen_hash(cti(1)) == world.store.seen_hash(cti(1))
+        assert other.seen_hash(cti(1)) != store_setup.store.seen_hash(cti(1))
+        assert store_setup.store.seen_hash(cti(1)) == store_setup.store.seen_hash(cti(1))
     finally:
         other.close()
 
@@ -175,19 +175,19 @@ def test_opening_in_a_missing_directory_raises_storage_error(tmp_path):
         SqliteRecordStore(tmp_path / "no" / "such" / "dir" / "visits.db")
 
 
-def test_duplicate_rid_raises_storage_error_and_records_nothing(world):
-    world.admit(cti(1))
-    dup = world.made[0]
+def test_duplicate_rid_raises_storage_error_and_records_nothing(store_setup):
+    store_setup.admit(cti(1))
+    dup = store_setup.made[0]
     with pytest.raises(StorageError):
-        world.store.admit(cti(2), seen_until=NOW + 20, now=NOW, make_record=lambda: dup)
-    assert world.store.depth()[0] == 1
-    assert world.admit(cti(2)) is True  # the token was not marked seen by the failed attempt
+        store_setup.store.admit(cti(2), seen_until=NOW + 20, now=NOW, make_record=lambda: dup)
+    assert store_setup.store.depth()[0] == 1
+    assert store_setup.admit(cti(2)) is True  # the token was not marked seen by the failed attempt
 
 
-def test_failing_make_record_leaves_the_store_usable(world):
+def test_failing_make_record_leaves_the_store_usable(store_setup):
     def boom():
         raise RuntimeError("sealing failed")
 
     with pytest.raises(RuntimeError):
-        world.store.admit(cti(1), seen_until=NOW + 20, now=NOW, make_record=boom)
-    assert world.admit(cti(2)) is True
+        store_setup.store.admit(cti(1), seen_until=NOW + 20, now=NOW, make_record=boom)
+    assert store_setup.admit(cti(2)) is True

@@ -14,7 +14,7 @@ DAY = 86400
 
 
 @pytest.fixture
-def world(tmp_path):
+def trust_setup(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     return SimpleNamespace(
@@ -26,43 +26,43 @@ def world(tmp_path):
     )
 
 
-def build(world, seq, issued_at=NOW, **kw):
-    return trustlist.build(world.root, [world.naver, world.kakao], seq=seq, issued_at=issued_at, **kw)
+def build(trust_setup, seq, issued_at=NOW, **kw):
+    return trustlist.build(trust_setup.root, [trust_setup.naver, trust_setup.kakao], seq=seq, issued_at=issued_at, **kw)
 
 
-def test_build_parse_round_trip(world):
-    raw = build(world, 7, revoked=[world.kakao.kid], valid_days=10)
-    tl = trustlist.parse(raw, world.root.public_key())
+def test_build_parse_round_trip(trust_setup):
+    raw = build(trust_setup, 7, revoked=[trust_setup.kakao.kid], valid_days=10)
+    tl = trustlist.parse(raw, trust_setup.root.public_key())
     assert (tl.seq, tl.issued_at, tl.not_after) == (7, NOW, NOW + 10 * DAY)
-    assert set(tl.issuers) == {world.naver.kid, world.kakao.kid}
-    naver = tl.issuers[world.naver.kid]
-    assert (naver.iss, naver.alg, naver.kid) == ("naver", "EdDSA", world.naver.kid)
-    assert naver.key.public_bytes_raw() == world.naver.key.public_key().public_bytes_raw()
+    assert set(tl.issuers) == {trust_setup.naver.kid, trust_setup.kakao.kid}
+    naver = tl.issuers[trust_setup.naver.kid]
+    assert (naver.iss, naver.alg, naver.kid) == ("naver", "EdDSA", trust_setup.naver.kid)
+    assert naver.key.public_bytes_raw() == trust_setup.naver.key.public_key().public_bytes_raw()
     assert naver.not_before <= NOW <= naver.not_after
-    assert tl.revoked == frozenset({world.kakao.kid})
+    assert tl.revoked == frozenset({trust_setup.kakao.kid})
     assert tl.raw == raw
     assert not tl.expired(NOW + 10 * DAY) and tl.expired(NOW + 10 * DAY + 1)
 
 
-def test_parse_with_another_root_raises(world):
-    other = new_root(world.tmp / "other")
+def test_parse_with_another_root_raises(trust_setup):
+    other = new_root(trust_setup.tmp / "other")
     with pytest.raises(TrustListError):
-        trustlist.parse(build(world, 1), other.public_key())
+        trustlist.parse(build(trust_setup, 1), other.public_key())
 
 
-def test_parse_with_another_root_claiming_the_kid_raises(world):
+def test_parse_with_another_root_claiming_the_kid_raises(trust_setup):
     # signed by an impostor root but naming the real root's kid
-    impostor = new_root(world.tmp / "impostor")
-    raw = trustlist.build(impostor, [world.naver], seq=1, issued_at=NOW)
+    impostor = new_root(trust_setup.tmp / "impostor")
+    raw = trustlist.build(impostor, [trust_setup.naver], seq=1, issued_at=NOW)
     payload = cose.parse_sign1(raw).payload
-    forged = cose.sign1(payload, impostor, kid_of(world.root.public_key()))
+    forged = cose.sign1(payload, impostor, kid_of(trust_setup.root.public_key()))
     with pytest.raises(TrustListError, match="signature"):
-        trustlist.parse(forged, world.root.public_key())
+        trustlist.parse(forged, trust_setup.root.public_key())
 
 
-def test_any_flipped_byte_in_the_signed_list_raises(world):
-    raw = build(world, 1)
-    root = world.root.public_key()
+def test_any_flipped_byte_in_the_signed_list_raises(trust_setup):
+    raw = build(trust_setup, 1)
+    root = trust_setup.root.public_key()
     assert trustlist.parse(raw, root).seq == 1
     for i in range(len(raw)):
         flipped = bytearray(raw)
@@ -72,87 +72,87 @@ def test_any_flipped_byte_in_the_signed_list_raises(world):
 
 
 @pytest.mark.parametrize("junk", [b"", b"\x00", b"not cbor at all", b"\xd2\x80"])
-def test_parse_of_junk_raises_trust_list_error(world, junk):
+def test_parse_of_junk_raises_trust_list_error(trust_setup, junk):
     with pytest.raises(TrustListError):
-        trustlist.parse(junk, world.root.public_key())
+        trustlist.parse(junk, trust_setup.root.public_key())
 
 
-def test_build_refuses_negative_seq(world):
+def test_build_refuses_negative_seq(trust_setup):
     with pytest.raises(TrustListError):
-        build(world, -1)
+        build(trust_setup, -1)
 
 
 # --- TrustStore --------------------------------------------------------------
 
 
-def test_store_starts_empty(world):
-    assert TrustStore(world.state, world.root.public_key()).current() is None
+def test_store_starts_empty(trust_setup):
+    assert TrustStore(trust_setup.state, trust_setup.root.public_key()).current() is None
 
 
-def test_install_persists_across_restarts(world):
-    store = TrustStore(world.state, world.root.public_key())
-    installed = store.install(build(world, 3), NOW)
+def test_install_persists_across_restarts(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    installed = store.install(build(trust_setup, 3), NOW)
     assert installed.seq == 3 and store.current().seq == 3
-    again = TrustStore(world.state, world.root.public_key())
+    again = TrustStore(trust_setup.state, trust_setup.root.public_key())
     assert again.current() is not None and again.current().seq == 3
-    assert set(again.current().issuers) == {world.naver.kid, world.kakao.kid}
+    assert set(again.current().issuers) == {trust_setup.naver.kid, trust_setup.kakao.kid}
 
 
-def test_install_accepts_strictly_higher_seq(world):
-    store = TrustStore(world.state, world.root.public_key())
-    store.install(build(world, 3), NOW)
-    assert store.install(build(world, 4), NOW).seq == 4
-    assert TrustStore(world.state, world.root.public_key()).current().seq == 4
+def test_install_accepts_strictly_higher_seq(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    store.install(build(trust_setup, 3), NOW)
+    assert store.install(build(trust_setup, 4), NOW).seq == 4
+    assert TrustStore(trust_setup.state, trust_setup.root.public_key()).current().seq == 4
 
 
 @pytest.mark.parametrize("seq", [3, 2, 0])
-def test_install_refuses_rollback_and_keeps_the_old_list(world, seq):
-    store = TrustStore(world.state, world.root.public_key())
-    store.install(build(world, 3), NOW)
-    on_disk = (world.state / FILENAME).read_bytes()
+def test_install_refuses_rollback_and_keeps_the_old_list(trust_setup, seq):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    store.install(build(trust_setup, 3), NOW)
+    on_disk = (trust_setup.state / FILENAME).read_bytes()
     with pytest.raises(TrustListError):
-        store.install(build(world, seq, issued_at=NOW + 60), NOW + 60)  # different bytes, not higher seq
+        store.install(build(trust_setup, seq, issued_at=NOW + 60), NOW + 60)  # different bytes, not higher seq
     assert store.current().seq == 3
-    assert (world.state / FILENAME).read_bytes() == on_disk
+    assert (trust_setup.state / FILENAME).read_bytes() == on_disk
 
 
-def test_install_refuses_list_past_not_after(world):
-    store = TrustStore(world.state, world.root.public_key())
-    stale = build(world, 5, issued_at=NOW - 2 * DAY, valid_days=1)
+def test_install_refuses_list_past_not_after(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    stale = build(trust_setup, 5, issued_at=NOW - 2 * DAY, valid_days=1)
     with pytest.raises(TrustListError):
         store.install(stale, NOW)
     assert store.current() is None
-    assert not (world.state / FILENAME).exists()
+    assert not (trust_setup.state / FILENAME).exists()
 
 
-def test_install_refuses_list_signed_by_another_root(world):
-    store = TrustStore(world.state, world.root.public_key())
-    store.install(build(world, 1), NOW)
-    other = new_root(world.tmp / "other")
+def test_install_refuses_list_signed_by_another_root(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    store.install(build(trust_setup, 1), NOW)
+    other = new_root(trust_setup.tmp / "other")
     with pytest.raises(TrustListError):
-        store.install(trustlist.build(other, [world.naver], seq=9, issued_at=NOW), NOW)
+        store.install(trustlist.build(other, [trust_setup.naver], seq=9, issued_at=NOW), NOW)
     assert store.current().seq == 1
 
 
-def test_installing_the_same_bytes_again_is_a_no_op(world):
-    store = TrustStore(world.state, world.root.public_key())
-    raw = build(world, 3)
+def test_installing_the_same_bytes_again_is_a_no_op(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    raw = build(trust_setup, 3)
     first = store.install(raw, NOW)
     assert store.install(raw, NOW + 10) is first
     assert store.current() is first
     assert store.offer(raw, NOW + 20) is True
 
 
-def test_offer_returns_false_on_refusal_and_true_on_success(world):
-    store = TrustStore(world.state, world.root.public_key())
-    assert store.offer(build(world, 2), NOW) is True
-    assert store.offer(build(world, 1), NOW) is False
+def test_offer_returns_false_on_refusal_and_true_on_success(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    assert store.offer(build(trust_setup, 2), NOW) is True
+    assert store.offer(build(trust_setup, 1), NOW) is False
     assert store.offer(b"garbage", NOW) is False
-    assert store.offer(build(world, 5, issued_at=NOW - 2 * DAY, valid_days=1), NOW) is False
+    assert store.offer(build(trust_setup, 5, issued_at=NOW - 2 * DAY, valid_days=1), NOW) is False
     assert store.current().seq == 2
-    assert store.offer(build(world, 3), NOW) is True and store.current().seq == 3
+    assert store.offer(build(trust_setup, 3), NOW) is True and store.current().seq == 3
 
 
-def test_corrupt_kept_list_leaves_no_list_in_force(world):
-    (world.state / FILENAME).write_bytes(b"\xd2\x84junk")
-    assert TrustStore(world.state, world.root.public_key()).current() is None
+def test_corrupt_kept_list_leaves_no_list_in_force(trust_setup):
+    (trust_setup.state / FILENAME).write_bytes(b"\xd2\x84junk")
+    assert TrustStore(trust_setup.state, trust_setup.root.public_key()).current() is None

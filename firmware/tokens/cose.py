@@ -7,7 +7,6 @@ Built on cbor2; parsing is strict enough that any structural surprise is a
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cbor2
@@ -24,13 +23,18 @@ class CoseError(ValueError):
     """The bytes are not a well-formed COSE_Sign1 of the kind qrgate accepts."""
 
 
+# cbor2 decodes arrays inside a tag as tuples and maps as frozendicts. Exact type
+# tests, not isinstance against the Mapping ABC: this runs on every token.
+_ARRAYS = (list, tuple)
+_MAPS = (dict, cbor2.frozendict)
+
+
 def is_array(obj: object) -> bool:
-    # cbor2 decodes arrays inside a tag as tuples and maps as frozendicts.
-    return isinstance(obj, (list, tuple))
+    return type(obj) in _ARRAYS
 
 
 def is_map(obj: object) -> bool:
-    return isinstance(obj, Mapping)
+    return type(obj) in _MAPS
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,13 @@ def sign1(payload: bytes, key: Ed25519PrivateKey, kid: bytes) -> bytes:
 
 
 def parse_sign1(data: bytes) -> Sign1:
-    """Parse a tagged COSE_Sign1; the algorithm and kid come from the protected header only."""
+    """Parse a tagged COSE_Sign1 as qrgate signs them, and nothing looser.
+
+    The algorithm and kid come from the protected header only, the unprotected
+    header must be empty, and the envelope must be in CBOR's preferred
+    serialization: one signed token then has exactly one accepted encoding, so
+    no one can make a "new" token from a seen one by re-encoding it.
+    """
     obj = strict_loads(data)
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_SIGN1_TAG:
         raise CoseError("not a COSE_Sign1 tag")
@@ -84,8 +94,12 @@ def parse_sign1(data: bytes) -> Sign1:
     protected, unprotected, payload, signature = body
     if not all(isinstance(x, bytes) for x in (protected, payload, signature)):
         raise CoseError("COSE_Sign1 element of the wrong type")
-    if not is_map(unprotected):
-        raise CoseError("unprotected header is not a map")
+    if not is_map(unprotected) or unprotected:
+        raise CoseError("unprotected header is not an empty map")
+    if len(signature) != 64:
+        raise CoseError("signature is not 64 bytes")
+    if cbor2.dumps(obj) != data:
+        raise CoseError("COSE_Sign1 not in preferred serialization")
     header = strict_loads(protected)
     if not is_map(header):
         raise CoseError("protected header is not a map")

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 from firmware import keys
+from firmware.clock import ClockSync
 from firmware.config import Config
 from firmware.events import Decision, EventLog
 from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.leds.feedback import GpioFeedback, Pins
+from firmware.readiness import Readiness
 from firmware.scanner.decode import DECODERS
 from firmware.scanner.loop import ScanLoop
 from firmware.scanner.sources.opencv import OpenCvSource
@@ -36,7 +38,8 @@ from firmware.uplink.mqtt import MqttUplink, Tls, Will
 
 logger = logging.getLogger(__name__)
 
-HOUSEKEEPING_S = 3600.0
+CHECK_S = 5.0  # clock and trust list, also checked on every decision
+PURGE_S = 3600.0  # 28-day retention
 
 
 def make_source(config: Config):
@@ -78,8 +81,13 @@ def run(
     stop: threading.Event | None = None,
     on_decision: Callable[[Decision], None] | None = None,
     pin_factory=None,
+    clock: ClockSync | None = None,
 ) -> Stats:
-    """Run until `stop` is set or a non-looping replay ends. Raises on a fatal start-up error."""
+    """Run until `stop` is set or a non-looping replay ends. Raises on a fatal start-up error.
+
+    `pin_factory` and `clock` replace what only a Pi has: its GPIO chip and its
+    kernel's NTP state (tests give a stand-in; by default both are real).
+    """
     stop = stop or threading.Event()
     failed = threading.Event()
     dev = config.device
@@ -117,19 +125,19 @@ def run(
             stack.callback(log.close)
             listeners.append(log)
 
+        clock = clock or ClockSync(require=config.clock.require_sync)
+        readiness = Readiness(clock, trust, faults)
+
         def housekeeping() -> None:
+            last_purge = -PURGE_S
             while not stop.is_set():
-                current = trust.current()
-                if current is None:
-                    faults.set("trust_list", "no trust list installed")
-                elif current.expired(time.time()):
-                    faults.set("trust_list", f"trust list seq {current.seq} is past its not_after")
-                else:
-                    faults.clear("trust_list")
-                purged = store.purge(int(time.time()))
-                if purged:
-                    logger.info("purged %d records older than 28 days", purged)
-                stop.wait(HOUSEKEEPING_S)
+                readiness.blocking(time.time())
+                if time.monotonic() - last_purge >= PURGE_S:
+                    last_purge = time.monotonic()
+                    purged = store.purge(int(time.time()))
+                    if purged:
+                        logger.info("purged %d records older than 28 days", purged)
+                stop.wait(CHECK_S)
 
         uplink: MqttUplink | None = None
         if config.mqtt.enabled:
@@ -145,7 +153,7 @@ def run(
             )
             drain = Drain(
                 store, uplink, topics.visits(dev.venue, dev.id), topics.status(dev.venue, dev.id),
-                status=lambda: status.snapshot(stats, store, faults, trust),
+                status=lambda: status.snapshot(stats, store, faults, trust, clock),
                 stats=stats, faults=faults, window=m.window, status_interval_s=m.status_interval_s,
             )
             drain_stop = threading.Event()
@@ -159,7 +167,7 @@ def run(
 
         gate = Gate(
             Verifier(trust.current, tuple(config.policy.require), config.policy.skew_s),
-            store, authority, dev.venue, dev.id, faults, on_recorded=recorded,
+            store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded,
         )
         _background("housekeeping", housekeeping, failed, stop)
 

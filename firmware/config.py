@@ -82,6 +82,11 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class ClockConfig:
+    require_sync: bool = _opt(True, help="judge tokens only on an NTP-synchronised clock (false: a device with an RTC)")
+
+
+@dataclass(frozen=True)
 class AuthorityConfig:
     public_key: Path = _opt(help="the health authority's X25519 public key (PEM)")
 
@@ -115,6 +120,7 @@ class Config:
     decoder: DecoderConfig = DecoderConfig()
     gpio: GpioConfig = GpioConfig()
     policy: PolicyConfig = PolicyConfig()
+    clock: ClockConfig = ClockConfig()
     mqtt: MqttConfig = MqttConfig()
     events: EventsConfig = EventsConfig()
 

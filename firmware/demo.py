@@ -21,6 +21,7 @@ import numpy as np
 
 from firmware import app, config, keys, render
 from firmware.broker import Mosquitto, MosquittoError, free_port
+from firmware.clock import ClockSync
 from firmware.events import Decision, console_line
 from firmware.store.records import SealedRecord
 from firmware.tokens import kp1, trustlist
@@ -90,7 +91,7 @@ def _render_frames(visitors: list[Visitor], folder: Path) -> int:
     return n
 
 
-def _write_config(world: Path, port: int) -> Path:
+def _write_config(world: Path, port: int, require_sync: bool) -> Path:
     path = world / "qrgate.toml"
     path.write_text(f"""\
 [device]
@@ -112,6 +113,9 @@ list = "trustlist.cose"
 
 [authority]
 public_key = "authority/authority.pub"
+
+[clock]
+require_sync = {str(require_sync).lower()}
 
 [mqtt]
 host = "127.0.0.1"
@@ -177,7 +181,11 @@ def main(keep: Path | None = None) -> int:
         port = free_port()
         print(f"broker: Mosquitto could not start ({exc}); carrying on offline — visits will wait in the store")
 
-    cfg = config.load(_write_config(world, port))
+    synced = ClockSync().synchronised()
+    if not synced:
+        print("clock: this machine's clock is not NTP-synchronised (common in containers); the demo runs "
+              "as a device with a real-time clock would (clock.require_sync = false)")
+    cfg = config.load(_write_config(world, port, require_sync=synced))
     print("daemon: scanning (the LED column is what the mock pins were driven to show)\n")
     t0 = time.monotonic()
     try:

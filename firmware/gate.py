@@ -16,6 +16,7 @@ from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
+from firmware.readiness import Readiness
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import Visit
 from firmware.tokens.kp1 import Verifier
@@ -50,14 +51,18 @@ class Gate:
         venue: str,
         device: str,
         faults: Faults,
+        readiness: Readiness,
         on_recorded: Callable[[], None] = lambda: None,
     ):
         self.verifier, self.store, self.authority = verifier, store, authority
         self.venue, self.device = venue, device
-        self.faults = faults
+        self.faults, self.readiness = faults, readiness
         self.on_recorded = on_recorded
 
     def decide(self, text: str, now: float) -> Answer:
+        blocked = self.readiness.blocking(now)
+        if blocked is not None:
+            return Answer(None, patterns.FAULT, blocked)
         verdict = self.verifier.verify(text, now)
         if verdict.kind is not Kind.ACCEPTED:
             return Answer(verdict, patterns.for_verdict(verdict.kind))

@@ -2,11 +2,14 @@
 
 Installing refuses, with a reason and keeping the old list: a bad signature, a
 different root, a seq not strictly higher (no rollback), a list past not_after.
+The daemon and a technician's `qrgate trust install` share the file: the
+daemon's `refresh` adopts a list written by the other process, under the same rules.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -28,14 +31,36 @@ class TrustStore:
         self.root = root
         self._lock = threading.Lock()
         self._current: TrustList | None = None
-        if self.path.exists():
-            try:
-                self._current = trustlist.parse(self.path.read_bytes(), root)
-            except (OSError, TrustListError) as exc:
-                logger.error("kept trust list %s is unusable: %s", self.path, exc)
+        self._seen_file: tuple | None = None
+        self.refresh()
 
     def current(self) -> TrustList | None:
         return self._current
+
+    def refresh(self) -> None:
+        """Adopt the kept file if it changed since last read (another process installed a list)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            logger.error("kept trust list %s: %s", self.path, exc.strerror)
+            return
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if signature == self._seen_file:
+            return
+        self._seen_file = signature
+        try:
+            new = trustlist.parse(self.path.read_bytes(), self.root)
+        except (OSError, TrustListError) as exc:
+            logger.error("kept trust list %s is unusable: %s", self.path, exc)
+            return
+        with self._lock:
+            old = self._current
+            if old is not None and new.seq <= old.seq:
+                return  # our own write, or an older list put back by hand: keep the newer
+            self._current = new
+        logger.info("trust list seq %d in force (%d issuers, %d revoked)", new.seq, len(new.issuers), len(new.revoked))
 
     def install(self, data: bytes, now: float) -> TrustList:
         new = trustlist.parse(data, self.root)
@@ -49,10 +74,11 @@ class TrustStore:
                 raise TrustListError(f"trust list seq {new.seq} is not higher than the installed seq {old.seq}")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                write_atomic(self.path, data)
+                write_atomic(self.path, data, owner_of=self.path.parent)
             except OSError as exc:
                 raise TrustListError(f"cannot write {self.path}: {exc.strerror}") from None
             self._current = new
+            self._seen_file = None  # our own write: the next refresh reads it back and keeps it
         logger.info("trust list seq %d installed (%d issuers, %d revoked)", new.seq, len(new.issuers), len(new.revoked))
         return new
 

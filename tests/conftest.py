@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from firmware import keys, render
+from firmware import config, keys, render
 from firmware.broker import Mosquitto
 from firmware.tokens import kp1, trustlist
 
@@ -54,6 +55,10 @@ root_key = "{self.root_dir / 'root.pub'}"
 list = "{self.trust_file}"
 [authority]
 public_key = "{self.authority_dir / 'authority.pub'}"
+[clock]
+# This machine's kernel clock may well be unsynchronised (containers, CI): tests
+# that are about the clock give the daemon a ClockSync of their own.
+require_sync = false
 [mqtt]
 {mqtt}"""
         for name, body in sections.items():  # extra keys, into the section or a new one
@@ -73,6 +78,25 @@ def world(tmp_path: Path) -> World:
     trust_file = d / "trustlist.cose"
     trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time())))
     return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file)
+
+
+def load(tmp_path: Path, text: str) -> config.Config:
+    path = tmp_path / "qrgate.toml"
+    path.write_text(text)
+    return config.load(path)
+
+
+def store_rows(cfg: config.Config) -> int:
+    path = cfg.device.state_dir / "visits.db"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM records").fetchone()[0]
+    except sqlite3.OperationalError:  # the daemon has not created its tables yet
+        return 0
+    finally:
+        db.close()
 
 
 def write_frames(folder: Path, tokens: list[str], code_frames: int = 4, gap_frames: int = 3) -> Path:

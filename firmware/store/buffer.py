@@ -30,6 +30,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (rid BLOB PRIMARY KEY, ts INTEGER NOT NULL, wire BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
 CREATE TABLE IF NOT EXISTS seen (h BLOB PRIMARY KEY, expires INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 """
 
@@ -76,6 +77,8 @@ class SqliteRecordStore:
                     self._db.execute("COMMIT")
                     return False
                 record = make_record()
+                # Hashes are kept only for their token's window (exp + skew), not until the next purge.
+                self._db.execute("DELETE FROM seen WHERE expires < ?", (now,))
                 self._db.execute("INSERT OR REPLACE INTO seen (h, expires) VALUES (?, ?)", (h, seen_until))
                 self._db.execute(
                     "INSERT INTO records (rid, ts, wire) VALUES (?, ?, ?)", (record.rid, record.ts, record.wire())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from firmware import __version__
+from firmware.clock import ClockSync
 from firmware.faults import Faults
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
@@ -13,7 +14,7 @@ from firmware.trust import TrustStore
 OFFLINE = b'{"state":"offline"}'
 
 
-def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore) -> dict:
+def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore, clock: ClockSync) -> dict:
     depth, oldest = store.depth()
     now = time.time()
     current = trust.current()
@@ -27,7 +28,8 @@ def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: Trus
         "queue_depth": depth,
         "oldest_queued_age_s": round(now - oldest) if oldest is not None else None,
         "last_delivery": stats.last_delivery,
-        "clock_sync": None,  # not checked yet (a later issue reads adjtimex)
+        "clock_sync": clock.synchronised(),
         "trust_seq": current.seq if current else None,
+        "trust_not_after": current.not_after if current else None,
         "faults": faults.active(),
     }

@@ -13,16 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import changes, write_frames
+from conftest import changes, load, store_rows, write_frames
 from firmware import app, config, keys
 from firmware.broker import Mosquitto, free_port
 from firmware.store.records import SealedRecord
-
-
-def load(tmp_path: Path, text: str) -> config.Config:
-    path = tmp_path / "qrgate.toml"
-    path.write_text(text)
-    return config.load(path)
 
 
 class Custodian:
@@ -63,19 +57,6 @@ def wait_until(predicate, timeout: float = 30) -> None:
         time.sleep(0.05)  # polling an observable condition, bounded by the deadline
 
 
-def store_rows(cfg: config.Config) -> int:
-    path = cfg.device.state_dir / "visits.db"
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT count(*) FROM records").fetchone()[0]
-    except sqlite3.OperationalError:  # the daemon has not created its tables yet
-        return 0
-    finally:
-        db.close()
-
-
 def test_visitors_get_their_answers_on_the_pins_in_order(tmp_path, world, pins, caplog):
     first, forged = world.mint(), world.forge()
     frames = write_frames(tmp_path / "frames", [first, forged, first])
@@ -107,9 +88,9 @@ def test_no_trust_list_means_amber_and_no_green(tmp_path, world, pins):
     text = world.config_toml(tmp_path / "state", frames).replace(f'list = "{world.trust_file}"\n', "")
     decisions = []
     app.run(load(tmp_path, text), on_decision=decisions.append, pin_factory=pins)
-    assert [(d.verdict, d.reason) for d in decisions] == [("rejected", "unknown_issuer")]
+    assert [(d.verdict, d.reason) for d in decisions] == [("fault", "no_trust_list")]
     assert changes(pins.log, "GPIO22")[:1] == [1.0]  # the fault blinked
-    assert changes(pins.log, "GPIO17") == []
+    assert changes(pins.log, "GPIO17") == [] and changes(pins.log, "GPIO27") == []
 
 
 def test_a_sealed_visit_reaches_the_broker_and_only_the_authority_opens_it(tmp_path, world, pins, broker):

@@ -191,3 +191,10 @@ def test_failing_make_record_leaves_the_store_usable(store_setup):
     with pytest.raises(RuntimeError):
         store_setup.store.admit(cti(1), seen_until=NOW + 20, now=NOW, make_record=boom)
     assert store_setup.admit(cti(2)) is True
+
+
+def test_a_new_visit_forgets_seen_tokens_past_their_window_at_once(store_setup):
+    store_setup.admit(cti(1), seen_until=NOW + 20)
+    store_setup.admit(cti(2), now=NOW + 21, seen_until=NOW + 41)  # cti(1)'s window is over
+    db = sqlite3.connect(store_setup.path)
+    assert [row[0] for row in db.execute("SELECT expires FROM seen")] == [NOW + 41]

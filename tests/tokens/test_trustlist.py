@@ -1,5 +1,6 @@
 """The signed trust list (tokens.trustlist) and the one in force on the device (trust.TrustStore)."""
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -156,3 +157,37 @@ def test_offer_returns_false_on_refusal_and_true_on_success(trust_setup):
 def test_corrupt_kept_list_leaves_no_list_in_force(trust_setup):
     (trust_setup.state / FILENAME).write_bytes(b"\xd2\x84junk")
     assert TrustStore(trust_setup.state, trust_setup.root.public_key()).current() is None
+
+
+def test_refresh_adopts_a_list_another_process_installed(trust_setup):
+    daemon = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    daemon.install(build(trust_setup, 1), NOW)
+    technician = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    technician.install(build(trust_setup, 2), NOW)
+    assert daemon.current().seq == 1
+    daemon.refresh()
+    assert daemon.current().seq == 2
+
+
+def test_refresh_keeps_the_newer_list_when_an_older_file_is_put_back(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    store.install(build(trust_setup, 5), NOW)
+    (trust_setup.state / FILENAME).write_bytes(build(trust_setup, 4))
+    store.refresh()
+    assert store.current().seq == 5
+
+
+def test_refresh_ignores_a_corrupt_file_and_keeps_the_list_in_force(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    store.install(build(trust_setup, 5), NOW)
+    (trust_setup.state / FILENAME).write_bytes(b"\xd2\x84junk")
+    store.refresh()
+    assert store.current().seq == 5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root, as `sudo qrgate trust install` has")
+def test_a_list_installed_as_root_belongs_to_the_owner_of_the_state_folder(trust_setup):
+    os.chown(trust_setup.state, 4242, 4243)  # the daemon's user
+    TrustStore(trust_setup.state, trust_setup.root.public_key()).install(build(trust_setup, 1), NOW)
+    st = (trust_setup.state / FILENAME).stat()
+    assert (st.st_uid, st.st_gid) == (4242, 4243)

@@ -136,6 +136,14 @@ def cmd_decode(args) -> int:
     return status
 
 
+def cmd_bench_verify(args) -> int:
+    from firmware.bench import verify
+
+    result = verify.run(rounds=args.rounds, n_tokens=args.tokens)
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qrgate", description="qrgate entrance scanner firmware and tools")
     p.add_argument("--version", action="version", version=f"qrgate {__version__}")
@@ -194,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", type=Path)
     s.add_argument("--config", type=Path, default=Path("/etc/qrgate/qrgate.toml"))
     s.set_defaults(func=cmd_trust_install)
+
+    bench = sub.add_parser("bench", help="benchmarks, printing JSON").add_subparsers(dest="sub", required=True)
+    s = bench.add_parser("verify", help="tokens verified per second on one core, against bare Ed25519 checks")
+    s.add_argument("--rounds", type=int, default=15, help="measurement rounds (the median is reported)")
+    s.add_argument("--tokens", type=int, default=300, help="distinct valid tokens per round")
+    s.set_defaults(func=cmd_bench_verify)
     return p
 
 

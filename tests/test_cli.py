@@ -114,3 +114,12 @@ def test_a_broken_config_is_a_clear_error(tmp_path):
     config.write_text('[device]\nvenue = "v"\nid = "d"\ncolour = "blue"\n')
     proc = qrgate("run", "--config", str(config), ok=False)
     assert proc.returncode == 2 and f"{config}: unknown key device.colour" in proc.stderr
+
+
+def test_bench_verify_prints_side_by_side_figures():
+    result = json.loads(qrgate("bench", "verify", "--rounds", "2", "--tokens", "20").stdout)
+    assert result["bench"] == "verify" and result["tokens"] == 20
+    assert result["valid_tokens_per_s"] > 0 and result["bare_ed25519_checks_per_s"] > 0
+    # The full verify includes the bare check, so it can only be slower (allowing timer noise).
+    assert 0 < result["ratio_valid_to_bare"] < 1.1
+    assert set(result["garbage_per_s_by_kind"]) == {"other_qr", "bad_base45", "random_cose_bytes", "truncated"}

@@ -61,21 +61,68 @@ def cmd_trust_build(args) -> int:
 
     root = keys.load_root(args.root)
     issuers = [keys.load_issuer(d) for d in args.issuer]
-    revoked = [bytes.fromhex(k) for k in args.revoke]
-    data = trustlist.build(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked)
+    revoked = [_kid(k) for k in args.revoke]
+    if args.seq < 1 or args.valid_days < 1 or args.issuer_valid_days < 1:
+        raise QrgateError("--seq, --valid-days and --issuer-valid-days must be 1 or more")
+    data = trustlist.build(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked,
+                           issuer_valid_days=args.issuer_valid_days)
     write_atomic(args.out, data)
-    print(json.dumps({"seq": args.seq, "issuers": [i.iss for i in issuers], "out": str(args.out)}))
+    print(json.dumps(_describe(trustlist.parse(data, root.public_key()), time.time())))
     return 0
 
 
-def cmd_trust_install(args) -> int:
+def _kid(text: str) -> bytes:
+    try:
+        kid = bytes.fromhex(text)
+    except ValueError:
+        kid = b""
+    if len(kid) != 8:
+        raise QrgateError(f"a kid is 16 hex digits (as `qrgate issuer new` prints it), not {text!r}")
+    return kid
+
+
+def _describe(tl, now: float) -> dict:
+    """A trust list as a technician reads it: what is trusted, until when, what is revoked."""
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    return {
+        "seq": tl.seq,
+        "issued_at": iso(tl.issued_at),
+        "not_after": iso(tl.not_after),
+        "expired": tl.expired(now),
+        "issuers": [{"kid": i.kid.hex(), "iss": i.iss, "not_before": iso(i.not_before), "not_after": iso(i.not_after),
+                     "valid_now": i.not_before <= now <= i.not_after and i.kid not in tl.revoked}
+                    for i in tl.issuers.values()],
+        "revoked": sorted(k.hex() for k in tl.revoked),
+    }
+
+
+def _device_trust(config_path: Path):
     from firmware import config
     from firmware.trust import TrustStore
 
-    cfg = config.load(args.config)
-    store = TrustStore(cfg.device.state_dir, keys.load_root_public(cfg.trust.root_key))
+    cfg = config.load(config_path)
+    return TrustStore(cfg.device.state_dir, keys.load_root_public(cfg.trust.root_key))
+
+
+def cmd_trust_install(args) -> int:
+    store = _device_trust(args.config)
+    old = store.current()
     new = store.install(Path(args.file).read_bytes(), time.time())
-    print(json.dumps({"installed_seq": new.seq, "issuers": len(new.issuers), "not_after": new.not_after}))
+    print(json.dumps({"installed": _describe(new, time.time()), "replaced_seq": old.seq if old else None}))
+    return 0
+
+
+def cmd_trust_show(args) -> int:
+    from firmware.tokens import trustlist
+
+    store = _device_trust(args.config)
+    if args.file is None:
+        current = store.current()
+        if current is None:
+            raise QrgateError(f"no trust list is installed in {store.path.parent}")
+    else:
+        current = trustlist.parse(Path(args.file).read_bytes(), store.root)
+    print(json.dumps(_describe(current, time.time()), indent=2))
     return 0
 
 
@@ -194,14 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--issuer", required=True, action="append", type=Path)
     s.add_argument("--seq", required=True, type=int)
-    s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX")
-    s.add_argument("--valid-days", type=int, default=30)
+    s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
+    s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
+    s.add_argument("--issuer-valid-days", type=int, default=365, help="each issuer key's validity (default 365)")
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=cmd_trust_build)
     s = trust.add_parser("install", help="install a trust list on this device (refuses rollback)")
     s.add_argument("file", type=Path)
     s.add_argument("--config", type=Path, default=Path("/etc/qrgate/qrgate.toml"))
     s.set_defaults(func=cmd_trust_install)
+    s = trust.add_parser("show", help="the installed trust list (or FILE), checked against the device's root key")
+    s.add_argument("file", type=Path, nargs="?")
+    s.add_argument("--config", type=Path, default=Path("/etc/qrgate/qrgate.toml"))
+    s.set_defaults(func=cmd_trust_show)
 
     bench = sub.add_parser("bench", help="benchmarks, printing JSON").add_subparsers(dest="sub", required=True)
     s = bench.add_parser("verify", help="tokens verified per second on one core, against bare Ed25519 checks")

@@ -93,20 +93,104 @@ def test_a_trust_list_from_another_root_is_refused_with_a_reason(cli_world):
     assert proc.returncode == 2 and "different root" in proc.stderr
 
 
-def test_trust_install_keeps_the_newer_list(cli_world, tmp_path):
-    state = tmp_path / "state"
+@pytest.fixture
+def device(cli_world, tmp_path) -> Path:
+    """A device's configuration (no daemon running), with trust list seq 5 installed."""
     config = tmp_path / "qrgate.toml"
-    config.write_text(f"""[device]\nvenue = "v"\nid = "d"\nstate_dir = "{state}"\n
+    config.write_text(f"""[device]\nvenue = "v"\nid = "d"\nstate_dir = "{tmp_path / 'state'}"\n
 [trust]\nroot_key = "{cli_world / 'root'}"\n[authority]\npublic_key = "{cli_world / 'authority/authority.pub'}"\n
 [mqtt]\nenabled = false\n""")
-    build = lambda seq: qrgate("trust", "build", "--root", str(cli_world / "root"), "--issuer",  # noqa: E731
-                               str(cli_world / "naver"), "--seq", str(seq), "--out", str(tmp_path / f"t{seq}.cose"))
-    build(5), build(4)
-    assert json.loads(qrgate("trust", "install", str(tmp_path / "t5.cose"), "--config", str(config)).stdout)[
-        "installed_seq"] == 5
-    rollback = qrgate("trust", "install", str(tmp_path / "t4.cose"), "--config", str(config), ok=False)
-    assert rollback.returncode == 2 and "not higher" in rollback.stderr
-    assert (state / "trustlist.cose").read_bytes() == (tmp_path / "t5.cose").read_bytes()
+    build(cli_world, 5)
+    installed = json.loads(qrgate("trust", "install", str(cli_world / "t5.cose"), "--config", str(config)).stdout)
+    assert installed["installed"]["seq"] == 5 and installed["replaced_seq"] is None
+    return config
+
+
+def build(cli_world: Path, seq: int, *extra: str) -> Path:
+    out = cli_world / f"t{seq}.cose"
+    qrgate("trust", "build", "--root", str(cli_world / "root"), "--issuer", str(cli_world / "naver"),
+           "--issuer", str(cli_world / "kakao"), "--seq", str(seq), "--out", str(out), *extra)
+    return out
+
+
+def installed_seq(config: Path) -> int:
+    return json.loads(qrgate("trust", "show", "--config", str(config)).stdout)["seq"]
+
+
+def test_trust_install_replaces_with_a_higher_seq(cli_world, device):
+    proc = qrgate("trust", "install", str(build(cli_world, 6)), "--config", str(device))
+    assert json.loads(proc.stdout)["replaced_seq"] == 5 and installed_seq(device) == 6
+
+
+def _bad_signature(cli_world):
+    data = bytearray(build(cli_world, 9).read_bytes())
+    data[-1] ^= 1
+    (cli_world / "bad.cose").write_bytes(bytes(data))
+    return cli_world / "bad.cose"
+
+
+def _other_root(cli_world):
+    qrgate("root", "new", "--out", str(cli_world / "other-root"))
+    out = cli_world / "other.cose"
+    qrgate("trust", "build", "--root", str(cli_world / "other-root"), "--issuer", str(cli_world / "naver"),
+           "--seq", "9", "--out", str(out))
+    return out
+
+
+def _expired(cli_world):
+    from firmware import keys
+    from firmware.tokens import trustlist
+
+    old = int(time.time()) - 60 * 86400
+    data = trustlist.build(keys.load_root(cli_world / "root"), [], seq=9, issued_at=old, valid_days=30)
+    (cli_world / "expired.cose").write_bytes(data)
+    return cli_world / "expired.cose"
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_bad_signature, "signature does not verify"),
+    (_other_root, "signed by a different root key"),
+    (lambda w: build(w, 4), "seq 4 is not higher than the installed seq 5"),
+    (lambda w: build(w, 5, "--revoke", "00" * 8), "seq 5 is not higher than the installed seq 5"),
+    (_expired, "past its not_after"),
+])
+def test_trust_install_refuses_with_the_reason_and_keeps_the_old_list(cli_world, device, make, reason):
+    proc = qrgate("trust", "install", str(make(cli_world)), "--config", str(device), ok=False)
+    assert proc.returncode == 2 and reason in proc.stderr and "Traceback" not in proc.stderr
+    assert installed_seq(device) == 5
+
+
+def test_trust_show_lists_issuers_and_revocations(cli_world, device):
+    kakao = json.loads(qrgate("issuer", "new", "--name", "kakao2", "--out", str(cli_world / "k2")).stdout)["kid"]
+    shown = json.loads(qrgate("trust", "show", str(build(cli_world, 7, "--revoke", kakao)), "--config",
+                              str(device)).stdout)
+    assert shown["seq"] == 7 and shown["expired"] is False and shown["revoked"] == [kakao]
+    assert sorted(i["iss"] for i in shown["issuers"]) == ["kakao", "naver"]
+    assert all(i["valid_now"] for i in shown["issuers"])
+
+
+def test_a_revoked_issuer_key_rejects_its_tokens(cli_world):
+    naver_kid = json.loads((cli_world / "naver" / "issuer.json").read_text())["kid"]
+    trust = build(cli_world, 2, "--revoke", naver_kid)
+    token = qrgate("token", "mint", "--issuer", str(cli_world / "naver")).stdout.strip()
+    verdict = lines(qrgate("token", "verify", "--trust", str(trust), "--root", str(cli_world / "root"), token))
+    assert verdict == [{"verdict": "rejected", "reason": "revoked_issuer", "iss": None}]
+
+
+@pytest.mark.parametrize("kid", ["xyz", "00" * 7, "00" * 9])
+def test_trust_build_refuses_a_malformed_kid(cli_world, kid):
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--issuer", str(cli_world / "naver"),
+                  "--seq", "1", "--revoke", kid, "--out", str(cli_world / "x.cose"), ok=False)
+    assert proc.returncode == 2 and "16 hex digits" in proc.stderr
+
+
+def test_trust_show_without_an_installed_list_says_so(cli_world, tmp_path):
+    config = tmp_path / "empty.toml"
+    config.write_text(f"""[device]\nvenue = "v"\nid = "d"\nstate_dir = "{tmp_path / 'empty'}"\n
+[trust]\nroot_key = "{cli_world / 'root'}"\n[authority]\npublic_key = "{cli_world / 'authority/authority.pub'}"\n
+[mqtt]\nenabled = false\n""")
+    proc = qrgate("trust", "show", "--config", str(config), ok=False)
+    assert proc.returncode == 2 and "no trust list is installed" in proc.stderr
 
 
 def test_a_broken_config_is_a_clear_error(tmp_path):
@@ -120,6 +204,5 @@ def test_bench_verify_prints_side_by_side_figures():
     result = json.loads(qrgate("bench", "verify", "--rounds", "2", "--tokens", "20").stdout)
     assert result["bench"] == "verify" and result["tokens"] == 20
     assert result["valid_tokens_per_s"] > 0 and result["bare_ed25519_checks_per_s"] > 0
-    # The full verify includes the bare check, so it can only be slower (allowing timer noise).
-    assert 0 < result["ratio_valid_to_bare"] < 1.1
+    assert result["ratio_valid_to_bare"] > 0 and isinstance(result["goals_met"], bool)
     assert set(result["garbage_per_s_by_kind"]) == {"other_qr", "bad_base45", "random_cose_bytes", "truncated"}

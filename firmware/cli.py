@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=15, help="measurement rounds (the median is reported)")
     s.add_argument("--tokens", type=int, default=300, help="distinct valid tokens per round")
     s.set_defaults(func=cmd_bench_verify)
+
+    from firmware import fuzz
+
+    fuzz.register(sub)
     return p
 
 

@@ -1,0 +1,591 @@
+"""`qrgate fuzz kp1`: mutated tokens thrown at the verifier, judged by an oracle.
+
+The claim under test is the issue's: over at least 1,000,000 inputs derived from
+valid tokens, the verifier never lets an exception escape (`verify_raising`) and
+never accepts a text that is not a genuine token of a trusted, unrevoked key.
+
+A `Target` is what the harness needs to know of one token kind: seeds, the
+function under test, the oracle, how COSE bytes become a text, the keys to
+re-sign with and how to spoil its claims. Only KP1 exists now; the DCC (`HC1:`,
+zlib inside base45) will be a second `Target` using the same mutators.
+
+Mutants come in three levels, 1 to 4 stacked per input, drawn from a
+`random.Random` seeded by --seed and the worker's index (so any finding is
+reproducible from its seed, worker and input number; the world's keys are
+derived from --seed too). Text mutations mostly die in base45, so most work is
+done below it: on the COSE bytes (so the base45 layer passes and CBOR is hit)
+and on the decoded COSE structure (so CBOR passes and the COSE, issuer,
+signature and claim checks are hit). Mutants that are re-signed with a trusted
+key only ever carry a change that makes them invalid whatever else they hold:
+a re-signed mutant is then never a genuine token, and the oracle stays one set,
+"the seeds' valid texts".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import struct
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache, partial
+from pathlib import Path
+from typing import Callable
+
+import cbor2
+
+from firmware.keys import Issuer
+
+NOW = 1_750_000_000  # the fixed moment at which every seed is minted and every mutant judged
+SKEW = 5
+MAX_SAVED = 100  # finding files per worker and kind: a broken verifier must not fill the disk
+HANG_S = 10.0  # a worker whose input counter stands still this long is stuck on one input: a hang
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seed:
+    text: str
+    body: bytes  # the COSE_Sign1 bytes inside the text
+    expect: str  # the verdict the oracle's own model gives it: "accepted" or a rejection reason
+
+
+@dataclass(frozen=True)
+class Target:
+    """One token kind under test: seeds + the verify function + the oracle, and what mutators need."""
+
+    name: str
+    prefix: str
+    seeds: tuple[Seed, ...]
+    verify: Callable[[str], object]  # returns a Verdict; an exception escaping it is a crash
+    may_accept: Callable[[str], bool]  # the oracle: may this exact text be accepted?
+    wrap: Callable[[bytes], str]  # COSE bytes -> text (KP1: prefix + base45; DCC will add zlib)
+    signers: dict[bytes, Issuer]  # kid -> key held by the harness, to re-sign structure mutants
+    break_claims: Callable[[random.Random, dict, Issuer], bytes]  # a payload invalid whatever else
+    forger: Issuer  # a key no trust list holds: what it signs is never genuine, under any kid
+    kids: tuple[bytes, ...] = field(default=())  # kids to swap in, beyond the signers'
+
+
+_B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+
+
+@cache
+def _triples() -> list[str]:
+    """Every 16-bit value's base45 triple, made on first use (not when `qrgate` builds its parser)."""
+    return [_B45[v % 45] + _B45[v // 45 % 45] + _B45[v // 2025] for v in range(1 << 16)]
+
+
+def b45encode(data: bytes) -> str:
+    """base45 by table: six times cheaper than the base45 package, and most mutants are encoded."""
+    triples = _triples()
+    text = "".join([triples[v] for v in struct.unpack(f">{len(data) // 2}H", data[: len(data) & ~1])])
+    return text + triples[data[-1]][:2] if len(data) & 1 else text
+
+
+def kp1_target(seed: int = 0) -> Target:
+    """An in-memory world of fresh keys (derived from `seed`), a signed trust list and KP1 seeds."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware.tokens import b45, kp1, trustlist
+
+    rng = random.Random(f"kp1-world:{seed}")
+    new_key = lambda: Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))  # noqa: E731
+    trusted = [Issuer(name, new_key()) for name in ("naver", "kakao", "toss")]
+    revoked, rogue, root = Issuer("payco", new_key()), Issuer("rogue", new_key()), new_key()
+    # The revoked key is also listed as an issuer: revocation alone must turn it away.
+    raw = trustlist.build(root, [*trusted, revoked], seq=1, issued_at=NOW, revoked=[revoked.kid])
+    trust = trustlist.parse(raw, root.public_key())
+    replayed: set[bytes] = set()
+    seeds: list[Seed] = []
+
+    def add(expect, issuer, iat=NOW, ttl=15, att=("vax",), kid=None, cti=None):
+        text = kp1.mint(issuer, iat, ttl=ttl, att=att, cti=cti or rng.randbytes(16), kid=kid)
+        body = b45.decode(text[len(kp1.PREFIX) :])
+        if b45encode(body) != text[len(kp1.PREFIX) :]:
+            raise AssertionError("fuzz.b45encode disagrees with the base45 package")
+        seeds.append(Seed(text, body, expect))
+
+    for issuer in trusted:
+        for ttl, att in ((1, ("vax",)), (15, ("age14", "vax")), (60, ("age19", "vax")), (300, kp1.ATTRIBUTES),
+                         (rng.randint(1, 300), ("vax", "age14"))):
+            add("accepted", issuer, ttl=ttl, att=att)
+        add("accepted", issuer, iat=NOW - 15 - SKEW)  # exp + skew == NOW: the last second it passes
+        add("accepted", issuer, iat=NOW + SKEW)  # iat - skew == NOW: the first second it passes
+        add("expired", issuer, iat=NOW - 16 - SKEW)
+        add("expired", issuer, iat=NOW - 86400, ttl=300)
+        add("not_yet_valid", issuer, iat=NOW + SKEW + 1)
+        add("missing_attribute", issuer, att=rng.choice(((), ("age19",), ("age14", "age19"))))
+        replayed.add(cti := rng.randbytes(16))
+        add("replayed_elsewhere", issuer, cti=cti)
+        add("bad_signature", Issuer(issuer.iss, rogue.key), kid=issuer.kid)  # forged under a trusted kid
+    add("unknown_issuer", rogue)
+    add("unknown_issuer", Issuer(trusted[1].iss, trusted[0].key))  # a listed key under another's name
+    add("revoked_issuer", revoked)
+    add("revoked_issuer", revoked, att=())
+
+    verifier = kp1.Verifier(lambda: trust, require=("vax",), skew=SKEW, used_elsewhere=replayed.__contains__)
+    valid = frozenset(s.text for s in seeds if s.expect == "accepted")
+    signers = {i.kid: i for i in (rogue, revoked, *trusted)}  # trusted last: a shared kid maps to its owner
+    names = tuple(i.iss for i in (*trusted, revoked, rogue))
+    return Target(
+        name="kp1",
+        prefix=kp1.PREFIX,
+        seeds=tuple(seeds),
+        verify=partial(verifier.verify_raising, now=NOW),
+        may_accept=valid.__contains__,
+        wrap=lambda data: kp1.PREFIX + b45encode(data),
+        signers=signers,
+        break_claims=partial(_break_kp1_claims, names=names),
+        forger=rogue,
+        kids=(rng.randbytes(8),),
+    )
+
+
+ISS, EXP, IAT, CTI, ATT = 1, 4, 6, 7, -70001  # kp1.CLAIM_*, spelled out: kp1 is imported only when used
+_BAD = {
+    ISS: (5, "", "x" * 65, b"naver", None, ["naver"], True, 1.5),
+    IAT: (True, "now", float(NOW), None, -1, 0, 1_577_836_799, 4_102_444_800, 2**64, -(2**64) - 1, 2**80,
+          cbor2.CBORTag(1, NOW), b"\x00"),
+    CTI: (b"", bytes(15), bytes(17), "0" * 16, 7, None, [0] * 16),
+    ATT: ("vax", [1], ["x" * 33], ["vax"] * 17, {"vax": 1}, None, [None], b"vax", [b"vax"], [["vax"]]),
+}
+_BAD[EXP] = _BAD[IAT]
+
+
+def _break_kp1_claims(rng: random.Random, claims: dict, signer: Issuer, names: tuple[str, ...]) -> bytes:
+    """KP1 claims with one change that makes them invalid at NOW, whatever the other claims are."""
+    c = dict(claims)
+    k = rng.randrange(10)
+    if k < 3:  # one claim of a wrong type or value, or missing
+        key = rng.choice(tuple(_BAD))
+        if rng.random() < 0.15 and key != ATT:
+            c.pop(key, None)
+        else:
+            c[key] = rng.choice(_BAD[key])
+    elif k == 3:  # well-formed but naming another issuer than the signing key's
+        c[ISS] = rng.choice([n for n in names if n != signer.iss])
+    elif k == 4:  # well-formed but not yet valid
+        c[IAT] = NOW + SKEW + 1 + rng.randrange(10**6)
+        c[EXP] = c[IAT] + rng.randrange(301)
+    elif k == 5:  # well-formed but expired
+        c[EXP] = NOW - SKEW - 1 - rng.randrange(10**6)
+        c[IAT] = c[EXP] - rng.randrange(301)
+    elif k == 6:  # a window over 300 s, or negative
+        c[IAT] = NOW - rng.randrange(300)
+        c[EXP] = c[IAT] + rng.choice((301, 302, 3600, 10**6, -1, -300))
+    elif k == 7:  # more than 16 claims
+        c.update({1000 + j: j for j in range(17)})
+    elif k == 8:  # not a map
+        return cbor2.dumps(rng.choice((list(c.items()), cbor2.CBORTag(61, c), None, "claims", b"")))
+    else:  # a map CBOR itself forbids here: trailing bytes, indefinite length, duplicate key
+        items = [cbor2.dumps(k) + cbor2.dumps(v) for k, v in c.items()] or [b"\x01\x00"]
+        form = rng.randrange(3)
+        if form == 0:
+            return cbor2.dumps(c) + rng.choice((b"\x00", b"\xff", b"\xa0"))
+        if form == 1:
+            return b"\xbf" + b"".join(items) + b"\xff"
+        items.insert(rng.randrange(len(items) + 1), rng.choice(items))
+        return _head(5, len(items)) + b"".join(items)
+    return cbor2.dumps(c)
+
+
+TARGETS: dict[str, Callable[[int], Target]] = {"kp1": kp1_target}
+
+
+# --- mutators ------------------------------------------------------------------------------------
+
+_OTHER_ASCII = "abcxyz_#!?=\"'\\\t\n\r\x00\x7f~`{}[]<>@&^|;,"
+_NON_ASCII = ("Ä", "é", "\u212a", "\u0130", "\u00a0", "\ufeff", "\u200b", "١", "Ａ", "€", "😀", "\ud800")
+_PREFIXES = ("", "kp1:", "KP1", "KP2:", "HC1:", "KP1:KP1:", " KP1:", "KP1: ", "KP1:\n", "KP1::")
+_CBOR_BYTES = bytes((0x00, 0x01, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x20, 0x38, 0x40, 0x41, 0x43, 0x48, 0x58, 0x59,
+                     0x5B, 0x5F, 0x60, 0x7B, 0x7F, 0x80, 0x84, 0x9B, 0x9F, 0xA0, 0xA1, 0xBB, 0xBF, 0xC0, 0xC2,
+                     0xD2, 0xD8, 0xF4, 0xF5, 0xF6, 0xF7, 0xF9, 0xFB, 0xFF))
+_CBOR_RUNS = (  # heads with huge lengths or values, bignums, floats, deep nesting, indefinite items, tags
+    b"\x5b" + b"\xff" * 8, b"\x5a\xff\xff\xff\xff", b"\x9b\x7f" + b"\xff" * 7, b"\xbb" + bytes(3) + b"\x01" + bytes(4),
+    b"\x7b" + b"\xff" * 8, b"\x1b" + b"\xff" * 8, b"\x3b" + b"\xff" * 8, b"\xdb" + b"\xff" * 8,
+    b"\xc2\x49\x01" + bytes(8), b"\xfb\x7f\xf8" + bytes(6), b"\xf9\x7c\x00", b"\x81" * 40, b"\x5f\x41\x00\xff",
+    b"\xd8\x12", b"\xd9\xd9\xf7", b"\x58\x40", b"\x59\x00\x40",
+)
+_L = 2**252 + 27742317777372353535851937790883648493  # the Ed25519 group order
+
+
+def _char(rng: random.Random) -> str:
+    r = rng.random()
+    return rng.choice(_B45) if r < 0.7 else rng.choice(_OTHER_ASCII) if r < 0.9 else rng.choice(_NON_ASCII)
+
+
+def _text(rng: random.Random, s: str, t: Target) -> str:
+    n, i = len(s), rng.randrange(len(s) + 1)
+    k = rng.randrange(9)
+    if k == 0:
+        return s[:i] + _char(rng) + s[i + 1 :]
+    if k == 1:
+        return s[:i] + "".join(_char(rng) for _ in range(rng.randint(1, 3))) + s[i:]
+    if k == 2:
+        return s[:i] + s[i + rng.randint(1, 3) :]
+    if k == 3:
+        return s[: rng.randrange(n + 1)]
+    if k == 4:
+        j = rng.randrange(n + 1)
+        return s[:i] + s[j : j + rng.randint(1, 40)] + s[i:]
+    if k == 5:
+        other = rng.choice(t.seeds).text
+        return s[:i] + other[rng.randrange(len(other) + 1) :]
+    if k == 6:
+        return rng.choice(_PREFIXES) + (s[len(t.prefix) :] if s.startswith(t.prefix) else s)
+    if k == 7:
+        pad = rng.choice(("\n", "\r\n", " ", "\x00", "  ", "\t"))
+        return s + pad if rng.random() < 0.7 else pad + s
+    return (s * (2048 // max(n, 1) + 1))[: rng.choice((1023, 1024, 1025, 2048))]
+
+
+def _bytes(rng: random.Random, data: bytes, t: Target) -> bytes:
+    b = bytearray(data) or bytearray(b"\x00")
+    i = rng.randrange(len(b))
+    k = rng.randrange(10)
+    if k == 0:
+        b[i] ^= 1 << rng.randrange(8)
+    elif k == 1:
+        b[i] = rng.randrange(256)
+    elif k == 2:
+        b[i] = rng.choice(_CBOR_BYTES)
+    elif k == 3:  # off-by-one lengths and values
+        b[i] = (b[i] + rng.choice((-2, -1, 1, 2))) & 0xFF
+    elif k == 4:
+        b[i:i] = rng.randbytes(rng.randint(1, 4)) if rng.random() < 0.5 else bytes((rng.choice(_CBOR_BYTES),))
+    elif k == 5:
+        del b[i : i + rng.randint(1, 8)]
+    elif k == 6:
+        del b[i:]
+    elif k == 7:
+        b += rng.choice(_CBOR_RUNS) if rng.random() < 0.5 else rng.randbytes(rng.randint(1, 16))
+    else:
+        run = rng.choice(_CBOR_RUNS)
+        b[i : i + len(run)] = run
+    return bytes(b)
+
+
+def _head(major: int, n: int, wide: bool = False) -> bytes:
+    """A CBOR head; `wide` spends one size more than preferred serialization allows (where one is left)."""
+    if n < 24 and not wide:
+        return bytes((major << 5 | n,))
+    fits = [(info, size) for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)) if n < 1 << 8 * size]
+    info, size = fits[1] if wide and n >= 24 and len(fits) > 1 else fits[0]
+    return bytes((major << 5 | info,)) + n.to_bytes(size, "big")
+
+
+def _loose(data: object) -> object:
+    try:
+        return cbor2.loads(data)
+    except Exception:
+        return None
+
+
+def _signer(t: Target, protected: object, rng: random.Random) -> Issuer:
+    header = _loose(protected) if isinstance(protected, bytes) else None
+    kid = header.get(4) if isinstance(header, dict | cbor2.frozendict) else None
+    return t.signers.get(kid) if isinstance(kid, bytes) and kid in t.signers else rng.choice(list(t.signers.values()))
+
+
+def _sign(signer: Issuer, protected: bytes, payload: bytes) -> bytes:
+    return signer.key.sign(cbor2.dumps(["Signature1", protected, b"", payload]))
+
+
+def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
+    """Decode the COSE_Sign1, change one thing in it and encode it again (re-signing where said)."""
+    obj = _loose(data)
+    if not (isinstance(obj, cbor2.CBORTag) and type(obj.value) in (list, tuple) and len(obj.value) == 4):
+        return _bytes(rng, data, t)
+    tag, (prot, unprot, payload, sig) = obj.tag, obj.value
+    items = [prot, unprot, payload, sig]
+    k = rng.randrange(12)
+    if k == 0:  # another tag, no tag, or a tag around the tag
+        value = rng.choice((0, 1, 16, 17, 19, 61, 96, 98, 274, 55799, 2**32, 2**64 - 1))
+        r = rng.random()
+        return cbor2.dumps(items if r < 0.2 else cbor2.CBORTag(value, cbor2.CBORTag(tag, items) if r < 0.4 else items))
+    if k == 1:  # three or five elements
+        if rng.random() < 0.5:
+            del items[rng.randrange(4)]
+        else:
+            items.insert(rng.randrange(5), rng.choice((b"", {}, None, sig, payload)))
+    elif k == 2:  # a non-empty or wrongly typed unprotected header
+        kid = rng.choice(list(t.signers))
+        items[1] = rng.choice(({1: -8}, {4: kid}, {1: -8, 4: kid}, {"x": 0}, {0: None}, [], None, b"", "", 0))
+    elif k == 3:  # an element of the wrong type
+        i = rng.randrange(4)
+        x = items[i]
+        items[i] = rng.choice((x.hex() if isinstance(x, bytes) else "x", None, list(x) if isinstance(x, bytes) else [],
+                               cbor2.CBORTag(24, x), 0, False))
+    elif k == 4:  # another kid or alg in the protected header, not re-signed
+        kid = rng.choice((*t.signers, *t.kids))
+        items[0] = cbor2.dumps(rng.choice(({1: -8, 4: kid}, {4: kid, 1: -8}, {1: -7, 4: kid}, {1: -8, 4: kid, 5: b""},
+                                           {1: -8, 4: kid, 2: [99]})))
+    elif k == 5:  # the payload of another seed, or a payload with its expiry moved, not re-signed
+        other = _loose(rng.choice(t.seeds).body).value[2]
+        claims = _loose(payload)
+        if rng.random() < 0.5 and isinstance(claims, dict | cbor2.frozendict) and isinstance(claims.get(EXP), int):
+            other = cbor2.dumps({**claims, EXP: claims[EXP] + rng.choice((1, 60, 3600))})
+        items[2] = other
+    elif k == 6:  # signature malleability, zeros, a wrong length, another token's, the forger's over the same data
+        r, s = sig[:32], sig[32:]
+        forms = [lambda: r + (int.from_bytes(s, "little") + _L).to_bytes(32, "little") if len(s) == 32 else sig,
+                 lambda: bytes(64), lambda: r + bytes(32), lambda: sig[:63], lambda: sig + b"\x00",
+                 lambda: _loose(rng.choice(t.seeds).body).value[3], lambda: s + r,
+                 lambda: _sign(t.forger, prot, payload)]
+        items[3] = rng.choice(forms)()
+    elif k == 7:  # the same values, not in preferred serialization
+        return _noncanonical(rng, tag, items)
+    elif k < 10:  # claims spoiled, then re-signed by the key the kid names
+        signer = _signer(t, prot, rng)
+        claims = _loose(payload)
+        items[2] = t.break_claims(rng, dict(claims) if isinstance(claims, dict | cbor2.frozendict) else {}, signer)
+        if not isinstance(prot, bytes):
+            items[0] = prot = cbor2.dumps({1: -8, 4: signer.kid})
+        items[3] = _sign(signer, prot, items[2])
+    else:  # protected header spoiled, then re-signed by the key the kid named
+        signer = _signer(t, prot, rng)
+        header = _loose(prot) if isinstance(prot, bytes) else None
+        h = dict(header) if isinstance(header, dict | cbor2.frozendict) else {}
+        form = rng.randrange(3)
+        if form == 0:
+            h[1] = rng.choice((-7, -35, -37, -257, 0, 1, -9, True, "EdDSA", None, b"\xf8", -8.0, 2**64, [-8]))
+        elif form == 1:
+            h[4] = rng.choice((b"", signer.kid[:7], signer.kid + b"\x00", signer.kid.hex(), 4, None, [signer.kid]))
+        items[0] = cbor2.dumps(h) if form < 2 else rng.choice(
+            (b"", b"\xa0", cbor2.dumps([1, -8, 4, signer.kid]), cbor2.dumps(None), cbor2.dumps(h) + b"\x00"))
+        items[3] = _sign(signer, items[0], payload if isinstance(payload, bytes) else b"")
+    return cbor2.dumps(cbor2.CBORTag(tag, items))
+
+
+def _noncanonical(rng: random.Random, tag: int, items: list) -> bytes:
+    """The envelope with one head longer than needed or of indefinite length: values equal, bytes not."""
+    parts = [cbor2.dumps(x) for x in items]
+    tag_head, array_head, end = _head(6, tag), _head(4, len(items)), b""
+    k = rng.randrange(5)
+    if k == 0:
+        tag_head = _head(6, tag, wide=True)
+    elif k == 1:
+        array_head, end = (_head(4, 4, wide=True), b"") if rng.random() < 0.5 else (b"\x9f", b"\xff")
+    elif k == 2 and items[1] == {}:
+        parts[1] = rng.choice((b"\xb8\x00", b"\xbf\xff"))
+    else:
+        i = rng.choice([i for i, x in enumerate(items) if isinstance(x, bytes)] or [0])
+        x = items[i]
+        if isinstance(x, bytes):
+            cut = rng.randrange(len(x) + 1)
+            parts[i] = (_head(2, len(x), wide=True) + x if rng.random() < 0.5 else
+                        b"\x5f" + _head(2, cut) + x[:cut] + _head(2, len(x) - cut) + x[cut:] + b"\xff")
+    return tag_head + array_head + b"".join(parts) + end
+
+
+# Relative weights: structure first (it reaches the deep checks), then bytes, then text.
+_LEVELS = ((_structure, 5), (_bytes, 4), (_text, 2))
+
+
+def _mutant(rng: random.Random, t: Target, stats: Counter) -> str:
+    seed = rng.choice(t.seeds)
+    ops = rng.choices([op for op, _ in _LEVELS], [w for _, w in _LEVELS], k=rng.choice((1, 1, 2, 2, 3, 4)))
+    ops.sort(key=lambda op: op is _text)  # bytes and structure below base45 first, then the text
+    data, text = seed.body, None
+    for op in ops:
+        if op is _text:
+            text = op(rng, text if text is not None else seed.text if data is seed.body else t.wrap(data), t)
+            continue
+        try:
+            data = op(rng, data, t)
+        except Exception:  # a mutator's own surprise (cbor2 refusing a value): mutate plainly instead
+            stats["mutator_fallbacks"] += 1
+            data = _bytes(rng, data, t)
+    return text if text is not None else t.wrap(data)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _label(verdict) -> str:
+    return verdict.reason.value if verdict.reason is not None else verdict.kind.value
+
+
+def _save(out: Path | None, saved: Counter, kind: str, t: Target, seed: int, worker: int, n: int, text: str,
+          detail: str) -> None:
+    """The only place a token text is written: a finding's file, so that it can be replayed."""
+    saved[kind] += 1
+    if out is None or saved[kind] > MAX_SAVED:
+        return
+    record = {"kind": kind, "target": t.name, "seed": seed, "worker": worker, "input": n, "detail": detail,
+              "text": text, "hex": text.encode("utf-8", "surrogatepass").hex()}
+    (out / f"{t.name}-{kind}-s{seed}-w{worker}-{n}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def _work(t: Target, seed: int, worker: int, count: int, out: Path | None, conn, progress) -> None:
+    rng = random.Random(f"{seed}:{worker}")
+    verdicts, crash_types, stats, saved = Counter(), Counter(), Counter(), Counter()
+    verify, may_accept, clock = t.verify, t.may_accept, time.perf_counter_ns
+    slowest = total = 0
+    slowest_label = None
+    for n in range(count):
+        progress[worker] = n  # watched by the parent: a hang shows as a counter standing still
+        text = _mutant(rng, t, stats)
+        start = clock()
+        try:
+            verdict = verify(text)
+        except Exception as exc:
+            took = clock() - start
+            label = "crash"
+            crash_types[type(exc).__name__] += 1
+            _save(out, saved, "crash", t, seed, worker, n, text, traceback.format_exc())
+        else:
+            took = clock() - start
+            label = _label(verdict)
+            if verdict.green:
+                if may_accept(text):
+                    stats["seed_accepts"] += 1
+                else:
+                    stats["false_accepts"] += 1
+                    _save(out, saved, "false_accept", t, seed, worker, n, text, repr(verdict))
+        verdicts[label] += 1
+        total += took
+        if took > slowest:  # time a new maximum again: a preempted process is not a slow input
+            for _ in range(3):
+                start = clock()
+                try:
+                    verify(text)
+                except Exception:
+                    pass
+                took = min(took, clock() - start)
+            if took > slowest:
+                slowest, slowest_label = took, label
+    conn.send({"count": count, "verdicts": verdicts, "crash_types": crash_types, "stats": stats,
+               "slowest_ns": slowest, "slowest_label": slowest_label, "total_ns": total})
+    conn.close()
+
+
+def _collect(jobs: dict, progress, hang_s: float) -> tuple[list[dict], Counter]:
+    """Each worker's result; a worker that died or stood still on one input for `hang_s` is a finding."""
+    from multiprocessing.connection import wait
+
+    parts, died = [], Counter()
+    seen = {w: (-1, time.monotonic()) for w, _ in jobs.values()}
+    while jobs:
+        for receive in wait(list(jobs), timeout=min(1.0, hang_s / 4)):
+            w, proc = jobs.pop(receive)
+            try:
+                parts.append(receive.recv())
+            except EOFError:  # a crash below Python (a C extension's segfault) or in the harness itself
+                proc.join()
+                died[f"worker {w} died (exit {proc.exitcode})"] += 1
+            proc.join()
+        now = time.monotonic()
+        for receive, (w, proc) in list(jobs.items()):
+            n = progress[w]
+            if n != seen[w][0]:
+                seen[w] = (n, now)
+            elif now - seen[w][1] > hang_s:
+                proc.kill()
+                proc.join()
+                del jobs[receive]
+                died[f"worker {w} hung on input {n}"] += 1
+    return parts, died
+
+
+def _check_seeds(t: Target) -> dict:
+    """Each seed unmutated must get the oracle's verdict: proof the oracle and the world are live."""
+    wrong = Counter()
+    for s in t.seeds:
+        try:
+            got = _label(t.verify(s.text))
+        except Exception as exc:
+            got = f"crash:{type(exc).__name__}"
+        if got != s.expect or (s.expect == "accepted") != t.may_accept(s.text):
+            wrong[f"{s.expect}->{got}"] += 1
+    valid = sum(s.expect == "accepted" for s in t.seeds)
+    return {"seeds": len(t.seeds), "valid": valid, "as_expected": len(t.seeds) - sum(wrong.values()),
+            "wrong": dict(wrong)}
+
+
+def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | None = None, seed: int = 0,
+        out: Path | None = None, hang_s: float = HANG_S) -> dict:
+    """Fuzz `target` with `count` mutants over `workers` forked processes; the result as a dict (no token texts)."""
+    t = TARGETS[target](seed) if isinstance(target, str) else target
+    workers = max(1, min(workers or os.cpu_count() or 1, count or 1))
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    seed_check = _check_seeds(t)
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # the world and any injected target reach workers as they are
+    started = time.perf_counter()
+    progress = ctx.RawArray("q", workers)
+    jobs = {}
+    for w in range(workers):
+        receive, send = ctx.Pipe(duplex=False)
+        share = count // workers + (w < count % workers)
+        proc = ctx.Process(target=_work, args=(t, seed, w, share, out, send, progress), daemon=True)
+        proc.start()
+        send.close()
+        jobs[receive] = (w, proc)
+    parts, died = _collect(jobs, progress, hang_s)
+    seconds = time.perf_counter() - started
+    verdicts, crash_types, stats = Counter(), Counter(died), Counter()
+    for p in parts:
+        verdicts.update(p["verdicts"])
+        crash_types.update(p["crash_types"])
+        stats.update(p["stats"])
+    done = sum(p["count"] for p in parts)
+    slow = max(parts, key=lambda p: p["slowest_ns"], default={"slowest_ns": 0, "slowest_label": None})
+    crashes, false_accepts = sum(crash_types.values()), stats["false_accepts"]
+    return {
+        "target": t.name,
+        "count": done,
+        "workers": workers,
+        "seed": seed,
+        "seconds": round(seconds, 3),
+        "inputs_per_second": round(done / seconds) if seconds else None,
+        "verdicts": dict(verdicts.most_common()),
+        "seed_accepts": stats["seed_accepts"],
+        "crashes": crashes,
+        "crash_types": dict(crash_types),
+        "false_accepts": false_accepts,
+        "slowest_verify_us": round(slow["slowest_ns"] / 1000, 1),
+        "slowest_verdict": slow["slowest_label"],
+        "mean_verify_us": round(sum(p["total_ns"] for p in parts) / max(done, 1) / 1000, 2),
+        "mutator_fallbacks": stats["mutator_fallbacks"],
+        "seed_check": seed_check,
+        "out": str(out) if out is not None else None,
+        "ok": crashes == 0 and false_accepts == 0 and seed_check["as_expected"] == seed_check["seeds"],
+    }
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add `qrgate fuzz TARGET [--count N] [--workers W] [--seed S] [--out DIR]`."""
+    s = subparsers.add_parser("fuzz", help="mutated tokens against the verifier: one JSON result, exit 1 on a finding")
+    s.add_argument("target", choices=sorted(TARGETS), help="the token kind")
+    s.add_argument("--count", type=_positive, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
+    s.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="W",
+                   help="forked processes (default: the CPU count)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the keys and every mutation (default 0)")
+    s.add_argument("--out", type=Path, metavar="DIR", help="write each crashing or falsely accepted input here")
+    s.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    result = run(args.target, count=args.count, workers=args.workers, seed=args.seed, out=args.out)
+    print(json.dumps(result), flush=True)
+    return 0 if result["ok"] else 1

@@ -7,6 +7,7 @@ Built on cbor2; parsing is strict enough that any structural surprise is a
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import cbor2
@@ -71,6 +72,19 @@ def strict_loads(data: bytes) -> object:
         raise CoseError(f"bad CBOR: {type(exc).__name__}") from None
     if stream.tell() != len(data):
         raise CoseError("trailing bytes after the CBOR item")
+    return obj
+
+
+def labelled_map(obj: object) -> Mapping:
+    """A map whose labels are exactly ints or texts, as COSE and CWT define them.
+
+    Python finds `m.get(1)` under the label true or 1.0 too (True == 1.0 == 1),
+    so a map with such labels must not reach code that reads it by label.
+    """
+    if not is_map(obj):
+        raise CoseError("not a map")
+    if any(type(label) not in (int, str) for label in obj):
+        raise CoseError("a map label is neither an integer nor a text")
     return obj
 
 
@@ -140,9 +154,7 @@ def parse_sign1(data: bytes) -> Sign1:
         raise CoseError("signature is not 64 bytes")
     if cbor2.dumps(obj) != data:
         raise CoseError("COSE_Sign1 not in preferred serialization")
-    header = strict_loads(protected)
-    if not is_map(header):
-        raise CoseError("protected header is not a map")
+    header = labelled_map(strict_loads(protected))
     alg, kid = header.get(HDR_ALG), header.get(HDR_KID)
     if not isinstance(alg, int) or isinstance(alg, bool):
         raise CoseError("no algorithm in the protected header")

@@ -75,9 +75,12 @@ def _time(value: object) -> int:
 
 
 def parse_claims(payload: bytes) -> Claims:
-    body = cose.strict_loads(payload)
-    if not cose.is_map(body) or len(body) > MAX_CLAIMS:
-        raise cose.CoseError("claims are not a map of at most 16 entries")
+    """The CWT claims, in preferred serialization like the envelope: one signed token, one encoding."""
+    body = cose.labelled_map(cose.strict_loads(payload))
+    if len(body) > MAX_CLAIMS:
+        raise cose.CoseError("more than 16 claims")
+    if cbor2.dumps(body) != payload:
+        raise cose.CoseError("claims not in preferred serialization")
     iss, cti, att = body.get(CLAIM_ISS), body.get(CLAIM_CTI), body.get(CLAIM_ATT, [])
     if not isinstance(iss, str) or not 0 < len(iss) <= 64:
         raise cose.CoseError("iss is not a short text")

@@ -186,6 +186,8 @@ def cmd_decode(args) -> int:
 def cmd_bench_verify(args) -> int:
     from firmware.bench import verify
 
+    if args.rounds < 1 or args.tokens < 1:
+        raise QrgateError("--rounds and --tokens must be 1 or more")
     result = verify.run(rounds=args.rounds, n_tokens=args.tokens)
     print(json.dumps(result))
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 from firmware import app, config, keys, render
 from firmware.broker import Mosquitto, MosquittoError, free_port
 from firmware.clock import ClockSync
-from firmware.events import Decision, console_line
+from firmware.events import console_line
 from firmware.store.records import SealedRecord
 from firmware.tokens import kp1, trustlist
 

@@ -9,7 +9,6 @@ daemon's `refresh` adopts a list written by the other process, under the same ru
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 

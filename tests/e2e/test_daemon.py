@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import changes, load, store_rows, write_frames
-from firmware import app, config, keys
+from firmware import app, keys
 from firmware.broker import Mosquitto, free_port
 from firmware.store.records import SealedRecord
 

@@ -1,7 +1,9 @@
 """Decisions as events: one JSON line each, for a venue display, a harness, or the demo's console.
 
-An event carries the verdict, the reason, the issuer, the pattern driven and
-the time from frame to verdict; never the token id or the QR text.
+An event carries the verdict, the reason, the issuer, the pattern driven, the
+time from frame to verdict and, for a new visit, the rid its sealed record was
+stored under (a receipt: random, and on the wire in clear anyway); never the
+token id or the QR text.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Decision:
     pattern: str
     latency_ms: float
     ts: float  # wall clock
+    rid: str | None = None  # hex, for an accepted (new) visit
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -30,6 +30,7 @@ class Answer:
     verdict: Verdict | None  # None: no verdict could be given (a fault)
     pattern: Pattern
     fault: str | None = None
+    rid: bytes | None = None  # the record a new visit was stored as: random, on the wire in clear anyway
 
     @property
     def label(self) -> str:
@@ -68,19 +69,21 @@ class Gate:
             return Answer(verdict, patterns.for_verdict(verdict.kind))
         claims = verdict.claims
         assert claims is not None
+        sealed = []
+
+        def make_record():
+            sealed.append(Visit.of(claims, self.venue, self.device, int(now)).seal(self.authority))
+            return sealed[-1]
+
         try:
-            new = self.store.admit(
-                claims.cti,
-                seen_until=claims.exp + self.verifier.skew,
-                now=int(now),
-                make_record=lambda: Visit.of(claims, self.venue, self.device, int(now)).seal(self.authority),
-            )
+            new = self.store.admit(claims.cti, seen_until=claims.exp + self.verifier.skew, now=int(now),
+                                   make_record=make_record)
         except StorageError as exc:
             self.faults.set("storage", str(exc))
             return Answer(None, patterns.FAULT, "storage_failed")
         self.faults.clear("storage")
-        if new:
-            self.on_recorded()
-        else:
+        if not new:
             verdict = Verdict(Kind.ALREADY_CHECKED_IN, None, claims)
-        return Answer(verdict, patterns.for_verdict(verdict.kind))
+            return Answer(verdict, patterns.for_verdict(verdict.kind))
+        self.on_recorded()
+        return Answer(verdict, patterns.for_verdict(verdict.kind), rid=sealed[-1].rid)

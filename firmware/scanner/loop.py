@@ -78,6 +78,7 @@ class ScanLoop:
             pattern=answer.pattern.name,
             latency_ms=round(latency, 2),
             ts=self.clock(),
+            rid=answer.rid.hex() if answer.rid else None,
         )
         logger.info("%s%s", decision.verdict, f" ({decision.reason})" if decision.reason else "")
         self.on_decision(decision)

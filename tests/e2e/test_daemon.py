@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import logging
 import threading
 import time
@@ -75,6 +76,10 @@ def test_visitors_get_their_answers_on_the_pins_in_order(tmp_path, world, pins, 
     # The event log (a display's feed) says the same, one JSON line per decision.
     logged = [json.loads(line) for line in events.read_text().splitlines()]
     assert [(e["verdict"], e["pattern"]) for e in logged] == [(d.verdict, d.pattern) for d in decisions]
+    # A new visit's event names the record it was stored as (a receipt); the others name none.
+    db = sqlite3.connect(cfg.device.state_dir / "visits.db")
+    assert [e["rid"] for e in logged] == [db.execute("SELECT rid FROM records").fetchone()[0].hex(), None, None]
+    db.close()
     # Nothing personal in the logs: neither the QR text nor any part of it.
     for text in (caplog.text, events.read_text()):
         assert first[4:40] not in text and forged[4:40] not in text

@@ -17,6 +17,7 @@ from typing import Callable
 from firmware import keys
 from firmware.clock import ClockSync
 from firmware.config import Config
+from firmware.errors import StorageError
 from firmware.events import Decision, EventLog
 from firmware.faults import Faults
 from firmware.gate import Gate
@@ -37,7 +38,7 @@ from firmware.uplink.mqtt import MqttUplink, Tls, Will
 
 logger = logging.getLogger(__name__)
 
-CHECK_S = 5.0  # clock and trust list, also checked on every decision
+CHECK_S = 5.0  # clock and trust list (also checked on every decision); delivered bytes scrubbed
 PURGE_S = 3600.0  # 28-day retention
 
 
@@ -131,11 +132,15 @@ def run(
             last_purge = -PURGE_S
             while not stop.is_set():
                 readiness.blocking(time.time())
-                if time.monotonic() - last_purge >= PURGE_S:
-                    last_purge = time.monotonic()
-                    purged = store.purge(int(time.time()))
-                    if purged:
-                        logger.info("purged %d records older than 28 days", purged)
+                try:
+                    store.scrub()
+                    if time.monotonic() - last_purge >= PURGE_S:
+                        last_purge = time.monotonic()
+                        purged = store.purge(int(time.time()))
+                        if purged:
+                            logger.info("purged %d records older than 28 days", purged)
+                except StorageError as exc:  # a full or failing card: loud, and tried again
+                    faults.set("storage", str(exc))
                 stop.wait(CHECK_S)
 
         uplink: MqttUplink | None = None

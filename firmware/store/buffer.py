@@ -39,6 +39,7 @@ class SqliteRecordStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._deleted = 0  # records deleted since the last scrub
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -108,16 +109,37 @@ class SqliteRecordStore:
         return [(rid, wire) for rid, wire in rows if rid not in skip][:limit]
 
     def delete(self, rid: bytes) -> None:
-        """A delivered record leaves the card."""
+        """A delivered record leaves the card (its bytes at the next `scrub`)."""
         with self._lock:
-            self._write("DELETE FROM records WHERE rid = ?", (rid,))
+            self._deleted += self._write("DELETE FROM records WHERE rid = ?", (rid,))
 
     def purge(self, now: int) -> int:
         """Drop records older than 28 days (delivered or not) and seen hashes past their window."""
         with self._lock:
             n = self._write("DELETE FROM records WHERE ts < ?", (now - RETENTION_S,))
             self._write("DELETE FROM seen WHERE expires < ?", (now,))
+            self._deleted += n
+        self.scrub()
         return n
+
+    def scrub(self) -> None:
+        """Leave no deleted record readable on the card.
+
+        secure_delete zeroes freed pages in the database file, but WAL mode keeps
+        the old page images in the -wal file until it is checkpointed and reset:
+        a TRUNCATE checkpoint moves every page home and empties the WAL. Called
+        after a purge and by the daemon's periodic check (every few seconds),
+        not per delivery: it costs a few fsyncs.
+        """
+        with self._lock:
+            if not self._deleted:
+                return
+            try:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot checkpoint the store: {exc}") from None
+            if not busy:  # a reader held it back: try again next time
+                self._deleted = 0
 
     def _write(self, sql: str, params: tuple) -> int:
         try:

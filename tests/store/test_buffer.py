@@ -198,3 +198,24 @@ def test_a_new_visit_forgets_seen_tokens_past_their_window_at_once(store_setup):
     store_setup.admit(cti(2), now=NOW + 21, seen_until=NOW + 41)  # cti(1)'s window is over
     db = sqlite3.connect(store_setup.path)
     assert [row[0] for row in db.execute("SELECT expires FROM seen")] == [NOW + 41]
+
+
+def card_bytes(store_setup) -> bytes:
+    """Everything on the card for this store: the database, its WAL and shared-memory files."""
+    return b"".join(p.read_bytes() for p in store_setup.path.parent.glob(store_setup.path.name + "*"))
+
+
+@pytest.mark.parametrize("how", ["delivered", "purged"])
+def test_deleted_records_are_not_left_readable_on_the_card(store_setup, how):
+    for n in range(1, 4):
+        store_setup.admit(cti(n), ts=NOW - RETENTION_S - 10 if how == "purged" else NOW)
+    gone = store_setup.made[0]
+    assert gone.wire() in card_bytes(store_setup)
+    if how == "delivered":
+        store_setup.store.delete(gone.rid)
+        store_setup.store.scrub()  # the daemon's periodic check does this every few seconds
+    else:
+        assert store_setup.store.purge(NOW) == 3
+    # Neither in the database's free pages (secure_delete) nor in old WAL frames.
+    data = card_bytes(store_setup)
+    assert gone.wire() not in data and gone.wire()[-64:] not in data

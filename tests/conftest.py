@@ -99,6 +99,13 @@ def store_rows(cfg: config.Config) -> int:
         db.close()
 
 
+def wait_until(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)  # polling an observable condition, bounded by the deadline
+
+
 def write_frames(folder: Path, tokens: list[str], code_frames: int = 4, gap_frames: int = 3) -> Path:
     """A replay camera folder: each token as a phone held up for a few frames, empty frames between."""
     folder.mkdir(parents=True, exist_ok=True)

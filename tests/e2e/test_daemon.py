@@ -6,12 +6,11 @@ import json
 import sqlite3
 import logging
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import changes, load, store_rows, write_frames
+from conftest import changes, load, store_rows, wait_until, write_frames
 from firmware import app, keys
 from firmware.broker import Mosquitto, free_port
 from firmware.store.records import SealedRecord
@@ -46,13 +45,6 @@ class Custodian:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_until(predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)  # polling an observable condition, bounded by the deadline
 
 
 def test_visitors_get_their_answers_on_the_pins_in_order(tmp_path, world, pins, caplog):

@@ -33,6 +33,7 @@ from firmware.store.buffer import SqliteRecordStore
 from firmware.tokens.kp1 import Verifier
 from firmware.trust import TrustStore
 from firmware.uplink import status, topics
+from firmware.uplink.backoff import Backoff
 from firmware.uplink.drain import Drain
 from firmware.uplink.mqtt import MqttUplink, Tls, Will
 
@@ -154,10 +155,12 @@ def run(
                 subscriptions={topics.TRUSTLIST: lambda data: trust.offer(data, time.time())},
                 on_connected=lambda: drain.reconnected() if drain else None,
                 on_state=lambda up, why: logger.info("broker %s:%d %s", m.host, m.port, why),
+                session_expiry_s=m.session_expiry_s,
+                backoff=Backoff(m.reconnect_min_s, max(m.reconnect_min_s, m.reconnect_max_s)),
             )
             drain = Drain(
                 store, uplink, topics.visits(dev.venue, dev.id), topics.status(dev.venue, dev.id),
-                status=lambda: status.snapshot(stats, store, faults, trust, clock),
+                status=lambda: status.snapshot(stats, store, faults, trust, clock, uplink),
                 stats=stats, faults=faults, window=m.window, status_interval_s=m.status_interval_s,
             )
             drain_stop = threading.Event()

@@ -104,6 +104,9 @@ class MqttConfig:
     window: int = _opt(16, lo=1, hi=100, help="sealed records in flight at once")
     status_interval_s: float = _opt(30.0, lo=1.0, hi=3600.0)
     drain_on_exit_s: float = _opt(3.0, lo=0.0, hi=60.0, help="on stop, time given to deliver what waits")
+    session_expiry_s: int = _opt(86400, lo=0, hi=30 * 86400, help="the broker keeps the session this long offline")
+    reconnect_min_s: float = _opt(1.0, lo=0.1, hi=60.0)
+    reconnect_max_s: float = _opt(60.0, lo=1.0, hi=3600.0, help="the cap of the jittered exponential backoff")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,12 @@
 
 v5 because under 3.1.1 a broker that refuses a publish by ACL still acknowledges
 it; here a PUBACK's reason code reaches the caller, who deletes a record only
-on success. paho reconnects by itself (connect_async + loop_start) with its
-exponential reconnect delay; this class only reports the state.
+on success. paho reconnects by itself (connect_async + loop_start); the delay
+before each attempt comes from `Backoff` (exponential with jitter), set anew
+after every lost connection or failed attempt. The session is persistent
+(clean_start false, a session expiry), also across a daemon restart, so a
+reconnect resumes the subscriptions and the in-flight messages instead of
+starting over.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from firmware.uplink.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +57,14 @@ class MqttUplink:
         subscriptions: dict[str, Callable[[bytes], None]] | None = None,
         on_connected: Callable[[], None] = lambda: None,
         on_state: Callable[[bool, str], None] = lambda up, why: None,
+        session_expiry_s: int = 86400,
+        backoff: Backoff | None = None,
     ):
         self.host, self.port, self.keepalive = host, port, keepalive
+        self.session_expiry_s = session_expiry_s
+        self.backoff = backoff or Backoff()
+        self.session_present: bool | None = None  # from the last CONNACK
+        self.reconnects = 0  # successful connections after the first
         self.connected = threading.Event()
         self._subscriptions = subscriptions or {}
         self._on_connected, self._on_state = on_connected, on_state
@@ -67,15 +81,23 @@ class MqttUplink:
             )
         if will is not None:
             c.will_set(will.topic, will.payload, qos=1, retain=True)
-        c.reconnect_delay_set(min_delay=1, max_delay=60)
         c.max_inflight_messages_set(max_inflight)
         c.on_connect, c.on_disconnect = self._connected, self._disconnected
+        c.on_connect_fail = lambda client, userdata: self._retry_later()
         c.on_publish, c.on_message = self._published, self._message
         self._client = c
 
     def start(self) -> None:
-        self._client.connect_async(self.host, self.port, self.keepalive)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.session_expiry_s
+        self._retry_later()
+        self._client.connect_async(self.host, self.port, self.keepalive, clean_start=False, properties=properties)
         self._client.loop_start()
+
+    def _retry_later(self) -> None:
+        """Set paho's next reconnect wait to one jittered delay."""
+        delay = self.backoff.next()
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)
 
     def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
         """Disconnect, first publishing `final` (topic, payload) retained if connected."""
@@ -110,14 +132,20 @@ class MqttUplink:
         if reason_code.is_failure:
             self._on_state(False, f"broker refused the connection: {reason_code}")
             return
+        self.backoff.reset()
+        self._retry_later()
+        if self.session_present is not None:
+            self.reconnects += 1
+        self.session_present = bool(flags.session_present)
         self.connected.set()
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
-        self._on_state(True, "connected")
+        self._on_state(True, "connected (session resumed)" if self.session_present else "connected (new session)")
         self._on_connected()
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self._retry_later()
         self._on_state(False, f"disconnected: {reason_code}")
 
     def _published(self, client, userdata, mid, reason_code, properties) -> None:

@@ -10,11 +10,13 @@ from firmware.faults import Faults
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.trust import TrustStore
+from firmware.uplink.mqtt import MqttUplink
 
 OFFLINE = b'{"state":"offline"}'
 
 
-def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore, clock: ClockSync) -> dict:
+def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore, clock: ClockSync,
+             uplink: MqttUplink | None = None) -> dict:
     depth, oldest = store.depth()
     now = time.time()
     current = trust.current()
@@ -28,6 +30,11 @@ def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: Trus
         "queue_depth": depth,
         "oldest_queued_age_s": round(now - oldest) if oldest is not None else None,
         "last_delivery": stats.last_delivery,
+        "broker": None if uplink is None else {
+            "connected": uplink.connected.is_set(),
+            "session_resumed": uplink.session_present,
+            "reconnects": uplink.reconnects,
+        },
         "clock_sync": clock.synchronised(),
         "trust_seq": current.seq if current else None,
         "trust_not_after": current.not_after if current else None,

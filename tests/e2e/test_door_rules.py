@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import base45
 import cbor2
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import changes, load, store_rows, write_frames
+from conftest import changes, load, store_rows, wait_until, write_frames
 from firmware import app, keys
 from firmware.clock import TIME_ERROR, TIMESYNCD_FLAG, ClockSync
 from firmware.tokens import cose, kp1, trustlist
@@ -100,3 +103,45 @@ def test_a_list_installed_by_a_technician_takes_effect_in_the_running_daemon(tmp
 
     app.run(load(tmp_path, cfg_path.read_text()), on_decision=decided, pin_factory=pins)
     assert decisions == [("rejected", "unknown_issuer"), ("accepted", None)]
+
+
+def test_trust_lists_arrive_over_mqtt_under_the_same_checks(tmp_path, world, pins, broker, caplog):
+    root = keys.load_root(world.root_dir)
+    now = int(time.time())
+    seq2 = trustlist.build(root, [world.naver, world.kakao], seq=2, issued_at=now)
+    other_root = keys.new_root(tmp_path / "other-root")
+    forged = trustlist.build(other_root, [world.rogue], seq=9, issued_at=now)
+    rollback = trustlist.build(root, [world.rogue], seq=1, issued_at=now)
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", write_frames(tmp_path / "frames", []),
+                                           mqtt_port=broker.port, camera="loop = true"))
+    kept = tmp_path / "state" / "trustlist.cose"
+
+    def kept_seq() -> int | None:
+        try:
+            return trustlist.parse(kept.read_bytes(), None).seq
+        except (OSError, ValueError):
+            return None
+
+    authority = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="authority", protocol=mqtt.MQTTv5)
+    authority.connect("127.0.0.1", broker.port)
+    authority.loop_start()
+    stop = threading.Event()
+    daemon = threading.Thread(target=app.run, args=(cfg,), kwargs=dict(stop=stop, pin_factory=pins))
+    daemon.start()
+    try:
+        wait_until(lambda: kept_seq() == 1)  # the configured list, installed at start
+        authority.publish("qrgate/v1/trustlist", seq2, qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: kept_seq() == 2)
+        for refused in (forged, rollback):
+            authority.publish("qrgate/v1/trustlist", refused, qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: caplog.text.count("trust list refused") == 2)
+        assert "different root" in caplog.text and "not higher than the installed seq 2" in caplog.text
+        assert kept_seq() == 2
+        seq3 = trustlist.build(root, [world.naver], seq=3, issued_at=now)
+        authority.publish("qrgate/v1/trustlist", seq3, qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: kept_seq() == 3)
+    finally:
+        stop.set()
+        daemon.join(30)
+        authority.disconnect()
+        authority.loop_stop()

@@ -151,7 +151,7 @@ def run(
                 m.host, m.port, client_id=f"qrgate-{dev.venue}-{dev.id}",
                 tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
                 will=Will(topics.status(dev.venue, dev.id), status.OFFLINE),
-                keepalive=m.keepalive_s, max_inflight=m.window + 4,
+                keepalive=m.keepalive_s, max_inflight=m.window,
                 subscriptions={topics.TRUSTLIST: lambda data: trust.offer(data, time.time())},
                 on_connected=lambda: drain.reconnected() if drain else None,
                 on_state=lambda up, why: logger.info("broker %s:%d %s", m.host, m.port, why),

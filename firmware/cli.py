@@ -193,6 +193,15 @@ def cmd_bench_verify(args) -> int:
     return 0
 
 
+def cmd_bench_drain(args) -> int:
+    from firmware.bench import drain
+
+    result = drain.run(records=args.records, window=args.window, rounds=args.rounds, folder=args.folder,
+                       profile=args.profile)
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qrgate", description="qrgate entrance scanner firmware and tools")
     p.add_argument("--version", action="version", version=f"qrgate {__version__}")
@@ -262,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=15, help="measurement rounds (the median is reported)")
     s.add_argument("--tokens", type=int, default=300, help="distinct valid tokens per round")
     s.set_defaults(func=cmd_bench_verify)
+    s = bench.add_parser("drain", help="a store of sealed records drained to a local Mosquitto, against bare paho")
+    s.add_argument("--records", type=int, default=100_000, help="sealed records in the store (default 100000)")
+    s.add_argument("--window", type=int, default=16, help="QoS 1 messages in flight, both sides (default 16)")
+    s.add_argument("--rounds", type=int, default=1, help="drains, each between two bare runs (default 1)")
+    s.add_argument("--folder", type=Path, help="where the store and broker go (default: a temporary folder); "
+                   "on a device, a folder on the card the store lives on")
+    s.add_argument("--profile", action="store_true", help="add an instrumented drain: where its time goes")
+    s.set_defaults(func=cmd_bench_drain)
 
     from firmware import fuzz
 

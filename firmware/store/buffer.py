@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from firmware.errors import StorageError
 from firmware.store.records import SealedRecord
@@ -100,18 +100,31 @@ class SqliteRecordStore:
         except sqlite3.Error:
             logger.exception("rollback failed")
 
-    def oldest(self, limit: int, skip: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
-        """The oldest records as (rid, wire), leaving out those in `skip` (already in flight)."""
+    def after(self, position: tuple[int, int] | None, limit: int) -> list[tuple[tuple[int, int], bytes, bytes]]:
+        """Up to `limit` records after `position`, oldest first, as (position, rid, wire).
+
+        A position is (ts, rowid): the uplink reads ahead with it instead of
+        re-reading the head of the queue on every acknowledgement.
+        """
+        start = position or (-1, -1)
         with self._lock:
             rows = self._db.execute(
-                "SELECT rid, wire FROM records ORDER BY ts, rowid LIMIT ?", (limit + len(skip),)
+                "SELECT ts, rowid, rid, wire FROM records WHERE (ts, rowid) > (?, ?) ORDER BY ts, rowid LIMIT ?",
+                (*start, limit),
             ).fetchall()
-        return [(rid, wire) for rid, wire in rows if rid not in skip][:limit]
+        return [((ts, rowid), rid, wire) for ts, rowid, rid, wire in rows]
 
-    def delete(self, rid: bytes) -> None:
-        """A delivered record leaves the card (its bytes at the next `scrub`)."""
+    def delete(self, rids: Iterable[bytes]) -> None:
+        """Delivered records leave the card, in one transaction (their bytes at the next `scrub`)."""
         with self._lock:
-            self._deleted += self._write("DELETE FROM records WHERE rid = ?", (rid,))
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for rid in rids:
+                    self._deleted += self._db.execute("DELETE FROM records WHERE rid = ?", (rid,)).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError(f"cannot update the store: {exc}") from None
 
     def purge(self, now: int) -> int:
         """Drop records older than 28 days (delivered or not) and seen hashes past their window."""

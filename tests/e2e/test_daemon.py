@@ -114,8 +114,8 @@ def test_visits_wait_in_the_store_while_the_broker_is_down_then_arrive(tmp_path,
     port = free_port()
     tokens = [world.mint(), world.mint(world.kakao)]
     frames = write_frames(tmp_path / "frames", tokens)
-    cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, mqtt_port=port,
-                                           camera="loop = true", decoder="hold_s = 60"))
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, mqtt_port=port, camera="loop = true",
+                                           decoder="hold_s = 60", mqtt="reconnect_max_s = 2"))
     stop = threading.Event()
     result = {}
     daemon = threading.Thread(target=lambda: result.update(stats=app.run(cfg, stop=stop, pin_factory=pins)))
@@ -125,7 +125,7 @@ def test_visits_wait_in_the_store_while_the_broker_is_down_then_arrive(tmp_path,
         with Mosquitto(tmp_path / "late-broker", port=port):
             custodian = Custodian(port)
             try:
-                records = custodian.wait_for(2, timeout=60)  # paho's reconnect backoff is at most seconds here
+                records = custodian.wait_for(2, timeout=60)  # the reconnect backoff is capped at 2 s here
                 wait_until(lambda: store_rows(cfg) == 0)
             finally:
                 custodian.close()

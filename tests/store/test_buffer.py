@@ -56,13 +56,13 @@ def test_admit_records_a_new_token_once_within_its_window(store_setup):
     assert store_setup.admit(cti(1), now=NOW + 20) is False  # the last second of the window still counts
     assert len(store_setup.made) == 1  # no record was even built for the repeat
     assert store_setup.store.depth() == (1, NOW)
-    [(rid, wire)] = store_setup.store.oldest(10)
+    [(_, rid, wire)] = store_setup.store.after(None, 10)
     assert rid == store_setup.made[0].rid and wire == store_setup.made[0].wire()
 
 
 def test_admitted_record_opens_to_the_visit(store_setup):
     store_setup.admit(cti(1))
-    [(_, wire)] = store_setup.store.oldest(1)
+    [(_, _, wire)] = store_setup.store.after(None, 1)
     plain = SealedRecord.from_wire(wire).open(store_setup.authority)
     assert plain["cti"] == cti(1) and plain["venue"] == "cafe-1" and plain["ts"] == NOW
 
@@ -84,7 +84,7 @@ def test_records_and_seen_memory_survive_reopening(store_setup):
     store_setup.admit(cti(1))
     rid = store_setup.made[0].rid
     store = reopen(store_setup)
-    assert [r for r, _ in store.oldest(10)] == [rid]
+    assert rids(store) == [rid]
     assert store_setup.admit(cti(1), now=NOW + 1) is False
     assert store_setup.admit(cti(2), now=NOW + 1) is True
     assert store.depth()[0] == 2
@@ -103,25 +103,32 @@ def test_commits_are_synchronous_full_and_deletes_are_secure(store_setup):
     assert store_setup.store._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
-def test_oldest_returns_oldest_first_and_honours_limit_and_skip(store_setup):
-    for n, ts in [(1, NOW + 30), (2, NOW + 10), (3, NOW + 20)]:
+def rids(store, position=None, limit=10) -> list[bytes]:
+    return [rid for _, rid, _ in store.after(position, limit)]
+
+
+def test_after_reads_oldest_first_from_a_position(store_setup):
+    for n, ts in [(1, NOW + 30), (2, NOW + 10), (3, NOW + 20), (4, NOW + 10)]:
         store_setup.admit(cti(n), ts=ts)
-    by_ts = {r.ts: r.rid for r in store_setup.made}
-    first, second, third = by_ts[NOW + 10], by_ts[NOW + 20], by_ts[NOW + 30]
-    assert [r for r, _ in store_setup.store.oldest(10)] == [first, second, third]
-    assert [r for r, _ in store_setup.store.oldest(2)] == [first, second]
-    assert [r for r, _ in store_setup.store.oldest(2, skip=frozenset({first}))] == [second, third]
-    assert [r for r, _ in store_setup.store.oldest(1, skip=frozenset({first, second}))] == [third]
-    assert store_setup.store.depth() == (3, NOW + 10)
+    by_n = {i: r.rid for i, r in enumerate(store_setup.made, 1)}
+    first, second, third, fourth = (by_n[i] for i in (2, 4, 3, 1))  # by ts, then by arrival
+    assert rids(store_setup.store) == [first, second, third, fourth]
+    assert rids(store_setup.store, limit=2) == [first, second]
+    position = store_setup.store.after(None, 2)[-1][0]
+    assert rids(store_setup.store, position) == [third, fourth]
+    last = store_setup.store.after(position, 2)[-1][0]
+    store_setup.admit(cti(5), ts=NOW + 40)  # a new visit comes after any position read so far
+    assert rids(store_setup.store, last) == [store_setup.made[-1].rid]
+    assert store_setup.store.depth() == (5, NOW + 10)
 
 
 def test_delete_removes_a_record(store_setup):
     store_setup.admit(cti(1))
     store_setup.admit(cti(2))
     gone, kept = store_setup.made[0].rid, store_setup.made[1].rid
-    store_setup.store.delete(gone)
-    assert [r for r, _ in store_setup.store.oldest(10)] == [kept]
-    store_setup.store.delete(gone)  # a second acknowledgement is harmless
+    store_setup.store.delete([gone])
+    assert rids(store_setup.store) == [kept]
+    store_setup.store.delete([gone, gone])  # a second acknowledgement is harmless
     assert store_setup.store.depth()[0] == 1
 
 
@@ -131,7 +138,7 @@ def test_purge_drops_records_older_than_28_days_and_keeps_newer(store_setup):
         store_setup.admit(cti(n), ts=ts)
     by_ts = {r.ts: r.rid for r in store_setup.made}
     assert store_setup.store.purge(later) == 2
-    assert [r for r, _ in store_setup.store.oldest(10)] == [by_ts[later - RETENTION_S], by_ts[later - 1]]
+    assert rids(store_setup.store) == [by_ts[later - RETENTION_S], by_ts[later - 1]]
 
 
 def test_purge_forgets_seen_tokens_past_their_window(store_setup):
@@ -146,7 +153,7 @@ def test_card_holds_no_token_id(store_setup):
     tokens = [cti(n) for n in range(1, 6)]
     for t in tokens:
         store_setup.admit(t)
-    store_setup.store.delete(store_setup.made[0].rid)
+    store_setup.store.delete([store_setup.made[0].rid])
 
     def assert_card_clean():
         data = b"".join(p.read_bytes() for p in store_setup.path.parent.glob(store_setup.path.name + "*"))  # db, -wal, -shm
@@ -212,7 +219,7 @@ def test_deleted_records_are_not_left_readable_on_the_card(store_setup, how):
     gone = store_setup.made[0]
     assert gone.wire() in card_bytes(store_setup)
     if how == "delivered":
-        store_setup.store.delete(gone.rid)
+        store_setup.store.delete([gone.rid])
         store_setup.store.scrub()  # the daemon's periodic check does this every few seconds
     else:
         assert store_setup.store.purge(NOW) == 3

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from firmware import config, keys, render
+from firmware import app, config, keys, render
 from firmware.broker import Mosquitto
 from firmware.tokens import kp1, trustlist
 
@@ -104,6 +106,33 @@ def wait_until(predicate, timeout: float = 30) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)  # polling an observable condition, bounded by the deadline
+
+
+class RunningDaemon:
+    """`app.run` in a thread, as `qrgate run` runs it, until `stop()`; `stats` once it has returned."""
+
+    def __init__(self, cfg: config.Config, pins, **kw):
+        self._stop = threading.Event()
+        self.stats = None
+        self._thread = threading.Thread(target=self._run, args=(cfg, pins, kw))
+        self._thread.start()
+
+    def _run(self, cfg, pins, kw) -> None:
+        self.stats = app.run(cfg, stop=self._stop, pin_factory=pins, **kw)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the daemon did not stop"
+
+
+@contextlib.contextmanager
+def running_daemon(cfg: config.Config, pins, **kw):
+    daemon = RunningDaemon(cfg, pins, **kw)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 def write_frames(folder: Path, tokens: list[str], code_frames: int = 4, gap_frames: int = 3) -> Path:

@@ -10,7 +10,7 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import changes, load, store_rows, wait_until, write_frames
+from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
 from firmware import app, keys
 from firmware.broker import Mosquitto, free_port
 from firmware.store.records import SealedRecord
@@ -116,11 +116,7 @@ def test_visits_wait_in_the_store_while_the_broker_is_down_then_arrive(tmp_path,
     frames = write_frames(tmp_path / "frames", tokens)
     cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, mqtt_port=port, camera="loop = true",
                                            decoder="hold_s = 60", mqtt="reconnect_max_s = 2"))
-    stop = threading.Event()
-    result = {}
-    daemon = threading.Thread(target=lambda: result.update(stats=app.run(cfg, stop=stop, pin_factory=pins)))
-    daemon.start()
-    try:
+    with running_daemon(cfg, pins) as daemon:
         wait_until(lambda: store_rows(cfg) == 2)  # both visits sealed and kept, no broker anywhere
         with Mosquitto(tmp_path / "late-broker", port=port):
             custodian = Custodian(port)
@@ -129,14 +125,9 @@ def test_visits_wait_in_the_store_while_the_broker_is_down_then_arrive(tmp_path,
                 wait_until(lambda: store_rows(cfg) == 0)
             finally:
                 custodian.close()
-            stop.set()
-            daemon.join(30)
-    finally:
-        stop.set()
-        daemon.join(30)
-    assert not daemon.is_alive()
+            daemon.stop()  # while the broker is still there for its last status
     assert len({r.rid for r in records}) == 2
-    assert result["stats"].acked >= 2
+    assert daemon.stats.acked >= 2
 
 
 def test_a_publish_the_broker_refuses_is_a_fault_and_the_record_stays(tmp_path, world, pins):
@@ -147,13 +138,7 @@ def test_a_publish_the_broker_refuses_is_a_fault_and_the_record_stays(tmp_path, 
     with Mosquitto(tmp_path / "strict-broker", extra=f"allow_anonymous true\nacl_file {acl}\n") as b:
         cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, mqtt_port=b.port,
                                                camera="loop = true", decoder="hold_s = 60"))
-        stop = threading.Event()
-        daemon = threading.Thread(target=app.run, args=(cfg,), kwargs=dict(stop=stop, pin_factory=pins))
-        daemon.start()
-        try:
+        with running_daemon(cfg, pins):
             wait_until(lambda: store_rows(cfg) == 1 and changes(pins.log, "GPIO22"))  # amber: the fault
-        finally:
-            stop.set()
-            daemon.join(30)
     assert store_rows(cfg) == 1
     assert "Denied PUBLISH" in b.log_tail(200)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import changes, load, store_rows, wait_until, write_frames
+from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
 from firmware import app, keys
 from firmware.clock import TIME_ERROR, TIMESYNCD_FLAG, ClockSync
 from firmware.tokens import cose, kp1, trustlist
@@ -125,23 +124,19 @@ def test_trust_lists_arrive_over_mqtt_under_the_same_checks(tmp_path, world, pin
     authority = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="authority", protocol=mqtt.MQTTv5)
     authority.connect("127.0.0.1", broker.port)
     authority.loop_start()
-    stop = threading.Event()
-    daemon = threading.Thread(target=app.run, args=(cfg,), kwargs=dict(stop=stop, pin_factory=pins))
-    daemon.start()
     try:
-        wait_until(lambda: kept_seq() == 1)  # the configured list, installed at start
-        authority.publish("qrgate/v1/trustlist", seq2, qos=1, retain=True).wait_for_publish(10)
-        wait_until(lambda: kept_seq() == 2)
-        for refused in (forged, rollback):
-            authority.publish("qrgate/v1/trustlist", refused, qos=1, retain=True).wait_for_publish(10)
-        wait_until(lambda: caplog.text.count("trust list refused") == 2)
-        assert "different root" in caplog.text and "not higher than the installed seq 2" in caplog.text
-        assert kept_seq() == 2
-        seq3 = trustlist.build(root, [world.naver], seq=3, issued_at=now)
-        authority.publish("qrgate/v1/trustlist", seq3, qos=1, retain=True).wait_for_publish(10)
-        wait_until(lambda: kept_seq() == 3)
+        with running_daemon(cfg, pins):
+            wait_until(lambda: kept_seq() == 1)  # the configured list, installed at start
+            authority.publish("qrgate/v1/trustlist", seq2, qos=1, retain=True).wait_for_publish(10)
+            wait_until(lambda: kept_seq() == 2)
+            for refused in (forged, rollback):
+                authority.publish("qrgate/v1/trustlist", refused, qos=1, retain=True).wait_for_publish(10)
+            wait_until(lambda: caplog.text.count("trust list refused") == 2)
+            assert "different root" in caplog.text and "not higher than the installed seq 2" in caplog.text
+            assert kept_seq() == 2
+            seq3 = trustlist.build(root, [world.naver], seq=3, issued_at=now)
+            authority.publish("qrgate/v1/trustlist", seq3, qos=1, retain=True).wait_for_publish(10)
+            wait_until(lambda: kept_seq() == 3)
     finally:
-        stop.set()
-        daemon.join(30)
         authority.disconnect()
         authority.loop_stop()

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import changes, load, store_rows, wait_until, write_frames
+from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
 from firmware import app
 from firmware.broker import Mosquitto
 from firmware.store.records import SealedRecord
@@ -96,18 +96,12 @@ def test_visits_the_acl_refuses_stay_on_the_card_and_status_says_so(tmp_path, wo
         try:
             cfg = load(tmp_path, device_config(tmp_path, world, pki, broker.port, frames, camera="loop = true",
                                                decoder="hold_s = 60", mqtt="status_interval_s = 1"))
-            stop = threading.Event()
-            daemon = threading.Thread(target=app.run, args=(cfg,), kwargs=dict(stop=stop, pin_factory=pins))
-            daemon.start()
-            try:
+            with running_daemon(cfg, pins):
                 def refused(messages) -> bool:
                     reports = [json.loads(p) for p in messages.get("qrgate/v1/cafe-1/door-1/status", [])]
                     return any("publish_refused" in r.get("faults", {}) and r["queue_depth"] == 1 for r in reports)
 
                 custodian.wait_for(refused)
-            finally:
-                stop.set()
-                daemon.join(30)
         finally:
             custodian.close()
     assert store_rows(cfg) == 1
@@ -122,15 +116,9 @@ def test_a_device_cannot_write_under_another_devices_topic(tmp_path, world, pins
     with tls_broker(tmp_path, pki, other_acl) as broker:
         cfg = load(tmp_path, device_config(tmp_path, world, pki, broker.port, frames, cn="qrgate-cafe-1-door-2",
                                            camera="loop = true", decoder="hold_s = 60"))
-        stop = threading.Event()
-        daemon = threading.Thread(target=app.run, args=(cfg,), kwargs=dict(stop=stop, pin_factory=pins))
-        daemon.start()
-        try:
+        with running_daemon(cfg, pins):
             wait_until(lambda: any("Denied PUBLISH" in line and "/visits" in line
                                    for line in broker.log_tail(400).splitlines()))
-        finally:
-            stop.set()
-            daemon.join(30)
     assert store_rows(cfg) == 1
 
 

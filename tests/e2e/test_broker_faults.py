@@ -76,8 +76,9 @@ class Custodian:
         self.client.loop_stop()
 
 
-def run_with_broker_faults(tmp_path, world, pins, visits: int, fps: int, faults) -> tuple[list[dict], list[bytes]]:
-    """Run the daemon over `visits` tokens shown at `fps` while `faults(broker, done)` plays with the broker.
+def run_with_broker_faults(tmp_path, world, pins, visits: int, fps: int | None, faults) -> tuple[list[dict], list[bytes]]:
+    """Run the daemon over `visits` tokens shown at `fps` (None: as fast as the loop takes frames, none
+    dropped) while `faults(broker, done)` plays with the broker.
 
     Returns the daemon's events for the green visits and every rid the custodian received.
     """
@@ -88,7 +89,7 @@ def run_with_broker_faults(tmp_path, world, pins, visits: int, fps: int, faults)
     text = world.config_toml(
         tmp_path / "state", frames, mqtt_port=broker.port, decoder="hold_s = 0.5", events=f'path = "{events}"',
         mqtt="drain_on_exit_s = 60\nreconnect_min_s = 0.2\nreconnect_max_s = 2\nstatus_interval_s = 5")
-    cfg = load(tmp_path, text.replace("fps = 30.0", f"fps = {fps}"))
+    cfg = load(tmp_path, text.replace("fps = 30.0", f"fps = {fps}" if fps else "paced = false"))
     done = threading.Event()
     player = threading.Thread(target=faults, args=(broker, done))
     player.start()
@@ -138,14 +139,15 @@ def test_a_flapping_broker_loses_nothing_over_2000_visits(tmp_path, world, pins)
     restarts = Counter()
 
     def flapping(broker, done) -> None:  # restarted every couple of seconds until the run ends
-        while not done.wait(rng.uniform(0.5, 1.5)):
+        while not done.wait(rng.uniform(0.2, 0.6)):
             broker.stop()
-            done.wait(rng.uniform(0.1, 0.5))
+            done.wait(rng.uniform(0.05, 0.2))
             broker.start()
             restarts["n"] += 1
 
-    accepted, received = run_with_broker_faults(tmp_path, world, pins, 2050, 240, flapping)
-    assert len(accepted) >= 2000 and restarts["n"] >= 5
+    # Unpaced: the loop takes every frame, so all 2,000 visitors are decided, as fast as the card allows.
+    accepted, received = run_with_broker_faults(tmp_path, world, pins, 2000, None, flapping)
+    assert len(accepted) == 2000 and restarts["n"] >= 5
     assert set(received) == rids(accepted)  # nothing lost, nothing unknown: duplicates only re-deliver a rid
     duplicates = len(received) - len(set(received))
     print(f"\nflapping: {restarts['n']} restarts, {len(accepted)} visits, {duplicates} re-deliveries")

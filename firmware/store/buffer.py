@@ -100,27 +100,26 @@ class SqliteRecordStore:
         except sqlite3.Error:
             logger.exception("rollback failed")
 
-    def after(self, position: tuple[int, int] | None, limit: int) -> list[tuple[tuple[int, int], bytes, bytes]]:
+    def after(self, position: int | None, limit: int) -> list[tuple[int, bytes, bytes]]:
         """Up to `limit` records after `position`, oldest first, as (position, rid, wire).
 
-        A position is (ts, rowid): the uplink reads ahead with it instead of
+        Oldest means first stored: the order of arrival (rowid), which a clock
+        stepped back cannot shuffle, read as a plain range of the table's own
+        b-tree. A position is a rowid: the uplink reads ahead with it instead of
         re-reading the head of the queue on every acknowledgement.
         """
-        start = position or (-1, -1)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT ts, rowid, rid, wire FROM records WHERE (ts, rowid) > (?, ?) ORDER BY ts, rowid LIMIT ?",
-                (*start, limit),
+            return self._db.execute(
+                "SELECT rowid, rid, wire FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (-1 if position is None else position, limit),
             ).fetchall()
-        return [((ts, rowid), rid, wire) for ts, rowid, rid, wire in rows]
 
     def delete(self, rids: Iterable[bytes]) -> None:
         """Delivered records leave the card, in one transaction (their bytes at the next `scrub`)."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                for rid in rids:
-                    self._deleted += self._db.execute("DELETE FROM records WHERE rid = ?", (rid,)).rowcount
+                self._deleted += self._db.executemany("DELETE FROM records WHERE rid = ?", ((r,) for r in rids)).rowcount
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()

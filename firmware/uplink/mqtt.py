@@ -28,7 +28,8 @@ from firmware.uplink.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
-AckCallback = Callable[[bool, str], None]  # (success, reason code name)
+AckCallback = Callable[[bool, str], None]  # (success, the reason code's name when refused)
+_EARLY = object()  # a PUBACK came before publish() had noted its callback
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,14 @@ class MqttUplink:
 
     def _published(self, client, userdata, mid, reason_code, properties) -> None:
         ok = not reason_code.is_failure
+        reason = "" if ok else str(reason_code)  # naming a code costs a search: only for a refusal
         with self._lock:
-            if mid in self._acks:
-                callback = self._acks.pop(mid)
-            else:
-                self._early[mid] = (ok, str(reason_code))
+            callback = self._acks.pop(mid, _EARLY)
+            if callback is _EARLY:
+                self._early[mid] = (ok, reason)
                 return
         if callback is not None:
-            callback(ok, str(reason_code))
+            callback(ok, reason)
 
     def _message(self, client, userdata, message) -> None:
         handler = self._subscriptions.get(message.topic)

@@ -47,7 +47,8 @@ def make_source(config: Config):
     cam = config.camera
     sources = {
         "replay": lambda: ReplaySource(cam.path, fps=cam.fps, paced=cam.paced, loop=cam.loop),
-        "picamera": lambda: PicameraSource(cam.width, cam.height, cam.fps),
+        "picamera": lambda: PicameraSource(cam.width, cam.height, cam.fps, cam.exposure_us, cam.analogue_gain,
+                                           cam.focus, cam.lens_position),
         "opencv": lambda: OpenCvSource(cam.index, cam.width, cam.height, cam.fps),
     }
     return sources[cam.source]()
@@ -83,18 +84,20 @@ def run(
     on_decision: Callable[[Decision], None] | None = None,
     pin_factory=None,
     clock: ClockSync | None = None,
+    stats: Stats | None = None,
 ) -> Stats:
     """Run until `stop` is set or a non-looping replay ends. Raises on a fatal start-up error.
 
     `pin_factory` and `clock` replace what only a Pi has: its GPIO chip and its
-    kernel's NTP state (tests give a stand-in; by default both are real).
+    kernel's NTP state (tests give a stand-in; by default both are real);
+    `stats` lets a benchmark keep every frame's figures.
     """
     stop = stop or threading.Event()
     failed = threading.Event()
     dev = config.device
     state_dir = Path(dev.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stats = Stats()
+    stats = stats or Stats()
     listeners: list[Callable[[Decision], None]] = [on_decision] if on_decision else []
 
     with contextlib.ExitStack() as stack:

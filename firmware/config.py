@@ -48,6 +48,12 @@ class CameraConfig:
     fps: float = _opt(30.0, lo=1.0, hi=240.0)
     paced: bool = _opt(True, help="replay: deliver at fps (false: as fast as possible)")
     loop: bool = _opt(False, help="replay: start again at the end (false: the daemon stops)")
+    exposure_us: int = _opt(0, lo=0, hi=1_000_000, help="picamera: fixed exposure in µs (0: auto, short)")
+    analogue_gain: float = _opt(0.0, lo=0.0, hi=64.0, help="picamera: fixed analogue gain (0: auto)")
+    focus: str = _opt("macro", choices=("macro", "continuous", "manual", "fixed"),
+                      help="picamera: autofocus in the macro range (Camera Module 3), full range, a fixed "
+                           "lens_position, or a lens without autofocus")
+    lens_position: float = _opt(3.0, lo=0.0, hi=32.0, help="picamera, focus = manual: dioptres (1/metres)")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class Stats:
     acked: int = 0
     refused: int = 0
     decode_ms: deque = field(default_factory=lambda: deque(maxlen=256))
+    frame_ms: deque = field(default_factory=lambda: deque(maxlen=256))  # a frame's arrival to the loop done with it
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
     last_delivery: float | None = None  # wall clock
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -34,6 +35,13 @@ class Stats:
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
+
+    def scanned(self, seq: int, texts: list[str], decode_ms: float, frame_ms: float, dropped: int) -> None:
+        """One frame done by the scan loop (a benchmark overrides this to keep every frame's figures)."""
+        self.frames += 1
+        self.dropped = dropped
+        self.decode_ms.append(decode_ms)
+        self.frame_ms.append(frame_ms)
 
     def fps(self) -> float:
         elapsed = time.monotonic() - self.started

@@ -1,20 +1,31 @@
-"""What a camera source hands the loop: the newest grayscale frame, as a view."""
+"""What a camera source hands the loop: the newest grayscale frame, as a view into the camera's buffer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Frame:
-    """`gray` is a view into the source's buffer, valid only until the next frame is asked for."""
+    """`gray` is a view into the source's buffer, valid until `release()` is called.
+
+    The loop calls `release()` as soon as the plane is decoded, before it
+    answers the visitor, so a camera gets its buffer back within the frame's
+    time; sources whose buffers are their own leave it a no-op. `seq` is the
+    camera's frame number: a gap between two frames is frames dropped.
+    """
 
     gray: np.ndarray
     seq: int
-    t: float  # time.monotonic() when the frame was captured
+    t: float  # time.monotonic() when the frame arrived
+    release: Callable[[], None] = field(default=_nothing, compare=False)
 
 
 class FrameSource(Protocol):

@@ -1,8 +1,8 @@
 """The scan loop: newest frame → decode in place → decide once per code → answer.
 
-One thread does it all, in order, so a frame's buffer is released only after
-its decode and the answer is shown only after the record is durable. Stale
-frames are the source's to drop; this loop never queues them.
+One thread does it all, in order: a frame's buffer goes back to the camera
+as soon as it is decoded, and the answer is shown only after the record is
+durable. Stale frames are the source's to drop; this loop never queues them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class ScanLoop:
     def run(self, stop: threading.Event) -> None:
         for frame in self.source.frames():
             if stop.is_set():
+                frame.release()
                 break
             t0 = time.monotonic()
             try:
@@ -54,11 +55,13 @@ class ScanLoop:
             except Exception:  # a decoder bug on one frame must not stop the entrance
                 logger.exception("decoder failed on a frame")
                 texts = []
-            self.stats.decode_ms.append((time.monotonic() - t0) * 1000)
+            finally:
+                frame.release()  # the camera has its buffer back before the visitor is answered
+            decoded = time.monotonic()
             for text in self.dedupe.fresh(texts, frame.t):
                 self._answer(text, frame.t)
-            self.stats.frames += 1
-            self.stats.dropped = self.source.dropped
+            self.stats.scanned(frame.seq, texts, (decoded - t0) * 1000, (time.monotonic() - frame.t) * 1000,
+                               self.source.dropped)
 
     def _answer(self, text: str, frame_t: float) -> None:
         try:

@@ -1,58 +1,130 @@
 """The Raspberry Pi camera (Camera Module 2/3) through picamera2: the lores YUV420 Y plane, in place.
 
-Only a Pi can run this: picamera2 comes from Raspberry Pi OS's apt and needs
-libcamera and the camera itself, so it is imported inside `__enter__` and
-nothing here is exercised by the test suite off the Pi. What a Pi must confirm:
-the lores stream shape (height*3/2 rows of `stride` bytes), that the Y plane
-view needs no copy, and the frame rate reached with decoding in the loop.
+Each frame is one request taken with `capture_request`: picamera2 keeps only
+the newest completed request for us and recycles the rest, so the newest
+frame wins by construction; frames skipped in between are counted from the
+sensor timestamps. The loop reads the Y plane through the request's mapped
+buffer (no copy) and releases the request as soon as it has decoded it.
+
+The controls suit phone screens: a short exposure (screens are bright and
+hands move), and on a Camera Module 3 continuous autofocus in the macro range,
+where a phone held up to the device is.
+
+Only a Pi can run this for real: picamera2 comes from Raspberry Pi OS's apt and
+needs libcamera and a camera. Tests drive it with a stand-in picamera2 module
+(tests/fake_picamera2), which checks what this code asks of the library; what
+only a Pi can confirm is that libcamera accepts the configuration and controls,
+the lores stream's real stride, and the frame rate reached with decoding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Iterator
 
+from firmware.errors import QrgateError
 from firmware.scanner.frames import Frame
+
+# libcamera's control enums, by value (libcamera.controls.*Enum), so building
+# the controls needs no libcamera import.
+AF_MODE = {"manual": 0, "continuous": 2}
+AF_RANGE_MACRO = 1
+AF_SPEED_FAST = 1
+AE_EXPOSURE_SHORT = 1
+
+
+def camera_controls(available: dict, fps: float, exposure_us: int, analogue_gain: float, focus: str,
+                    lens_position: float) -> dict:
+    """The controls to set, limited to those this camera has (`Picamera2.camera_controls`).
+
+    focus: "macro" (continuous autofocus, macro range), "continuous" (full
+    range), "manual" (fixed at `lens_position` dioptres: 1/metres), or "fixed"
+    (a lens without autofocus: nothing set).
+    """
+    wanted: dict = {"FrameRate": fps}
+    if exposure_us > 0:
+        wanted.update(AeEnable=False, ExposureTime=exposure_us)
+    else:
+        wanted["AeExposureMode"] = AE_EXPOSURE_SHORT  # auto, preferring short exposures
+    if analogue_gain > 0:
+        wanted["AnalogueGain"] = analogue_gain
+    if focus in ("macro", "continuous"):
+        wanted.update(AfMode=AF_MODE["continuous"], AfSpeed=AF_SPEED_FAST)
+        if focus == "macro":
+            wanted["AfRange"] = AF_RANGE_MACRO
+    elif focus == "manual":
+        wanted.update(AfMode=AF_MODE["manual"], LensPosition=lens_position)
+    # FrameRate is picamera2's own shorthand for FrameDurationLimits.
+    return {k: v for k, v in wanted.items() if k in available or k == "FrameRate"}
 
 
 class PicameraSource:
-    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0):
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0, exposure_us: int = 0,
+                 analogue_gain: float = 0.0, focus: str = "macro", lens_position: float = 3.0,
+                 buffer_count: int = 4):
         self.size = (width, height)
         self.fps = fps
+        self.exposure_us, self.analogue_gain = exposure_us, analogue_gain
+        self.focus, self.lens_position = focus, lens_position
+        self.buffer_count = buffer_count
         self.dropped = 0
+        self.controls: dict = {}
         self._camera = None
 
     def __enter__(self) -> "PicameraSource":
         from picamera2 import Picamera2  # only on the Pi
 
-        self._camera = Picamera2()
-        config = self._camera.create_video_configuration(
+        try:
+            camera = Picamera2()
+        except (RuntimeError, IndexError) as exc:
+            raise QrgateError(f"cannot open the Pi camera: {exc}") from None
+        self._camera = camera
+        self.controls = camera_controls(camera.camera_controls, self.fps, self.exposure_us, self.analogue_gain,
+                                        self.focus, self.lens_position)
+        # The main stream is required; at lores size it costs least. The lores
+        # stream is YUV420 (what a Pi 4's ISP gives for lores): a Y plane of
+        # `height` rows of `stride` bytes, then the chroma.
+        config = camera.create_video_configuration(
             main={"size": self.size, "format": "YUV420"},
             lores={"size": self.size, "format": "YUV420"},
-            buffer_count=4,
-            controls={"FrameRate": self.fps},
+            buffer_count=self.buffer_count,
+            controls=self.controls,
         )
-        self._camera.configure(config)
-        self._camera.start()
+        try:
+            camera.configure(config)
+            camera.start()
+        except RuntimeError as exc:
+            self.__exit__()
+            raise QrgateError(f"the Pi camera refused its configuration: {exc}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._camera is not None:
-            self._camera.stop()
-            self._camera.close()
+        camera, self._camera = self._camera, None
+        if camera is not None:
+            camera.stop()
+            camera.close()
 
     def frames(self) -> Iterator[Frame]:
         from picamera2 import MappedArray
 
         width, height = self.size
-        seq = 0
+        seq, last_ts = 0, None
         while True:
-            # flush=True: a request completed before this call is stale and skipped.
-            request = self._camera.capture_request(flush=True)
+            request = self._camera.capture_request()
+            metadata = request.get_metadata()
+            ts, duration = metadata.get("SensorTimestamp"), metadata.get("FrameDuration")  # ns, µs
+            if last_ts is not None and ts and duration:
+                missed = max(0, round((ts - last_ts) / (duration * 1000)) - 1)
+                self.dropped += missed
+                seq += missed
+            last_ts = ts
+            buffers = contextlib.ExitStack()  # closing it unmaps the buffer, then gives the request back
+            buffers.callback(request.release)
+            plane = buffers.enter_context(MappedArray(request, "lores")).array
             try:
-                with MappedArray(request, "lores") as mapped:
-                    # Rows of `stride` bytes: the Y plane is the first `height` rows.
-                    yield Frame(mapped.array[:height, :width], seq, time.monotonic())
+                # The first `height` rows of `stride` bytes are the Y plane: a view, no copy.
+                yield Frame(plane[:height, :width], seq, time.monotonic(), buffers.close)
             finally:
-                request.release()  # after the loop has decoded this frame and asked for the next
+                buffers.close()  # the loop normally has already (closing twice is harmless)
             seq += 1

@@ -3,6 +3,8 @@
 Paced, it behaves like a camera: frame i is due at start + i/fps, and when the
 loop asks late it gets the newest due frame while the ones it missed are
 counted as dropped. Unpaced, it hands every frame as fast as it is asked.
+A frame's seq is its number in the stream (pass after pass when looping), so
+a benchmark can tell which file it was.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class ReplaySource:
         self._position = 0
 
     def frames(self) -> Iterator[Frame]:
-        seq = 0
+        offset = 0  # frames in the passes before this one: seq numbers run on across passes, like a camera's
         while True:
             self._rewind()
             start, index = time.monotonic(), 0
@@ -92,8 +94,8 @@ class ReplaySource:
                 gray = self._read(index)
                 if gray is None:
                     break
-                yield Frame(gray, seq, time.monotonic())
-                seq += 1
+                yield Frame(gray, offset + index, time.monotonic())
                 index += 1
             if not self.loop:
                 return
+            offset += index

@@ -43,6 +43,11 @@ class Stats:
         self.decode_ms.append(decode_ms)
         self.frame_ms.append(frame_ms)
 
+    def answered(self, label: str, frame_t: float, latency_ms: float) -> None:
+        """A visitor answered: `label` is the verdict (and reason), `frame_t` when the frame arrived."""
+        self.decisions[label] += 1
+        self.latency_ms.append(latency_ms)
+
     def fps(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0

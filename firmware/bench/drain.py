@@ -26,7 +26,6 @@ import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware.bench.verify import _cpu_model
+from firmware.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
 from firmware.broker import Mosquitto
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError
@@ -98,9 +97,9 @@ def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -
     try:
         broker_pid = broker._proc.pid if broker._proc else None  # for the broker's CPU time, read from /proc
         for r in range(rounds + 1):
-            runs.append(_in_fresh_process("bare", port=broker.port, template=str(template), topic=topic,
-                                          window=window, client_id=f"bench-bare-{r}", broker_pid=broker_pid,
-                                          timeout=timeout))
+            bare = dict(port=broker.port, template=str(template), topic=topic, window=window,
+                        client_id=f"bench-bare-{r}", broker_pid=broker_pid, timeout=timeout)
+            runs.append(in_fresh_process(__name__, "bare", bare, timeout + 60))
             if r < rounds:
                 runs.append(_drain_copy(tmp, template, broker.port, window, f"{r}", broker_pid, timeout, False))
         diagnosis = (_drain_copy(tmp, template, broker.port, window, "profiled", broker_pid, timeout, True)
@@ -123,13 +122,13 @@ def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -
     result = {
         "bench": "drain",
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "paho_mqtt": paho.mqtt.__version__,
         "sqlite": sqlite3.sqlite_version,
         "mosquitto": mosquitto_version,
-        "store_filesystem": _filesystem(tmp),
+        "store_filesystem": filesystem(tmp),
         "records": records,
         "window": window,
         "qos": 1,
@@ -220,30 +219,15 @@ def _drain_copy(tmp: Path, template: Path, port: int, window: int, name: str, br
     copy = tmp / f"drain-{name}.db"
     shutil.copyfile(template, copy)
     try:
-        return _in_fresh_process("drain", port=port, db_path=str(copy), window=window, name=name,
-                                 broker_pid=broker_pid, timeout=timeout, profile=profile)
+        side = dict(port=port, db_path=str(copy), window=window, name=name, broker_pid=broker_pid, timeout=timeout,
+                    profile=profile)
+        return in_fresh_process(__name__, "drain", side, timeout + 60)
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{copy}{suffix}").unlink(missing_ok=True)
 
 
 # -- the two sides, each in a process of its own --------------------------------------------------------------
-
-
-def _in_fresh_process(side: str, **kwargs) -> dict:
-    """Run one side in a new interpreter (not multiprocessing: no re-import of whatever __main__ is)."""
-    root = str(Path(__file__).resolve().parents[2])  # where `firmware` is, installed or not
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from firmware.bench.drain import _child; _child()"],
-        input=json.dumps({"side": side, "kwargs": kwargs}), capture_output=True, text=True, env=env,
-        timeout=kwargs["timeout"] + 60,
-    )
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        why = lines[-1].removeprefix("firmware.errors.QrgateError: ") if lines else f"exit status {proc.returncode}"
-        raise QrgateError(f"the {side} side failed: {why}")
-    return json.loads(proc.stdout)
 
 
 def _child() -> None:
@@ -302,7 +286,7 @@ def _bare_side(port: int, template: str, topic: str, window: int, client_id: str
         client.disconnect()
         client.loop_stop()
     return {"side": "bare", "client_id": client_id, **figures, "acked": acks["ok"], "refused": acks["refused"],
-            "process_peak_rss_mb": _kb_to_mb(_proc_status_kb("VmHWM"))}
+            "process_peak_rss_mb": kb_to_mb(proc_status_kb("VmHWM"))}
 
 
 @dataclass
@@ -354,8 +338,8 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
         # are up, and read again when the store is empty; a thread also samples
         # VmRSS every 20 ms, which stands in if the reset is refused. The
         # larger of the two is reported.
-        rss_before = _proc_status_kb("VmRSS")
-        hwm_reset = _reset_hwm()
+        rss_before = proc_status_kb("VmRSS")
+        hwm_reset = reset_hwm()
         sampler = _RssSampler()
         clock = _Clock(broker_pid)
         thread = threading.Thread(target=drain.run, args=(stop,), name="drain", daemon=True)
@@ -364,7 +348,7 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
         finished = stats.done.wait(timeout) and drain.wait_empty(timeout)
         figures = clock.stop(depth)
         sampled = sampler.stop()
-        hwm = _proc_status_kb("VmHWM") if hwm_reset else None
+        hwm = proc_status_kb("VmHWM") if hwm_reset else None
         left = store.depth()[0]
         if not finished:
             raise QrgateError(f"bench: the drain had {stats.acked} of {depth} PUBACKs after {timeout:g} s")
@@ -380,7 +364,7 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     result = {
         "side": "drain", "client_id": f"qrgate-{VENUE}-{DEVICE}-{name}", **figures,
         "acked": stats.acked, "refused": stats.refused, "store_left": left,
-        "rss_before_drain_mb": _kb_to_mb(rss_before), "peak_rss_mb": _kb_to_mb(peak),
+        "rss_before_drain_mb": kb_to_mb(rss_before), "peak_rss_mb": kb_to_mb(peak),
         "rss_method": "VmHWM reset by clear_refs, and VmRSS sampled every 20 ms" if hwm_reset
         else "VmRSS sampled every 20 ms (clear_refs refused)",
     }
@@ -417,7 +401,7 @@ class _Clock:
 
 class _RssSampler:
     def __init__(self, interval: float = RSS_SAMPLE_S):
-        self.peak = _proc_status_kb("VmRSS")
+        self.peak = proc_status_kb("VmRSS")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), name="rss", daemon=True)
         self._thread.start()
@@ -427,7 +411,7 @@ class _RssSampler:
             self._sample()
 
     def _sample(self) -> None:
-        rss = _proc_status_kb("VmRSS")
+        rss = proc_status_kb("VmRSS")
         if rss is not None and (self.peak is None or rss > self.peak):
             self.peak = rss
 
@@ -436,30 +420,6 @@ class _RssSampler:
         self._thread.join()
         self._sample()
         return self.peak
-
-
-def _proc_status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return _proc_status_kb("VmHWM") is not None
-
-
-def _kb_to_mb(kb: int | None) -> float | None:
-    return round(kb / 1024, 1) if kb is not None else None
 
 
 def _proc_cpu_s(pid: int | None, task: str = "") -> float | None:
@@ -472,19 +432,6 @@ def _proc_cpu_s(pid: int | None, task: str = "") -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _filesystem(path: Path) -> str:
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                _, mount, fs = line.split()[:3]
-                if str(path).startswith(mount) and len(mount) > len(best):
-                    best, kind = mount, fs
-    except OSError:
-        pass
-    return kind
 
 
 def _check_broker_log(log: Path, runs: list[dict], records: int, topic: str) -> str:

@@ -25,6 +25,7 @@ import base45
 import cryptography
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from firmware.bench.machine import cpu_model
 from firmware.errors import QrgateError
 from firmware.keys import Issuer
 from firmware.tokens import b45, cose, kp1, trustlist
@@ -142,7 +143,7 @@ def _measure(rounds: int, n_tokens: int, seed: int) -> dict:
     return {
         "bench": "verify",
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "cryptography": cryptography.__version__,
         "rounds": rounds,
@@ -156,14 +157,3 @@ def _measure(rounds: int, n_tokens: int, seed: int) -> dict:
         "goal_garbage_per_s": GOAL_GARBAGE_PER_S,
         "goals_met": ratio >= GOAL_RATIO and garbage_overall >= GOAL_GARBAGE_PER_S,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("model name", "Model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

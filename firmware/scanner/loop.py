@@ -72,8 +72,7 @@ class ScanLoop:
         green = answer.verdict is not None and answer.verdict.green
         self.feedback.show(answer.pattern, door=green and self.door)
         latency = (time.monotonic() - frame_t) * 1000
-        self.stats.latency_ms.append(latency)
-        self.stats.decisions[answer.label if not answer.reason else f"{answer.label}:{answer.reason}"] += 1
+        self.stats.answered(f"{answer.label}:{answer.reason}" if answer.reason else answer.label, frame_t, latency)
         decision = Decision(
             verdict=answer.label,
             reason=answer.reason,

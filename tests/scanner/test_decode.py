@@ -72,3 +72,48 @@ def test_a_code_in_view_is_decided_once_and_again_after_it_left():
     assert d.fresh(["A", "B"], 1.4) == ["B"]  # A still in view: held for 1 s after each sighting
     assert d.fresh([], 2.0) == []
     assert d.fresh(["A"], 2.5) == ["A"]  # gone for over a second: a new showing
+
+
+def _padded_plane(world) -> tuple[np.ndarray, np.ndarray, str]:
+    token = world.mint()
+    y = render.scene(render.phone_screen(token), np.random.default_rng(3))
+    height, width = y.shape
+    buffer = np.full((height * 3 // 2, width + 64), 128, np.uint8)
+    buffer[:height, :width] = y
+    return buffer, buffer[:height, :width], token
+
+
+def test_zxing_is_handed_the_camera_plane_itself(world, monkeypatch):
+    import zxingcpp
+
+    buffer, plane, token = _padded_plane(world)
+    seen = []
+    real = zxingcpp.read_barcodes
+
+    def spy(image, *args, **kwargs):
+        seen.append(image)
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(zxingcpp, "read_barcodes", spy)
+    assert DECODERS["zxing"]().decode(plane) == [token]
+    # The first (and, for a frame read at once, only) read is of the plane itself, strides and all:
+    # zxing-cpp's binding wraps a 2-D uint8 buffer in an ImageView without copying it.
+    assert seen[0] is plane and np.shares_memory(seen[0], buffer) and len(seen) == 1
+
+
+def test_zbar_is_given_the_address_of_the_camera_plane(world, monkeypatch):
+    from pyzbar import wrapper
+
+    buffer, plane, token = _padded_plane(world)
+    given = []
+    real = wrapper.zbar_image_set_data
+
+    def spy(image, data, length, cleanup):
+        given.append((data.value, length))
+        return real(image, data, length, cleanup)
+
+    monkeypatch.setattr(wrapper, "zbar_image_set_data", spy)
+    assert DECODERS["zbar"]().decode(plane) == [token]
+    [(address, length)] = given
+    assert address == buffer.ctypes.data  # the plane starts where the buffer does: zbar reads it in place
+    assert length == buffer.strides[0] * (plane.shape[0] - 1) + plane.shape[1]  # and nothing past the Y plane

@@ -202,6 +202,15 @@ def cmd_bench_drain(args) -> int:
     return 0
 
 
+def cmd_bench_scan(args) -> int:
+    from firmware.bench import scan
+
+    result = scan.run(frames_from=args.frames_from, frames=args.frames, fps=args.fps, visitors=args.visitors,
+                      decoder=args.decoder, folder=args.folder, seed=args.seed)
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qrgate", description="qrgate entrance scanner firmware and tools")
     p.add_argument("--version", action="version", version=f"qrgate {__version__}")
@@ -279,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "on a device, a folder on the card the store lives on")
     s.add_argument("--profile", action="store_true", help="add an instrumented drain: where its time goes")
     s.set_defaults(func=cmd_bench_drain)
+    s = bench.add_parser("scan", help="the scan loop over a frame set, against bare zxing-cpp and pyzbar")
+    s.add_argument("frames_from", type=Path, nargs="?", help="a folder of images (expected texts in NAME.txt "
+                   "beside them, where known) or a video; default: a built-in set of phone screens")
+    s.add_argument("--frames", type=int, help="frames through the loop (default: two passes over the set)")
+    s.add_argument("--fps", type=float, default=30.0, help="the replay camera's rate; 0: as fast as the loop "
+                   "goes (default 30)")
+    s.add_argument("--visitors", type=int, default=70, help="built-in set: visitors, each a distinct token "
+                   "(default 70, ten per condition)")
+    s.add_argument("--decoder", choices=("zxing", "zbar"), default="zxing", help="the loop's decoder")
+    s.add_argument("--folder", type=Path, help="where the store and frames go (default: a temporary folder); "
+                   "on a device, a folder on the card")
+    s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
+    s.set_defaults(func=cmd_bench_scan)
 
     from firmware import fuzz
 

@@ -1,7 +1,7 @@
 """QR decoders that read the grayscale plane they are given, without converting or copying it.
 
-zxing-cpp is the default (measured faster and more robust, DESIGN.md); pyzbar
-stays selectable. zbar is driven through pyzbar's ctypes bindings with the
+zxing-cpp is the default (measured faster and more robust, DESIGN.md, and
+`qrgate bench scan`); pyzbar stays selectable. zbar is driven through pyzbar's ctypes bindings with the
 array's own address, because pyzbar.decode() copies the image with tobytes().
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 
@@ -18,6 +19,22 @@ class Decoder(Protocol):
 
 
 class ZxingDecoder:
+    """zxing-cpp, once per frame, and a second attempt only where it has paid on phone screens.
+
+    The first read is zxing-cpp's own (local-average binarizer, rotations,
+    downscales, inverted codes for dark mode) on the plane in place, asking
+    also for the codes it located but could not decode. When it reads nothing
+    (measured on `qrgate bench scan`'s phone screens):
+    - moiré from the screen's pixel grid defeats the local binarizer, often
+      before anything is located: the plane box-blurred (3x3), read with the
+      global-histogram binarizer at full size only (always tried: the one extra
+      cost of an empty frame, about a third of the first read);
+    - a code located but not read: its region cropped, upscaled 2x and
+      sharpened (small codes at the frame's edge, blur: modules under ~2 px),
+      then the plane with the global-histogram binarizer, then zbar on the plane
+      (glare over a finder pattern, where zbar's scanline reader does better).
+    """
+
     name = "zxing"
 
     def __init__(self) -> None:
@@ -25,10 +42,52 @@ class ZxingDecoder:
 
         self._zx = zxingcpp
         self._formats = zxingcpp.BarcodeFormat.QRCode
+        self._zbar: ZbarDecoder | None = None
 
     def decode(self, gray: np.ndarray) -> list[str]:
         # A 2-D uint8 array, strided or not, is read through the buffer protocol in place.
-        return [b.text for b in self._zx.read_barcodes(gray, formats=self._formats) if b.valid]
+        found = self._zx.read_barcodes(gray, formats=self._formats, return_errors=True)
+        texts = [b.text for b in found if b.valid]
+        if texts:
+            return texts
+        attempts = (self._blurred, self._sharpened_crops, self._global_binarizer, self._with_zbar) if found \
+            else (self._blurred,)
+        for attempt in attempts:
+            texts = attempt(gray, found)
+            if texts:
+                return texts
+        return []
+
+    def _read(self, image: np.ndarray, **options) -> list[str]:
+        return [b.text for b in self._zx.read_barcodes(image, formats=self._formats, **options) if b.valid]
+
+    def _sharpened_crops(self, gray: np.ndarray, found: list) -> list[str]:
+        for barcode in found[:2]:
+            p = barcode.position
+            xs = [p.top_left.x, p.top_right.x, p.bottom_right.x, p.bottom_left.x]
+            ys = [p.top_left.y, p.top_right.y, p.bottom_right.y, p.bottom_left.y]
+            margin = max(8, (max(xs) - min(xs)) // 4)
+            x0, x1 = max(0, min(xs) - margin), min(gray.shape[1], max(xs) + margin)
+            y0, y1 = max(0, min(ys) - margin), min(gray.shape[0], max(ys) + margin)
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                continue
+            crop = cv2.resize(gray[y0:y1, x0:x1], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+            sharp = cv2.addWeighted(crop, 1.8, cv2.GaussianBlur(crop, (0, 0), 2.0), -0.8, 0)  # unsharp mask
+            texts = self._read(sharp)
+            if texts:
+                return texts
+        return []
+
+    def _blurred(self, gray: np.ndarray, found: list) -> list[str]:
+        return self._read(cv2.blur(gray, (3, 3)), binarizer=self._zx.Binarizer.GlobalHistogram, try_downscale=False)
+
+    def _global_binarizer(self, gray: np.ndarray, found: list) -> list[str]:
+        return self._read(gray, binarizer=self._zx.Binarizer.GlobalHistogram)
+
+    def _with_zbar(self, gray: np.ndarray, found: list) -> list[str]:
+        if self._zbar is None:
+            self._zbar = ZbarDecoder()
+        return self._zbar.decode(gray)
 
 
 def _fourcc(code: str) -> int:

@@ -1,0 +1,394 @@
+"""The built-in frame set of `qrgate bench scan`: visitors holding up phones, as the camera sees them.
+
+Synthetic but honest camera input: 8-bit grayscale frames of the size the
+camera delivers, each a fixed venue background with a visitor in front
+holding a phone that shows a QR token, seen through a pinhole camera
+(f = 530 px, a Pi camera's 62° field at 640 px) with vignetting, lens blur
+and sensor noise. The phone is drawn at about twice the camera's resolution
+and warped onto a canvas twice the frame's size, which is then averaged down
+(`INTER_AREA`), as a sensor integrates light over each pixel.
+
+Each visitor shows one code under one condition, the failures a venue's
+reader meets (see `_LOOKS`): a clean phone, a small code at the frame's
+edge, a tilted phone, a blurred one, glare, dark mode, moiré. Visitor `i`
+gets `CONDITIONS[i % len(CONDITIONS)]` (round-robin), holds the phone for
+`frames_per_visitor` frames — the hand moving a little between frames —
+and leaves `gap_frames` empty frames behind.
+
+Calibrated so that zxing-cpp, called bare, reads most but not all frames of
+the hard conditions: a second attempt has something to recover, and a
+reader that reads nothing there is a reader a venue would return. Measured
+on 210 visitors (seed 3): plain and dark 100%, tilt 90%, blur 87%, glare
+85%, moiré 76%, small_edge 73%; no read in any empty frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import zxingcpp
+
+from firmware.render import background, write_png
+
+CONDITIONS = ("plain", "small_edge", "tilt", "blur", "glare", "dark", "moire")  # code-bearing conditions
+EMPTY = "empty"
+
+FOCAL_PX = 530.0  # a Pi camera's ~62° horizontal field at 640 px
+SS = 2  # the canvas is SS times the frame; each frame pixel averages SS x SS canvas pixels
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    name: str  # file name inside the folder, e.g. "00042.png"; sorted(names) == playing order
+    condition: str  # one of CONDITIONS, or EMPTY
+    text: str | None  # the QR text shown (None for an empty frame)
+    visitor: int | None  # index of the visitor (0..), None for an empty frame
+
+
+@dataclass(frozen=True)
+class Look:
+    """How one visitor holds the phone; every frame of theirs jitters it a little."""
+
+    code_px: float  # the symbol's width in frame pixels if the phone faced the camera
+    cx: float = 0.0  # where the symbol's centre is in the frame
+    cy: float = 0.0
+    roll: float = 0.0  # in-plane rotation, degrees
+    tilt_x: float = 0.0  # the phone turned about the camera's horizontal axis, degrees
+    tilt_y: float = 0.0  # ... about its vertical axis
+    screen: float = 220.0  # luminance of the screen's background as the camera sees it
+    ink: float = 25.0  # luminance of the modules (lighter than `screen` in dark mode)
+    optics: float = 0.6  # the lens's own blur, Gaussian sigma in frame pixels
+    defocus: float = 0.0  # extra Gaussian blur, sigma in frame pixels
+    motion: float = 0.0  # length of a motion-blur streak, frame pixels
+    motion_angle: float = 0.0
+    glare: tuple | None = None  # (x, y, a, b, angle, peak): ellipse in modules of the symbol, peak in grey levels
+    grid: tuple | None = None  # (screen pixels per module, canvas sub-pixels per screen pixel, gap darkness)
+    noise: float = 2.0  # read noise, grey levels (shot noise comes on top)
+    gain: float = 1.0  # exposure of the whole scene
+    margin: float = 6.0  # keep the symbol at least this far from the frame's border
+    edge: tuple | None = None  # (sx, sy): put the symbol against the left/right (-1/1), top/bottom border
+
+
+# -- the conditions: one function each, drawing a visitor's Look ----------------------------------------------------
+
+
+def _plain(rng: np.random.Generator, n: int) -> Look:
+    """The phone held up fairly square to the camera: the case every reader must get."""
+    return Look(code_px=rng.uniform(140, 260), roll=rng.uniform(-15, 15),
+                tilt_x=rng.uniform(-8, 8), tilt_y=rng.uniform(-8, 8), screen=rng.uniform(195, 235),
+                ink=rng.uniform(15, 40), noise=rng.uniform(1.5, 3.0))
+
+
+def _small_edge(rng: np.random.Generator, n: int) -> Look:
+    """A visitor standing back or off to one side: a small code (1.7-2.3 px modules; zxing's edge is
+    near 1.85) by an edge or corner, where the lens is softest and vignetting darkest."""
+    edge = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)][int(rng.integers(8))]
+    return Look(code_px=n * rng.uniform(1.7, 2.3), roll=rng.uniform(-12, 12),
+                tilt_x=rng.uniform(-10, 10), tilt_y=rng.uniform(-10, 10), screen=rng.uniform(190, 230),
+                ink=rng.uniform(20, 45), optics=rng.uniform(0.6, 0.8), noise=rng.uniform(2.0, 3.0),
+                margin=rng.uniform(3, 20), edge=edge)
+
+
+def _tilt(rng: np.random.Generator, n: int) -> Look:
+    """The phone shown at an angle (30-55° about one axis) and turned in-plane: cheap readers that expect a
+    square code facing them misread or miss these; the far side's modules shrink to ~2 px."""
+    tilt = rng.choice([-1, 1]) * rng.uniform(30, 55)
+    about_x = rng.random() < 0.5
+    return Look(code_px=rng.uniform(170, 250), roll=rng.uniform(-40, 40),
+                tilt_x=tilt if about_x else rng.uniform(-5, 5), tilt_y=rng.uniform(-5, 5) if about_x else tilt,
+                screen=rng.uniform(185, 230), ink=rng.uniform(20, 45), noise=rng.uniform(1.5, 3.0))
+
+
+def _blur(rng: np.random.Generator, n: int) -> Look:
+    """A phone held too close for the fixed-focus lens (defocus, Gaussian sigma 1.0-1.9 px on ~3.4-4.8 px
+    modules), or a hand still moving into place (a 5-8 px motion streak; the phone close, 4.2-5.4 px
+    modules). Past ~0.42 module of blur sigma, or a streak ~1.45 modules long, the code is gone for
+    any reader; the ranges straddle that edge, so some frames of a visitor read and some do not."""
+    look = Look(code_px=0, roll=rng.uniform(-15, 15), tilt_x=rng.uniform(-8, 8),
+                tilt_y=rng.uniform(-8, 8), screen=rng.uniform(195, 235), ink=rng.uniform(15, 40),
+                noise=rng.uniform(1.5, 3.0))
+    if rng.random() < 0.5:
+        return replace(look, code_px=n * rng.uniform(3.4, 4.8), defocus=rng.uniform(1.0, 1.9))
+    return replace(look, code_px=n * rng.uniform(4.2, 5.4), motion=rng.uniform(5, 8),
+                   motion_angle=rng.uniform(0, 180))
+
+
+def _glare(rng: np.random.Generator, n: int) -> Look:
+    """A ceiling light reflected in the screen: a saturated soft patch over part of the code. Never over
+    more than one finder pattern (then no reader could), but often over data the error correction must
+    rebuild, or over the timing patterns a cheap reader samples."""
+    finders = [(3.5, 3.5), (n - 3.5, 3.5), (3.5, n - 3.5)]
+    while True:
+        x, y = rng.uniform(0.1, 0.9, 2) * n
+        a, b = rng.uniform(0.16, 0.3) * n, rng.uniform(0.09, 0.17) * n
+        angle = rng.uniform(0, 180)
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        covered = sum(((((fx - x) * c + (fy - y) * s) / (a + 3.5)) ** 2
+                       + ((-(fx - x) * s + (fy - y) * c) / (b + 3.5)) ** 2) < 1 for fx, fy in finders)
+        if covered <= 1:
+            break
+    return Look(code_px=rng.uniform(150, 240), roll=rng.uniform(-15, 15), tilt_x=rng.uniform(-12, 12),
+                tilt_y=rng.uniform(-12, 12), screen=rng.uniform(180, 215), ink=rng.uniform(25, 50),
+                glare=(x, y, a, b, angle, rng.uniform(220, 320)), noise=rng.uniform(1.5, 3.0))
+
+
+def _dark(rng: np.random.Generator, n: int) -> Look:
+    """Dark mode at low brightness: light modules on a dark screen, 60-120 grey levels apart, the exposure
+    pushed up (more noise). Readers that only look for dark-on-light codes see nothing."""
+    screen = rng.uniform(20, 45)
+    return Look(code_px=rng.uniform(140, 240), roll=rng.uniform(-15, 15), tilt_x=rng.uniform(-10, 10),
+                tilt_y=rng.uniform(-10, 10), screen=screen, ink=screen + rng.uniform(60, 120),
+                noise=rng.uniform(3.0, 5.0))
+
+
+def _moire(rng: np.random.Generator, n: int) -> Look:
+    """The screen's own pixel grid beating against the camera's: fringes of light and dark across the
+    code, on a dimmer, lower-contrast screen, with a sharp lens that does not filter them out. The grid
+    is drawn at about one screen pixel per frame pixel, coarser than a 400 ppi phone at 25 cm: the
+    worst case, a low-dpi screen or one held close, where the fringes are strongest."""
+    module = rng.uniform(2.8, 3.6)
+    per_module = int(round(module / rng.uniform(0.8, 1.25)))  # screen pixels per module: ~1 per frame pixel
+    return Look(code_px=n * module, roll=rng.uniform(-6, 6), tilt_x=rng.uniform(-6, 6),
+                tilt_y=rng.uniform(-6, 6), screen=rng.uniform(150, 190), ink=rng.uniform(40, 70), optics=0.35,
+                grid=(per_module, int(rng.integers(3, 5)), rng.uniform(0.35, 0.6)), noise=rng.uniform(1.5, 3.0))
+
+
+_LOOKS: dict[str, Callable[[np.random.Generator, int], Look]] = {
+    "plain": _plain, "small_edge": _small_edge, "tilt": _tilt, "blur": _blur, "glare": _glare, "dark": _dark,
+    "moire": _moire}
+
+
+def _jitter(look: Look, rng: np.random.Generator) -> Look:
+    """The next frame of the same visitor: the hand drifts, turns and shakes a little."""
+    return replace(look, cx=look.cx + rng.normal(0, 2.5), cy=look.cy + rng.normal(0, 2.5),
+                   code_px=look.code_px * rng.normal(1, 0.015), roll=look.roll + rng.normal(0, 1.2),
+                   tilt_x=look.tilt_x + rng.normal(0, 1.5), tilt_y=look.tilt_y + rng.normal(0, 1.5),
+                   defocus=look.defocus * rng.uniform(0.9, 1.1),
+                   motion=max(0.0, look.motion + rng.uniform(-1, 1)) if look.motion else 0.0,
+                   motion_angle=look.motion_angle + rng.normal(0, 5))
+
+
+# -- drawing ----------------------------------------------------------------------------------------------------------
+
+
+def _modules(text: str) -> np.ndarray:
+    """The QR symbol (error correction M) as a boolean matrix, True = dark, without quiet zone."""
+    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+    return np.asarray(code.to_image(scale=1, add_quiet_zones=False)) < 128
+
+
+def _phone(modules: np.ndarray | None, u: int, screen: float, ink: float, rng: np.random.Generator,
+           ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A phone showing the code (or, without one, an app's text screen) at `u` pixels per module.
+
+    Returns the image (float32 luminance) and the symbol's box (x0, y0, side) in its pixels.
+    """
+    n = modules.shape[0] if modules is not None else 49
+    sw = int(1.45 * n * u)  # screen width: the code fills ~70% of it, as entry-pass apps draw it
+    sh, bezel = int(sw * 2.1), max(2, int(0.08 * sw))
+    phone = np.full((sh + 2 * bezel, sw + 2 * bezel), 12, np.uint8)  # 8 bits: OpenCV draws text on nothing else
+    phone[bezel: bezel + sh, bezel: bezel + sw] = round(screen)
+    lo, hi = min(screen, ink), max(screen, ink)
+    bar = hi * 0.8 + lo * 0.2 if screen > ink else lo * 0.6 + hi * 0.4  # the app's header bar
+    cv2.rectangle(phone, (bezel, bezel), (bezel + sw, bezel + int(0.12 * sh)), float(bar), -1)
+    fs, th = sw / 420, max(1, int(sw / 200))
+    cv2.putText(phone, "12:4" + str(int(rng.integers(10))), (bezel + int(0.05 * sw), bezel + int(0.035 * sh)),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.8 * fs, float(ink), th, cv2.LINE_AA)
+    cv2.putText(phone, "Entry pass", (bezel + int(0.06 * sw), bezel + int(0.095 * sh)), cv2.FONT_HERSHEY_SIMPLEX,
+                1.3 * fs, float(ink), 2 * th, cv2.LINE_AA)
+    x0, y0 = bezel + (sw - n * u) // 2, bezel + int(0.2 * sh)
+    if modules is not None:
+        phone[y0: y0 + n * u, x0: x0 + n * u] = np.where(np.kron(modules, np.ones((u, u), bool)), round(ink),
+                                                          round(screen))
+        lines = ["Show this code at", "the entrance."]
+        top = y0 + n * u + int(0.08 * sh)
+    else:  # an app screen with no code: a list of entries and a button
+        lines = [f"{w} {int(rng.integers(10, 99))}" for w in rng.choice(
+            ["Visit", "Cafe", "Library", "Museum", "Gym", "Office", "Hall"], 7)]
+        top = y0
+        cv2.rectangle(phone, (bezel + int(0.1 * sw), bezel + int(0.85 * sh)),
+                      (bezel + int(0.9 * sw), bezel + int(0.93 * sh)), float(bar), -1)
+    for k, line in enumerate(lines):
+        cv2.putText(phone, line, (bezel + int(0.08 * sw), top + k * int(0.06 * sh)), cv2.FONT_HERSHEY_SIMPLEX,
+                    1.0 * fs, float(ink), th, cv2.LINE_AA)
+    return phone.astype(np.float32), (x0 - 0.5, y0 - 0.5, float(n * u))
+
+
+def _homography(box: tuple[float, float, float], look: Look, w: int, h: int) -> np.ndarray:
+    """Phone pixels -> frame pixels: the symbol's plane turned by (roll, tilt_x, tilt_y), seen by a pinhole
+    camera with the symbol's centre at (cx, cy), or as near as keeps the whole symbol `margin` inside."""
+    x0, y0, side = box
+    src = np.array([[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]], np.float32)
+    return cv2.getPerspectiveTransform(src, _corners(look, w, h)[0].astype(np.float32))
+
+
+def _corners(look: Look, w: int, h: int) -> tuple[np.ndarray, float, float]:
+    """Where the symbol's four corners land in the frame (clockwise from its top left), and its centre."""
+    r = look.code_px / 2
+    local = np.array([[-r, -r, 0], [r, -r, 0], [r, r, 0], [-r, r, 0]])
+    rot = cv2.Rodrigues(np.radians([look.tilt_x, 0, 0]))[0] @ cv2.Rodrigues(np.radians([0, look.tilt_y, 0]))[0] \
+        @ cv2.Rodrigues(np.radians([0, 0, look.roll]))[0]
+    cx, cy, m = look.cx, look.cy, look.margin
+    for _ in range(10):  # shift the centre until the symbol fits (a shift barely changes the perspective)
+        p = local @ rot.T + [cx - w / 2, cy - h / 2, FOCAL_PX]
+        dst = FOCAL_PX * p[:, :2] / p[:, 2:] + [w / 2, h / 2]
+        lo, hi = dst.min(0), dst.max(0)
+        dx = max(0.0, m - lo[0]) - max(0.0, hi[0] - (w - 1 - m))
+        dy = max(0.0, m - lo[1]) - max(0.0, hi[1] - (h - 1 - m))
+        if abs(dx) < 0.05 and abs(dy) < 0.05:
+            break
+        cx, cy = cx + dx, cy + dy
+    return dst, cx, cy
+
+
+def _centre(look: Look, rng: np.random.Generator, w: int, h: int) -> Look:
+    """Where the visitor holds the code: near the middle, or (small_edge) against the border the Look asks for."""
+    if look.edge is None:
+        return replace(look, cx=w / 2 + rng.uniform(-0.15, 0.15) * w, cy=h / 2 + rng.uniform(-0.12, 0.12) * h)
+    sx, sy = look.edge  # far beyond the border, then pulled back to `margin` from it
+    look = replace(look, cx={-1: -w, 1: 2 * w, 0: w / 2 + rng.uniform(-0.25, 0.25) * w}[sx],
+                   cy={-1: -h, 1: 2 * h, 0: h / 2 + rng.uniform(-0.25, 0.25) * h}[sy])
+    _, cx, cy = _corners(look, w, h)
+    return replace(look, cx=cx, cy=cy)
+
+
+def _person(bg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The visitor behind the phone: a torso and a head, some shade of clothing and skin."""
+    h, w = bg.shape
+    out = bg.astype(np.float32).copy()
+    cx = w / 2 + rng.uniform(-0.2, 0.2) * w
+    cv2.ellipse(out, (int(cx), int(h * 1.05)), (int(w * rng.uniform(0.25, 0.35)), int(h * 0.55)), 0, 180, 360,
+                float(rng.uniform(30, 170)), -1)
+    cv2.circle(out, (int(cx + rng.uniform(-20, 20)), int(h * 0.22)), int(h * 0.13), float(rng.uniform(90, 180)), -1)
+    return out
+
+
+def _grid(phone: np.ndarray, box: tuple, sub: int, gap: float) -> np.ndarray:
+    """Darken the last of every `sub` rows and columns, in step with the code: the gaps between screen pixels."""
+    out = phone.copy()
+    x0, y0 = int(box[0] + 0.5) % sub, int(box[1] + 0.5) % sub
+    out[(y0 - 1) % sub:: sub, :] *= 1 - gap
+    out[:, (x0 - 1) % sub:: sub] *= 1 - gap
+    return out
+
+
+def _camera(scene: np.ndarray, look: Look, rng: np.random.Generator, vignette: np.ndarray,
+            glare: np.ndarray | None = None) -> np.ndarray:
+    """The sensor's view: exposure, glare, vignetting, blur, shot and read noise, 8-bit quantisation."""
+    frame = scene * look.gain
+    if glare is not None:
+        frame = frame + glare
+    frame = np.minimum(frame, 255.0) * vignette  # the screen saturates before the lens darkens the corners
+    sigma = math.hypot(look.optics, look.defocus)
+    frame = cv2.GaussianBlur(frame, (0, 0), sigma)
+    if look.motion:
+        k = int(math.ceil(look.motion)) | 1
+        kernel = np.zeros((k, k), np.float32)
+        c, s = math.cos(math.radians(look.motion_angle)), math.sin(math.radians(look.motion_angle))
+        half = look.motion / 2
+        cv2.line(kernel, (int(round(k // 2 - c * half)), int(round(k // 2 - s * half))),
+                 (int(round(k // 2 + c * half)), int(round(k // 2 + s * half))), 1.0, 1, cv2.LINE_AA)
+        frame = cv2.filter2D(frame, -1, kernel / kernel.sum())
+    noise = np.sqrt(look.noise ** 2 + 0.04 * np.maximum(frame, 0))
+    frame = frame + noise * rng.standard_normal(frame.shape, np.float32)
+    return np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+
+def _render(bg: np.ndarray, phone: np.ndarray, box: tuple, look: Look, n: int, rng: np.random.Generator,
+            vignette: np.ndarray) -> np.ndarray:
+    """One frame: the phone warped onto a 2x canvas, averaged down to the frame, over the scene."""
+    h, w = bg.shape
+    hom = _homography(box, look, w, h)
+    to_canvas = np.array([[SS, 0, (SS - 1) / 2], [0, SS, (SS - 1) / 2], [0, 0, 1]])
+    size = (w * SS, h * SS)
+    if look.grid is None:  # a camera's lens does not resolve finer than its pixels: no aliasing from drawing
+        phone = cv2.GaussianBlur(phone, (0, 0), 0.5)
+    warped = cv2.warpPerspective(phone, to_canvas @ hom, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    alpha = cv2.warpPerspective(np.ones_like(phone), to_canvas @ hom, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    warped = cv2.resize(warped, (w, h), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
+    scene = bg * (1 - alpha) + warped
+    glare = None
+    if look.glare is not None:
+        gx, gy, a, b, angle, peak = look.glare
+        x0, y0, side = box
+        u = side / n
+        pt = cv2.perspectiveTransform(np.array([[[x0 + gx * u, y0 + gy * u]]], np.float32), hom)[0, 0]
+        px = look.code_px / n  # frame pixels per module
+        glare = np.zeros_like(scene)
+        cv2.ellipse(glare, (int(pt[0]), int(pt[1])), (int(a * px), int(b * px)), angle + look.roll, 0, 360,
+                    float(peak), -1)
+        glare = cv2.GaussianBlur(glare, (0, 0), max(2.0, b * px / 2.5))
+    return _camera(scene, look, rng, vignette, glare)
+
+
+def _empty(bg: np.ndarray, rng: np.random.Generator, vignette: np.ndarray) -> np.ndarray:
+    """Nobody in front of the reader, someone passing by, or a phone showing an app screen without a code."""
+    h, w = bg.shape
+    kind = rng.integers(3)
+    look = Look(code_px=rng.uniform(120, 220), roll=rng.uniform(-20, 20), tilt_x=rng.uniform(-15, 15),
+                tilt_y=rng.uniform(-15, 15), noise=rng.uniform(1.5, 3.5), gain=rng.uniform(0.9, 1.1))
+    if kind == 0:
+        return _camera(bg.astype(np.float32), look, rng, vignette)
+    scene = _person(bg, rng)
+    if kind == 1:
+        return _camera(scene, look, rng, vignette)
+    dark = rng.random() < 0.3
+    screen, ink = (rng.uniform(25, 45), rng.uniform(140, 200)) if dark else (rng.uniform(190, 235), rng.uniform(15, 45))
+    phone, box = _phone(None, 4, screen, ink, rng)
+    return _render(scene, phone, box, _centre(look, rng, w, h), 49, rng, vignette)
+
+
+def build(folder: Path, texts: Sequence[str], frames_per_visitor: int = 6, gap_frames: int = 3,
+          seed: int = 0, width: int = 640, height: int = 480) -> list[FrameSpec]:
+    """Write the frames as PNGs into `folder` (created if missing) and return them in playing order.
+
+    Visitor `i` shows `texts[i]` under `CONDITIONS[i % 7]` for `frames_per_visitor` frames, then
+    `gap_frames` empty frames follow. `folder/manifest.json` lists the specs, for a later run to reuse.
+    Deterministic for a seed.
+    """
+    if not texts:
+        raise ValueError("build needs at least one text")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    venue = background(width, height, seed).astype(np.float32)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r2 = ((x - width / 2) ** 2 + (y - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
+    vignette = (1 - 0.25 * r2).astype(np.float32)
+    total = len(texts) * (frames_per_visitor + gap_frames)
+    digits = max(5, len(str(total - 1)))
+    specs: list[FrameSpec] = []
+
+    def emit(frame: np.ndarray, condition: str, text: str | None, visitor: int | None) -> None:
+        name = f"{len(specs):0{digits}d}.png"
+        write_png(folder / name, frame)
+        specs.append(FrameSpec(name, condition, text, visitor))
+
+    for i, text in enumerate(texts):
+        condition = CONDITIONS[i % len(CONDITIONS)]
+        modules = _modules(text)
+        n = modules.shape[0]
+        look = _centre(_LOOKS[condition](rng, n), rng, width, height)
+        look = replace(look, gain=rng.uniform(0.9, 1.1))
+        scene = _person(venue, rng)
+        # The phone is drawn at ~2 px per canvas pixel's worth of module, or on its own pixel grid for moiré.
+        if look.grid is None:
+            u = max(3, math.ceil(SS * look.code_px / n))
+            phone, box = _phone(modules, u, look.screen, look.ink, rng)
+        else:
+            per_module, sub, gap = look.grid
+            phone, box = _phone(modules, per_module * sub, look.screen, look.ink, rng)
+            phone = _grid(phone, box, sub, gap)  # the bezel too: it is dark enough not to matter
+        for _ in range(frames_per_visitor):
+            emit(_render(scene, phone, box, _jitter(look, rng), n, rng, vignette), condition, text, i)
+        for _ in range(gap_frames):
+            emit(_empty(venue, rng, vignette), EMPTY, None, None)
+    (folder / "manifest.json").write_text(json.dumps([asdict(s) for s in specs], indent=1) + "\n")
+    return specs

@@ -42,6 +42,7 @@ from firmware.stats import Stats
 GOALS = {"loop_to_zxing_code_frames": 1.25, "accept_latency_p95_ms": 20.0, "peak_rss_mb": 150.0}
 RSS_SAMPLES = 50  # samples of resident memory over a run
 WARMUP = 0.1  # share of the run after which memory must stop growing
+GREEN_PIN = 17  # the green LED, whose going on is timed
 GIVEN, UNLABELLED = "given", "unlabelled"  # conditions of a frame set from the command line
 
 
@@ -222,7 +223,7 @@ def _loop_side(world: str, folder: str, expected: list, frames: int, fps: float,
     class TimedPin(MockPWMPin):
         def _change_state(self, value):
             changed = super()._change_state(value)
-            if changed and value and self.info.name == "GPIO17":
+            if changed and value and self.info.name == f"GPIO{GREEN_PIN}":
                 green_on.append(time.monotonic())
             return changed
 
@@ -242,7 +243,7 @@ loop = true
 backend = "{decoder}"
 [gpio]
 backend = "mock"
-green = 17
+green = {GREEN_PIN}
 [trust]
 root_key = "{world}/root/root.pub"
 list = "{world}/trustlist.cose"

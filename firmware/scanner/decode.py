@@ -1,8 +1,9 @@
 """QR decoders that read the grayscale plane they are given, without converting or copying it.
 
 zxing-cpp is the default (measured faster and more robust, DESIGN.md, and
-`qrgate bench scan`); pyzbar stays selectable. zbar is driven through pyzbar's ctypes bindings with the
-array's own address, because pyzbar.decode() copies the image with tobytes().
+`qrgate bench scan`); pyzbar stays selectable. zbar is driven through pyzbar's
+ctypes bindings with the array's own address, because pyzbar.decode() copies
+the image with tobytes().
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from firmware import keys
+from firmware import credentials, keys
 from firmware.clock import ClockSync
 from firmware.config import Config
 from firmware.errors import StorageError
@@ -23,7 +23,9 @@ from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.leds.feedback import GpioFeedback, Pins
 from firmware.readiness import Readiness
+from firmware.sdnotify import Notifier
 from firmware.scanner.decode import DECODERS
+from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.loop import ScanLoop
 from firmware.scanner.sources.opencv import OpenCvSource
 from firmware.scanner.sources.picamera import PicameraSource
@@ -85,12 +87,15 @@ def run(
     pin_factory=None,
     clock: ClockSync | None = None,
     stats: Stats | None = None,
+    notifier: Notifier | None = None,
 ) -> Stats:
     """Run until `stop` is set or a non-looping replay ends. Raises on a fatal start-up error.
 
     `pin_factory` and `clock` replace what only a Pi has: its GPIO chip and its
     kernel's NTP state (tests give a stand-in; by default both are real);
-    `stats` lets a benchmark keep every frame's figures.
+    `stats` lets a benchmark keep every frame's figures. Under systemd
+    (Type=notify) it says READY once the store is open and the camera has
+    delivered a frame, and the scan loop feeds the watchdog.
     """
     stop = stop or threading.Event()
     failed = threading.Event()
@@ -99,6 +104,8 @@ def run(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stats = stats or Stats()
     listeners: list[Callable[[Decision], None]] = [on_decision] if on_decision else []
+    notifier = notifier or Notifier()
+    camera: SupervisedCamera | None = None
 
     with contextlib.ExitStack() as stack:
         root = keys.load_root_public(config.trust.root_key)
@@ -115,6 +122,7 @@ def run(
 
         def faults_changed(active: dict[str, str]) -> None:
             feedback.set_fault(", ".join(sorted(active)) or None)
+            notifier.status(f"fault: {', '.join(sorted(active))}" if active else "scanning")
             if drain is not None:
                 drain.wake(status=True)
 
@@ -132,10 +140,17 @@ def run(
         clock = clock or ClockSync(require=config.clock.require_sync)
         readiness = Readiness(clock, trust, faults)
 
+        def snapshot() -> dict:
+            return status.snapshot(stats, store, faults, trust, clock, uplink, camera)
+
         def housekeeping() -> None:
             last_purge = -PURGE_S
             while not stop.is_set():
                 readiness.blocking(time.time())
+                try:
+                    status.write_file(Path(dev.runtime_dir) / status.FILE, snapshot())
+                except OSError as exc:  # only `qrgate status` reads it: worth a warning, not a fault
+                    logger.warning("cannot write %s: %s", dev.runtime_dir, exc.strerror)
                 try:
                     store.scrub()
                     if time.monotonic() - last_purge >= PURGE_S:
@@ -152,7 +167,7 @@ def run(
             m = config.mqtt
             uplink = MqttUplink(
                 m.host, m.port, client_id=f"qrgate-{dev.venue}-{dev.id}",
-                tls=Tls(m.ca, m.cert, m.key) if m.tls else None,
+                tls=Tls(m.ca, m.cert, credentials.resolve(m.key) if m.key else None) if m.tls else None,
                 will=Will(topics.status(dev.venue, dev.id), status.OFFLINE),
                 keepalive=m.keepalive_s, max_inflight=m.window,
                 subscriptions={topics.TRUSTLIST: lambda data: trust.offer(data, time.time())},
@@ -163,7 +178,7 @@ def run(
             )
             drain = Drain(
                 store, uplink, topics.visits(dev.venue, dev.id), topics.status(dev.venue, dev.id),
-                status=lambda: status.snapshot(stats, store, faults, trust, clock, uplink),
+                status=snapshot,
                 stats=stats, faults=faults, window=m.window, status_interval_s=m.status_interval_s,
             )
             drain_stop = threading.Event()
@@ -179,18 +194,30 @@ def run(
             Verifier(trust.current, tuple(config.policy.require), config.policy.skew_s),
             store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded,
         )
-        _background("housekeeping", housekeeping, failed, stop)
+        keeper = _background("housekeeping", housekeeping, failed, stop)
+        stack.callback(keeper.join, 10)  # unwinds before the store closes (LIFO)
+        stack.callback(stop.set)
 
         def decided(decision: Decision) -> None:
             for listener in listeners:
                 listener(decision)
 
-        source = stack.enter_context(make_source(config))
+        camera = SupervisedCamera(lambda: make_source(config), faults, config.camera.lost_after_s,
+                                  Backoff(1.0, config.camera.reopen_max_s))
+
+        def turn(frame) -> None:
+            notifier.alive()
+            if frame is not None and not notifier.ready_sent:
+                notifier.ready("scanning")
+                logger.info("ready: the camera delivers frames and the store is open")
+
         decoder = DECODERS[config.decoder.backend]()
-        loop = ScanLoop(source, decoder, gate, feedback, stats, decided, config.decoder.hold_s,
-                        door=config.gpio.door_enabled)
-        logger.info("scanning: venue %s device %s, %s camera, %s decoder",
+        loop = ScanLoop(camera, decoder, gate, feedback, stats, decided, config.decoder.hold_s,
+                        door=config.gpio.door_enabled, on_turn=turn)
+        logger.info("starting: venue %s device %s, %s camera, %s decoder",
                     dev.venue, dev.id, config.camera.source, config.decoder.backend)
+        stack.callback(notifier.close)
+        stack.callback(notifier.stopping)
         loop.run(stop)
         feedback.idle.wait(timeout=5)  # let the last answer finish before the LEDs close
 

@@ -36,6 +36,7 @@ class DeviceConfig:
     venue: str = _opt(pattern=TOPIC_LEVEL, help="venue id, part of the MQTT topic")
     id: str = _opt(pattern=TOPIC_LEVEL, help="device id, part of the MQTT topic")
     state_dir: Path = _opt(Path("/var/lib/qrgate"), help="store, trust list and device state")
+    runtime_dir: Path = _opt(Path("/run/qrgate"), help="the daemon's status.json, read by `qrgate status`")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class CameraConfig:
                       help="picamera: autofocus in the macro range (Camera Module 3), full range, a fixed "
                            "lens_position, or a lens without autofocus")
     lens_position: float = _opt(3.0, lo=0.0, hi=32.0, help="picamera, focus = manual: dioptres (1/metres)")
+    lost_after_s: float = _opt(3.0, lo=0.5, hi=60.0, help="no frame for this long: the camera fault, and a reopen")
+    reopen_max_s: float = _opt(30.0, lo=1.0, hi=600.0, help="the cap of the jittered backoff between reopenings")
 
 
 @dataclass(frozen=True)
@@ -171,48 +174,107 @@ def _value(raw, typ, meta, where: str, base: Path):
     return raw
 
 
-def _section(cls, table, name: str, source: str, base: Path):
+def _layer_section(cls, table, name: str, source: str, base: Path) -> dict:
+    """One file's keys of one section, each checked and converted on its own, so an error names its file."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{name}] must be a table")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in table:
+    values = {}
+    for key, raw in table.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown key {name}.{key}")
+        values[key] = _value(raw, hints[key], fields[key].metadata, f"{source}: {name}.{key}", base)
+    return values
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One file's settings, already checked: {section: {key: value}}; `source` names the file."""
+
+    source: str
+    values: dict
+
+
+def parse_layer(data: dict, source: str = "<config>", base: Path = Path(".")) -> Layer:
+    hints = typing.get_type_hints(Config)
     values = {}
-    for fname, f in fields.items():
-        if fname in table:
-            values[fname] = _value(table[fname], hints[fname], f.metadata, f"{source}: {name}.{fname}", base)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing key {name}.{fname}")
-    return cls(**values)
+    for name, table in data.items():
+        if name not in hints:
+            raise ConfigError(f"{source}: unknown section [{name}]")
+        values[name] = _layer_section(hints[name], table, name, source, base)
+    return Layer(source, values)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The config in force and, for each key set by a file, the file that set it last ("camera.fps" -> path)."""
+
+    config: Config
+    origins: dict[str, str]
+    files: tuple[str, ...]
+
+
+def merge(layers: list[Layer]) -> Loaded:
+    """Later layers override earlier ones key by key; the dataclass defaults are the packaged layer below all."""
+    hints = typing.get_type_hints(Config)
+    merged: dict[str, dict] = {}
+    origins: dict[str, str] = {}
+    for layer in layers:
+        for name, table in layer.values.items():
+            merged.setdefault(name, {}).update(table)
+            origins.update({f"{name}.{key}": layer.source for key in table})
+    first = layers[0].source if layers else "<config>"
+    where = lambda key: origins.get(key, first)  # noqa: E731 - the file to blame for a key
+    sections = {}
+    for f in dataclasses.fields(Config):
+        cls = hints[f.name]
+        if f.name not in merged and f.default is dataclasses.MISSING:
+            raise ConfigError(f"{first}: missing section [{f.name}]")
+        table = merged.get(f.name, {})
+        for g in dataclasses.fields(cls):
+            if g.name not in table and g.default is dataclasses.MISSING and g.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{first}: missing key {f.name}.{g.name}")
+        sections[f.name] = cls(**table)
+    config = Config(**sections)
+    if config.camera.source == "replay" and config.camera.path is None:
+        raise ConfigError(f"{where('camera.source')}: camera.path is required when camera.source is 'replay'")
+    if config.mqtt.enabled and config.mqtt.tls and config.mqtt.ca is None:
+        raise ConfigError(f"{where('mqtt.tls')}: mqtt.ca is required when mqtt.tls is true")
+    if config.mqtt.enabled and (config.mqtt.cert is None) != (config.mqtt.key is None):
+        raise ConfigError(f"{where('mqtt.cert' if config.mqtt.cert else 'mqtt.key')}: "
+                          "mqtt.cert and mqtt.key go together (mutual TLS)")
+    return Loaded(config, origins, tuple(layer.source for layer in layers))
 
 
 def from_dict(data: dict, source: str = "<config>", base: Path = Path(".")) -> Config:
-    hints = typing.get_type_hints(Config)
-    for key in data:
-        if key not in hints:
-            raise ConfigError(f"{source}: unknown section [{key}]")
-    sections = {}
-    for f in dataclasses.fields(Config):
-        if f.name in data:
-            sections[f.name] = _section(hints[f.name], data[f.name], f.name, source, base)
-        elif f.default is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing section [{f.name}]")
-    config = Config(**sections)
-    if config.camera.source == "replay" and config.camera.path is None:
-        raise ConfigError(f"{source}: camera.path is required when camera.source is 'replay'")
-    if config.mqtt.enabled and config.mqtt.tls and config.mqtt.ca is None:
-        raise ConfigError(f"{source}: mqtt.ca is required when mqtt.tls is true")
-    return config
+    return merge([parse_layer(data, source, base)]).config
 
 
-def load(path: Path) -> Config:
-    path = Path(path)
+def _read_layer(path: Path) -> Layer:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return from_dict(data, str(path), path.parent.resolve())
+    return parse_layer(data, str(path), path.parent.resolve())
+
+
+def dropins(path: Path) -> list[Path]:
+    """`conf.d/*.toml` beside the main file, in name order (`10-site.toml` before `20-door.toml`)."""
+    folder = Path(path).parent / "conf.d"
+    return sorted(p for p in folder.glob("*.toml") if p.is_file()) if folder.is_dir() else []
+
+
+def load_layers(path: Path) -> Loaded:
+    """The main file, then its conf.d drop-ins in order, over the packaged defaults."""
+    path = Path(path)
+    return merge([_read_layer(p) for p in [path, *dropins(path)]])
+
+
+def load(path: Path) -> Config:
+    return load_layers(path).config
+
+
+DEFAULT_PATH = Path("/etc/qrgate/qrgate.toml")

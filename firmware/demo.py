@@ -98,6 +98,7 @@ def _write_config(world: Path, port: int, require_sync: bool) -> Path:
 venue = "demo-cafe"
 id = "door-1"
 state_dir = "state"
+runtime_dir = "run"
 
 [camera]
 source = "replay"

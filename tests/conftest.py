@@ -46,6 +46,7 @@ class World:
 venue = "cafe-1"
 id = "door-1"
 state_dir = "{state}"
+runtime_dir = "{state.parent / 'run'}"
 [camera]
 source = "replay"
 path = "{frames}"

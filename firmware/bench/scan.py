@@ -233,6 +233,7 @@ def _loop_side(world: str, folder: str, expected: list, frames: int, fps: float,
 venue = "bench"
 id = "door-1"
 state_dir = "{state}"
+runtime_dir = "{state}/run"
 [camera]
 source = "replay"
 path = "{folder}"

@@ -3,6 +3,8 @@
 One thread does it all, in order: a frame's buffer goes back to the camera
 as soon as it is decoded, and the answer is shown only after the record is
 durable. Stale frames are the source's to drop; this loop never queues them.
+Every turn, with a frame or with none from a silent camera, calls `on_turn`:
+the systemd watchdog is fed from here, so a loop that stalls is restarted.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from firmware.gate import Answer, Gate
 from firmware.leds import patterns
 from firmware.leds.feedback import GpioFeedback
 from firmware.scanner.decode import Decoder
+from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.dedupe import Dedupe
-from firmware.scanner.frames import FrameSource
+from firmware.scanner.frames import Frame
 from firmware.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ logger = logging.getLogger(__name__)
 class ScanLoop:
     def __init__(
         self,
-        source: FrameSource,
+        camera: SupervisedCamera,
         decoder: Decoder,
         gate: Gate,
         feedback: GpioFeedback,
@@ -36,8 +39,10 @@ class ScanLoop:
         hold_s: float = 1.5,
         door: bool = False,
         clock: Callable[[], float] = time.time,
+        on_turn: Callable[[Frame | None], None] = lambda frame: None,
     ):
-        self.source, self.decoder, self.gate, self.feedback = source, decoder, gate, feedback
+        self.on_turn = on_turn
+        self.camera, self.decoder, self.gate, self.feedback = camera, decoder, gate, feedback
         self.stats = stats
         self.on_decision = on_decision
         self.dedupe = Dedupe(hold_s)
@@ -45,7 +50,10 @@ class ScanLoop:
         self.clock = clock
 
     def run(self, stop: threading.Event) -> None:
-        for frame in self.source.frames():
+        for frame in self.camera.frames(stop):
+            self.on_turn(frame)
+            if frame is None:
+                continue
             if stop.is_set():
                 frame.release()
                 break
@@ -61,7 +69,7 @@ class ScanLoop:
             for text in self.dedupe.fresh(texts, frame.t):
                 self._answer(text, frame.t)
             self.stats.scanned(frame.seq, texts, (decoded - t0) * 1000, (time.monotonic() - frame.t) * 1000,
-                               self.source.dropped)
+                               self.camera.dropped)
 
     def _answer(self, text: str, frame_t: float) -> None:
         try:

@@ -1,22 +1,29 @@
-"""The retained status message: the device's health at a glance (DESIGN.md, MQTT)."""
+"""The device's health at a glance: the retained status message (DESIGN.md, MQTT), and the same
+snapshot in the runtime folder's status.json, which `qrgate status` reads over SSH."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 
 from firmware import __version__
 from firmware.clock import ClockSync
 from firmware.faults import Faults
+from firmware.scanner.camera import SupervisedCamera
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.trust import TrustStore
+from firmware.store.statefiles import write_atomic
 from firmware.uplink.mqtt import MqttUplink
 
 OFFLINE = b'{"state":"offline"}'
+FILE = "status.json"
 
 
 def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore, clock: ClockSync,
-             uplink: MqttUplink | None = None) -> dict:
+             uplink: MqttUplink | None = None, camera: SupervisedCamera | None = None) -> dict:
     depth, oldest = store.depth()
     now = time.time()
     current = trust.current()
@@ -25,6 +32,11 @@ def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: Trus
         "state": "online",
         "version": __version__,
         "uptime_s": round(time.monotonic() - stats.started),
+        "written_at": round(now, 3),
+        "pid": os.getpid(),
+        "camera": None if camera is None else {"lost": camera.lost, "reopened": camera.reopened,
+                                               "dropped": camera.dropped},
+        "frames": stats.frames,
         "fps": round(stats.fps(), 1),
         "decode_ms": round(sum(decode) / len(decode), 2) if decode else None,
         "queue_depth": depth,
@@ -40,3 +52,10 @@ def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: Trus
         "trust_not_after": current.not_after if current else None,
         "faults": faults.active(),
     }
+
+
+def write_file(path: Path, snapshot: dict) -> None:
+    """Atomically, so a reader never sees half; world-readable: it holds counts, never a token."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(snapshot).encode(), mode=0o644)
+    os.chmod(path, 0o644)  # past the unit's UMask=0077: a technician reads it without sudo

@@ -30,6 +30,7 @@ def picamera2(monkeypatch):
     monkeypatch.setattr(picamera2.Picamera2, "script", [])
     monkeypatch.setattr(picamera2.Picamera2, "instances", [])
     monkeypatch.setattr(picamera2.Picamera2, "camera_controls_for_next", picamera2.CM3_CONTROLS)
+    monkeypatch.setattr(picamera2.Picamera2, "open_failures", 0)
     return picamera2
 
 
@@ -78,7 +79,7 @@ def test_the_y_plane_is_a_view_of_the_request_buffer_and_skipped_frames_are_coun
     assert seqs == [0, 4, 5] and source.dropped == 3
 
 
-def test_the_daemon_gives_each_request_back_before_it_answers(picamera2, world, tmp_path, pins):
+def test_the_daemon_gives_each_request_back_before_it_answers(picamera2, world, tmp_path, pins, monkeypatch):
     token = world.mint()
     y_code = render.scene(render.phone_screen(token), np.random.default_rng(1))
     y_empty = render.scene(None, np.random.default_rng(2))
@@ -89,15 +90,15 @@ def test_the_daemon_gives_each_request_back_before_it_answers(picamera2, world, 
     def decided(decision) -> None:
         held_when_answering.append(len(picamera2.Picamera2.instances[-1].out))
 
-    real_capture = picamera2.Picamera2.capture_request
+    real_next = picamera2.Picamera2._next
 
-    def capture(self):
+    def capture(self, timeout):
         if not self.script:
             stop.set()  # the scripted visitor has been and gone
             self.script.append((y_empty, 0))
-        return real_capture(self)
+        return real_next(self, timeout)
 
-    picamera2.Picamera2.capture_request = capture
+    monkeypatch.setattr(picamera2.Picamera2, "_next", capture)
     cfg = load(tmp_path, world.config_toml(tmp_path / "state", tmp_path).replace(
         'source = "replay"', 'source = "picamera"'))
     stats = app.run(cfg, stop=stop, on_decision=decided, pin_factory=pins)

@@ -3,7 +3,10 @@
 Each frame is one request taken with `capture_request`: picamera2 keeps only
 the newest completed request for us and recycles the rest, so the newest
 frame wins by construction; frames skipped in between are counted from the
-sensor timestamps. The loop reads the Y plane through the request's mapped
+sensor timestamps. A request is waited for at most `wait_s`; a camera that
+delivers nothing yields None each time instead of blocking, so the loop goes
+on feeding the watchdog and the supervisor (scanner/camera.py) can declare
+the camera lost. The loop reads the Y plane through the request's mapped
 buffer (no copy) and releases the request as soon as it has decoded it.
 
 The controls suit phone screens: a short exposure (screens are bright and
@@ -62,12 +65,13 @@ def camera_controls(available: dict, fps: float, exposure_us: int, analogue_gain
 class PicameraSource:
     def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0, exposure_us: int = 0,
                  analogue_gain: float = 0.0, focus: str = "macro", lens_position: float = 3.0,
-                 buffer_count: int = 4):
+                 buffer_count: int = 4, wait_s: float = 0.5):
         self.size = (width, height)
         self.fps = fps
         self.exposure_us, self.analogue_gain = exposure_us, analogue_gain
         self.focus, self.lens_position = focus, lens_position
         self.buffer_count = buffer_count
+        self.wait_s = wait_s
         self.dropped = 0
         self.controls: dict = {}
         self._camera = None
@@ -105,13 +109,20 @@ class PicameraSource:
             camera.stop()
             camera.close()
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame | None]:
         from picamera2 import MappedArray
 
         width, height = self.size
         seq, last_ts = 0, None
+        job = None
         while True:
-            request = self._camera.capture_request()
+            job = job or self._camera.capture_request(wait=False)
+            try:
+                request = self._camera.wait(job, timeout=self.wait_s)
+            except TimeoutError:
+                yield None  # nothing from the camera yet: the same request stays awaited
+                continue
+            job = None
             metadata = request.get_metadata()
             ts, duration = metadata.get("SensorTimestamp"), metadata.get("FrameDuration")  # ns, µs
             if last_ts is not None and ts and duration:

@@ -1,15 +1,21 @@
 """A stand-in for picamera2, for the one thing this machine lacks: the Pi camera.
 
 It keeps to picamera2's API as PicameraSource uses it (Picamera2 with
-camera_controls, create_video_configuration, configure, start, capture_request,
-stop, close; CompletedRequest with get_metadata and release; MappedArray over
-a request's stream) and records what it was asked, so tests can check the
-source's configuration, that the Y plane is read in place, and when each
-request goes back to the camera. Frames come from `Picamera2.script`: a list
-of (grayscale image or None, frames skipped before it).
+camera_controls, create_video_configuration, configure, start,
+capture_request(wait=False) and wait(job, timeout), stop, close;
+CompletedRequest with get_metadata and release; MappedArray over a request's
+stream) and records what it was asked, so tests can check the source's
+configuration, that the Y plane is read in place, and when each request goes
+back to the camera. Frames come from `Picamera2.script`: a list of (grayscale
+image or None, frames skipped before it), or STALL: the camera delivers
+nothing, and `wait` blocks for its timeout then raises TimeoutError, as
+picamera2's does. `Picamera2.open_failures` cameras in a row fail to open
+(unplugged), as picamera2 fails with no camera attached.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -19,13 +25,20 @@ CM3_CONTROLS = {name: (0, 1, 0) for name in (
 CM2_CONTROLS = {k: v for k, v in CM3_CONTROLS.items() if not k.startswith("Af") and k != "LensPosition"}
 
 
+STALL = "stall"
+
+
 class Picamera2:
     camera_controls_for_next = CM3_CONTROLS
-    script: list[tuple[np.ndarray | None, int]] = []
+    script: list = []
     instances: list["Picamera2"] = []
+    open_failures = 0
     stride_padding = 64  # the ISP pads rows: stride > width
 
     def __init__(self, camera_num: int = 0):
+        if Picamera2.open_failures > 0:
+            Picamera2.open_failures -= 1
+            raise IndexError("list index out of range")  # what picamera2 raises when no camera is attached
         self.camera_controls = dict(self.camera_controls_for_next)
         self.config: dict | None = None
         self.started = False
@@ -56,12 +69,28 @@ class Picamera2:
     def close(self) -> None:
         self.closed = True
 
-    def capture_request(self) -> "CompletedRequest":
+    def capture_request(self, wait=None):
+        """wait=False: a job for `wait`, as picamera2 gives; otherwise the request itself."""
         assert self.started, "capture_request on a camera not started"
+        job = Job(self)
+        return job if wait is False else self.wait(job)
+
+    def wait(self, job: "Job", timeout: float | None = None) -> "CompletedRequest":
+        assert not self.closed, "waiting on a closed camera"
+        if job.result is None:
+            job.result = self._next(timeout)
+        return job.result
+
+    def _next(self, timeout: float | None) -> "CompletedRequest":
         if len(self.out) >= self.config["buffer_count"] - 1:
             raise RuntimeError("every buffer is held by the application: the camera would stall")
         if not self.script:
             raise RuntimeError("the fake camera has no more frames")
+        if self.script[0] == STALL:
+            self.script.pop(0)
+            assert timeout is not None, "waiting without a timeout on a stalled camera would hang for ever"
+            time.sleep(timeout)  # the real wait blocks this long before it gives up
+            raise TimeoutError()
         image, skipped = self.script.pop(0)
         self._frame += skipped
         width, height = self.config["lores"]["size"]
@@ -76,6 +105,12 @@ class Picamera2:
         self.out.append(request)
         self.handed += 1
         return request
+
+
+class Job:
+    def __init__(self, camera: Picamera2):
+        self.camera = camera
+        self.result: CompletedRequest | None = None
 
 
 class CompletedRequest:

@@ -1,0 +1,23 @@
+"""Secrets handed over by systemd's LoadCredential, in place of files the daemon's user cannot read.
+
+The device's TLS key is root-only on the card (/etc/qrgate/tls/device.key,
+mode 0600). The unit passes it with `LoadCredential=device.key:…`, and systemd
+puts a copy only this service can read in $CREDENTIALS_DIRECTORY. A configured
+path is replaced by the credential of the same file name when there is one, so
+the same config works for the daemon under systemd and for a technician's
+`sudo qrgate selftest`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def resolve(path: Path) -> Path:
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if folder:
+        credential = Path(folder) / Path(path).name
+        if credential.is_file():
+            return credential
+    return Path(path)

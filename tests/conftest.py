@@ -190,3 +190,16 @@ def changes(log: list, pin: str) -> list:
 def broker(tmp_path: Path):
     with Mosquitto(tmp_path / "mosquitto") as b:
         yield b
+
+
+@pytest.fixture
+def picamera2(monkeypatch):
+    """The stand-in picamera2 (tests/fake_picamera2) on the import path, with a fresh script."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fake_picamera2"))
+    import picamera2
+
+    monkeypatch.setattr(picamera2.Picamera2, "script", [])
+    monkeypatch.setattr(picamera2.Picamera2, "instances", [])
+    monkeypatch.setattr(picamera2.Picamera2, "camera_controls_for_next", picamera2.CM3_CONTROLS)
+    monkeypatch.setattr(picamera2.Picamera2, "open_failures", 0)
+    return picamera2

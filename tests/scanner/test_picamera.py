@@ -10,28 +10,10 @@ timestamps. That libcamera accepts all this only a Pi can confirm.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-
 import numpy as np
-import pytest
-
 from firmware import app, render
 from firmware.scanner.sources.picamera import AF_RANGE_MACRO, PicameraSource, camera_controls
 from tests.conftest import changes, load
-
-FAKE = Path(__file__).parent.parent / "fake_picamera2"
-
-
-@pytest.fixture
-def picamera2(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKE))
-    import picamera2
-
-    monkeypatch.setattr(picamera2.Picamera2, "script", [])
-    monkeypatch.setattr(picamera2.Picamera2, "instances", [])
-    monkeypatch.setattr(picamera2.Picamera2, "camera_controls_for_next", picamera2.CM3_CONTROLS)
-    monkeypatch.setattr(picamera2.Picamera2, "open_failures", 0)
-    return picamera2
 
 
 def test_asks_for_a_lores_yuv420_stream_and_phone_screen_controls(picamera2):

@@ -7,10 +7,11 @@ CompletedRequest with get_metadata and release; MappedArray over a request's
 stream) and records what it was asked, so tests can check the source's
 configuration, that the Y plane is read in place, and when each request goes
 back to the camera. Frames come from `Picamera2.script`: a list of (grayscale
-image or None, frames skipped before it), or STALL: the camera delivers
-nothing, and `wait` blocks for its timeout then raises TimeoutError, as
-picamera2's does. `Picamera2.open_failures` cameras in a row fail to open
-(unplugged), as picamera2 fails with no camera attached.
+image or None, frames skipped before it); STALL: this camera delivers
+nothing more, each `wait` blocking for its timeout then raising TimeoutError
+as picamera2's does, until it is closed (the next camera opened reads on);
+or a callable, called when reached. The next `Picamera2.open_failures`
+cameras fail to open, as picamera2 does with no camera attached.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Picamera2:
         self.closed = False
         self.out: list[CompletedRequest] = []  # handed out, not yet released
         self.handed = 0
+        self.stalled = False
         self._frame = 0
         Picamera2.instances.append(self)
 
@@ -86,8 +88,12 @@ class Picamera2:
             raise RuntimeError("every buffer is held by the application: the camera would stall")
         if not self.script:
             raise RuntimeError("the fake camera has no more frames")
-        if self.script[0] == STALL:
-            self.script.pop(0)
+        while callable(self.script[0]):  # an event in the test's story (the ribbon pulled…), then on
+            self.script.pop(0)()
+        if self.stalled or self.script[0] == STALL:
+            if not self.stalled:
+                self.script.pop(0)
+            self.stalled = True  # this camera delivers nothing more; the next one opened reads on
             assert timeout is not None, "waiting without a timeout on a stalled camera would hang for ever"
             time.sleep(timeout)  # the real wait blocks this long before it gives up
             raise TimeoutError()

@@ -302,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
     s.set_defaults(func=cmd_bench_scan)
 
-    from firmware import fuzz
+    from firmware import config_commands, fuzz
 
+    config_commands.register(sub)
     fuzz.register(sub)
     return p
 

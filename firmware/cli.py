@@ -303,8 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_bench_scan)
 
     from firmware import config_commands, fuzz
+    from firmware.technician import selftest, status
 
     config_commands.register(sub)
+    status.register(sub)
+    selftest.register(sub)
     fuzz.register(sub)
     return p
 

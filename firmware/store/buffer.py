@@ -168,3 +168,25 @@ class SqliteRecordStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def inspect(path: Path) -> dict:
+    """What a technician may know of a store without changing it: depth, oldest record, integrity.
+
+    Opened read-only beside the running daemon (WAL lets a reader in while it
+    writes); a StorageError says why it could not be read (no store yet, or a
+    user without the rights: the state folder is the daemon's, 0700).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StorageError(f"no store at {path} yet")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            count, oldest = db.execute("SELECT count(*), min(ts) FROM records").fetchone()
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read the store {path}: {exc}") from None
+    return {"queue_depth": count, "oldest_ts": oldest, "integrity": check}

@@ -1,0 +1,157 @@
+"""`qrgate status [--json]`: the device's health at a glance, for a technician over SSH.
+
+Two witnesses, so a dead daemon cannot hide behind its last report: what the
+daemon itself last wrote to the runtime folder (camera, frames per second,
+decode time, broker, its faults — stale or missing means it is not running),
+and what this command reads for itself (the store's queue and integrity, the
+trust list, the clock, free space, CPU temperature and throttling).
+Exit status 0 when all is well, 1 when anything needs a technician.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from firmware import __version__, config, keys
+from firmware.clock import ClockSync
+from firmware.errors import QrgateError, StorageError
+from firmware.store.buffer import inspect
+from firmware.technician import sysinfo
+from firmware.trust import TrustStore
+from firmware.uplink import status as status_message
+
+STALE_S = 20.0  # the daemon rewrites its status every 5 s
+LOW_SPACE_BYTES = 64 * 2**20
+
+
+def _daemon(runtime_dir: Path, now: float) -> dict:
+    try:
+        report = json.loads((Path(runtime_dir) / status_message.FILE).read_text())
+    except (OSError, ValueError):
+        return {"running": False, "why": f"no status from the daemon in {runtime_dir}"}
+    age = now - report.get("written_at", 0)
+    if age > STALE_S:
+        return {"running": False, "why": f"the daemon's last status is {age:.0f} s old", "last": report}
+    return {"running": True, **report}
+
+
+def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    state = Path(cfg.device.state_dir)
+    problems: list[str] = []
+    daemon = _daemon(cfg.device.runtime_dir, now)
+    if not daemon["running"]:
+        problems.append(f"daemon not running: {daemon['why']}")
+    for name, message in (daemon.get("faults") or {}).items():
+        problems.append(f"fault {name}: {message}")
+    try:
+        store = inspect(state / "visits.db")
+        store["oldest_queued_age_s"] = round(now - store.pop("oldest_ts")) if store["oldest_ts"] else None
+        if store["integrity"] != "ok":
+            problems.append(f"store integrity: {store['integrity']}")
+    except StorageError as exc:
+        store = {"error": str(exc)}
+        problems.append(str(exc))
+    try:
+        current = TrustStore(state, keys.load_root_public(cfg.trust.root_key)).current()
+    except QrgateError as exc:
+        current, trust = None, {"error": str(exc)}
+    else:
+        trust = {"seq": current.seq if current else None,
+                 "not_after": current.not_after if current else None,
+                 "expired": current.expired(now) if current else None}
+    if current is None or current.expired(now):
+        problems.append(trust.get("error") or ("no trust list installed" if current is None
+                                               else f"trust list seq {current.seq} expired"))
+    clock = ClockSync(require=cfg.clock.require_sync, root=Path(root)).synchronised()
+    if not clock and cfg.clock.require_sync:
+        problems.append("clock not synchronised")
+    try:
+        usage = shutil.disk_usage(state)
+        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
+        if usage.free < LOW_SPACE_BYTES:
+            problems.append(f"little space left on the card: {usage.free // 2**20} MiB")
+    except OSError as exc:
+        disk = {"error": exc.strerror}
+        problems.append(f"cannot read free space of {state}: {exc.strerror}")
+    throttled = sysinfo.throttling(root)
+    if throttled and any(flag.endswith("now") for flag in throttled["flags"]):
+        problems.append("board throttled: " + ", ".join(throttled["flags"]))
+    return {
+        "version": __version__,
+        "venue": cfg.device.venue, "device": cfg.device.id,
+        "daemon": daemon,
+        "store": store,
+        "trust": trust,
+        "clock_sync": clock,
+        "disk": disk,
+        "cpu": {"temperature_c": sysinfo.cpu_temperature_c(root), "throttling": throttled},
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
+def _age(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _when(ts) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "never"
+
+
+def render(report: dict, now: float | None = None) -> str:
+    """A screenful: one fact a line, the problems last."""
+    now = time.time() if now is None else now
+    d, s, t, cpu = report["daemon"], report["store"], report["trust"], report["cpu"]
+    cam = d.get("camera") or {}
+    broker = d.get("broker")
+    rows = [
+        ("qrgate", f"{report['version']}  venue {report['venue']}  device {report['device']}"),
+        ("daemon", f"running, up {_age(d.get('uptime_s'))}, pid {d.get('pid')}" if d["running"]
+         else f"NOT RUNNING ({d['why']})"),
+        ("camera", "-" if not d["running"] else
+         f"{'LOST' if cam.get('lost') else 'ok'}, {d.get('fps')} fps, decode {d.get('decode_ms')} ms, "
+         f"{cam.get('dropped', 0)} dropped, reopened {cam.get('reopened', 0)}x"),
+        ("queue", s["error"] if "error" in s else
+         f"{s['queue_depth']} waiting, oldest {_age(s['oldest_queued_age_s'])}, integrity {s['integrity']}"),
+        ("last delivery", _when(d.get("last_delivery"))),
+        ("broker", "disabled" if d["running"] and broker is None else "-" if not broker else
+         f"{'connected' if broker['connected'] else 'DISCONNECTED'}, {broker['reconnects']} reconnects"),
+        ("clock", "synchronised" if report["clock_sync"] else "NOT synchronised"),
+        ("trust list", t["error"] if "error" in t else "none installed" if t["seq"] is None else
+         f"seq {t['seq']}, {'EXPIRED' if t['expired'] else 'valid'} until {_when(t['not_after'])}"),
+        ("free space", report["disk"].get("error") or
+         f"{report['disk']['free_bytes'] / 2**30:.1f} GiB of {report['disk']['total_bytes'] / 2**30:.1f} GiB"),
+        ("cpu", f"{cpu['temperature_c'] if cpu['temperature_c'] is not None else '?'} °C, throttling: "
+         + ("unknown" if cpu["throttling"] is None else ", ".join(cpu["throttling"]["flags"]) or "none")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    lines += [""] + ([f"!! {p}" for p in report["problems"]] or ["all well"])
+    return "\n".join(lines) + "\n"
+
+
+def cmd_status(args) -> int:
+    cfg = config.load(args.config)
+    report = collect(cfg, args.sys_root)
+    print(json.dumps(report) if args.json else render(report), end="\n" if args.json else "")
+    return 0 if report["ok"] else 1
+
+
+def register(sub) -> None:
+    s = sub.add_parser("status", help="the device's health at a glance (exit 1 when something needs attention)")
+    s.add_argument("--config", type=Path, default=config.DEFAULT_PATH)
+    s.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    s.add_argument("--sys-root", type=Path, default=Path(os.sep),
+                   help="where /sys and /run/systemd are read from (default /; tests give a fixture tree)")
+    s.set_defaults(func=cmd_status)

@@ -1,0 +1,108 @@
+"""`qrgate status`: the daemon's own report and what the command reads itself, against a fixture /sys."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware import cli
+from firmware.technician import sysinfo
+from firmware.uplink import status as status_message
+from tests.conftest import load, running_daemon, wait_until, write_frames
+
+
+def fixture_root(root: Path, throttled: str = "50000", temp: str = "48312") -> Path:
+    """A Raspberry Pi's /sys and timesyncd's flag, as its kernel lays them out."""
+    zones = root / "sys/class/thermal"
+    for n, (kind, value) in enumerate([("gpu-thermal", "90000"), ("cpu-thermal", temp)]):
+        (zones / f"thermal_zone{n}").mkdir(parents=True)
+        (zones / f"thermal_zone{n}" / "type").write_text(kind + "\n")
+        (zones / f"thermal_zone{n}" / "temp").write_text(value + "\n")
+    firmware = root / "sys/devices/platform/soc/soc:firmware"
+    firmware.mkdir(parents=True)
+    (firmware / "get_throttled").write_text(throttled + "\n")
+    (root / "run/systemd/timesync").mkdir(parents=True)
+    (root / "run/systemd/timesync/synchronized").touch()
+    return root
+
+
+def status(config: Path, root: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = cli.main(["status", "--config", str(config), "--sys-root", str(root), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_a_running_daemon_at_a_glance(tmp_path, world, pins, broker, capsys):
+    frames = write_frames(tmp_path / "frames", [world.mint()])
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames, mqtt_port=broker.port,
+                                           camera="loop = true"))
+    root = fixture_root(tmp_path / "root")
+    with running_daemon(cfg, pins):
+        wait_until(lambda: (cfg.device.runtime_dir / status_message.FILE).exists())
+        wait_until(lambda: json.loads((cfg.device.runtime_dir / status_message.FILE).read_text())["frames"] > 0)
+        code, out = status(tmp_path / "qrgate.toml", root, capsys, "--json")
+        text_code, text = status(tmp_path / "qrgate.toml", root, capsys)
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and report["problems"] == []
+    d = report["daemon"]
+    assert d["running"] and d["camera"]["lost"] is False and d["frames"] > 0 and d["fps"] > 0
+    assert d["broker"]["connected"] is True
+    assert report["store"]["integrity"] == "ok" and report["store"]["queue_depth"] >= 0
+    assert report["trust"]["seq"] == 1 and report["trust"]["expired"] is False
+    assert report["clock_sync"] is True  # timesyncd's flag in the fixture root
+    assert report["cpu"]["temperature_c"] == 48.3  # the cpu-thermal zone, not the first one
+    assert report["cpu"]["throttling"]["flags"] == ["under-voltage since boot", "throttled since boot"]
+    assert report["disk"]["free_bytes"] > 0
+    assert text_code == 0
+    lines = dict(line.split(None, 1) for line in text.splitlines() if line and not line.startswith(("!!", "free", "last", "trust")))
+    assert lines["daemon"].startswith("running") and lines["camera"].startswith("ok")
+    assert "connected" in lines["broker"] and "48.3 °C" in lines["cpu"] and text.rstrip().endswith("all well")
+
+
+def test_no_daemon_no_store_is_said_plainly_with_exit_1(tmp_path, world, capsys):
+    load(tmp_path, world.config_toml(tmp_path / "state", tmp_path))
+    code, text = status(tmp_path / "qrgate.toml", fixture_root(tmp_path / "root"), capsys)
+    assert code == 1
+    assert "NOT RUNNING" in text and "!! daemon not running" in text and "no store at" in text
+
+
+def test_a_stale_report_is_a_dead_daemon_and_its_faults_are_listed(tmp_path, world, capsys):
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", tmp_path))
+    status_message.write_file(cfg.device.runtime_dir / status_message.FILE,
+                              {"written_at": time.time() - 600, "faults": {}})
+    code, out = status(tmp_path / "qrgate.toml", fixture_root(tmp_path / "root"), capsys, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["daemon"]["running"] is False and "600 s old" in report["daemon"]["why"]
+    status_message.write_file(cfg.device.runtime_dir / status_message.FILE,
+                              {"written_at": time.time(), "faults": {"camera": "no frame for 3 s"}})
+    report = json.loads(status(tmp_path / "qrgate.toml", fixture_root(tmp_path / "root2"), capsys, "--json")[1])
+    assert "fault camera: no frame for 3 s" in report["problems"]
+
+
+def test_throttling_now_needs_attention(tmp_path, world, capsys):
+    load(tmp_path, world.config_toml(tmp_path / "state", tmp_path))
+    report = json.loads(status(tmp_path / "qrgate.toml", fixture_root(tmp_path / "root", "0x50005"), capsys,
+                               "--json")[1])
+    assert any(p.startswith("board throttled: under-voltage now") for p in report["problems"])
+
+
+@pytest.mark.parametrize("text,flags", [
+    ("0", []), ("0x50005", ["under-voltage now", "throttled now", "under-voltage since boot", "throttled since boot"]),
+    ("80008", ["soft temperature limit now", "soft temperature limit since boot"]),
+])
+def test_throttle_bits_are_named(tmp_path, text, flags):
+    assert sysinfo.throttling(fixture_root(tmp_path, text))["flags"] == flags
+
+
+def test_without_the_firmware_file_the_volt_monitor_or_nothing(tmp_path):
+    assert sysinfo.throttling(tmp_path) is None and sysinfo.cpu_temperature_c(tmp_path) is None
+    hwmon = tmp_path / "sys/class/hwmon/hwmon3"
+    hwmon.mkdir(parents=True)
+    (hwmon / "name").write_text("rpi_volt\n")
+    (hwmon / "in0_lcrit_alarm").write_text("1\n")
+    assert sysinfo.throttling(tmp_path) == {"raw": None, "flags": ["under-voltage now"]}
+    (tmp_path / "sys/devices/platform/soc/soc:firmware").mkdir(parents=True)
+    (tmp_path / "sys/devices/platform/soc/soc:firmware/get_throttled").write_text("garbage\n")
+    assert sysinfo.throttling(tmp_path)["flags"] == ["under-voltage now"]  # an unreadable value falls back

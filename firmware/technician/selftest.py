@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from firmware import app, config, credentials, keys
+from firmware import config, credentials, keys
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError, StorageError
 from firmware.leds import patterns
@@ -52,6 +52,8 @@ def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
     steps += [Step((i + 1) * STEP_S, led, 0) for i, led in enumerate(leds)]
     steps += [Step(3 * STEP_S, "buzzer", patterns.HIGH), Step(3 * STEP_S + patterns.BEEP, "buzzer", 0)]
     walk = Pattern("selftest", tuple(steps))
+    from firmware import app
+
     try:
         feedback = GpioFeedback(pins, pin_factory or app.make_pin_factory(cfg))
     except Exception as exc:  # noqa: BLE001 - gpiozero's errors are many; the message says which pin
@@ -67,6 +69,8 @@ def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
 
 
 def check_camera(cfg: config.Config) -> Result:
+    from firmware import app  # OpenCV and the camera libraries: loaded only when a check needs them
+
     try:
         with app.make_source(cfg) as source:
             deadline = time.monotonic() + CAMERA_TIMEOUT_S

@@ -167,7 +167,7 @@ def run(
             m = config.mqtt
             uplink = MqttUplink(
                 m.host, m.port, client_id=f"qrgate-{dev.venue}-{dev.id}",
-                tls=Tls(m.ca, m.cert, credentials.resolve(m.key) if m.key else None) if m.tls else None,
+                tls=Tls(m.ca, *credentials.client_pair(m.cert, m.key)) if m.tls else None,
                 will=Will(topics.status(dev.venue, dev.id), status.OFFLINE),
                 keepalive=m.keepalive_s, max_inflight=m.window,
                 subscriptions={topics.TRUSTLIST: lambda data: trust.offer(data, time.time())},

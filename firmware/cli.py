@@ -303,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_bench_scan)
 
     from firmware import config_commands, fuzz
-    from firmware.technician import selftest, status
+    from firmware.technician import aim, provision, selftest, status
 
     config_commands.register(sub)
+    provision.register(sub)
     status.register(sub)
     selftest.register(sub)
+    aim.register(sub)
     fuzz.register(sub)
     return p
 

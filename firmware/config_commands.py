@@ -23,8 +23,8 @@ def check(cfg: config.Config) -> list[str]:
     keys.load_root_public(cfg.trust.root_key)
     keys.load_authority_public(cfg.authority.public_key)
     named = {"trust.list": cfg.trust.list, "mqtt.ca": cfg.mqtt.ca if cfg.mqtt.enabled and cfg.mqtt.tls else None,
-             "mqtt.cert": cfg.mqtt.cert if cfg.mqtt.enabled else None,
-             "mqtt.key": credentials.resolve(cfg.mqtt.key) if cfg.mqtt.enabled and cfg.mqtt.key else None}
+             **dict(zip(("mqtt.cert", "mqtt.key"), credentials.client_pair(cfg.mqtt.cert, cfg.mqtt.key)
+                        if cfg.mqtt.enabled else (None, None)))}
     if cfg.camera.source == "replay":
         named["camera.path"] = cfg.camera.path
     for key, path in named.items():

@@ -1,7 +1,8 @@
 """Secrets handed over by systemd's LoadCredential, in place of files the daemon's user cannot read.
 
-The device's TLS key is root-only on the card (/etc/qrgate/tls/device.key,
-mode 0600). The unit passes it with `LoadCredential=device.key:…`, and systemd
+The device's TLS key and certificate are root-only on the card
+(/etc/qrgate/tls/, mode 0700). The unit passes them with
+`LoadCredential=device.key:…` and `device.crt:…`, and systemd
 puts a copy only this service can read in $CREDENTIALS_DIRECTORY. A configured
 path is replaced by the credential of the same file name when there is one, so
 the same config works for the daemon under systemd and for a technician's
@@ -21,3 +22,8 @@ def resolve(path: Path) -> Path:
         if credential.is_file():
             return credential
     return Path(path)
+
+
+def client_pair(cert: Path | None, key: Path | None) -> tuple[Path | None, Path | None]:
+    """The TLS client certificate and key to use: each its credential when systemd handed one over."""
+    return (resolve(cert) if cert else None, resolve(key) if key else None)

@@ -143,7 +143,7 @@ def check_broker(cfg: config.Config) -> Result:
     if not m.enabled:
         return Result("broker", True, "skipped: mqtt.enabled = false")
     states: list[str] = []
-    tls = Tls(m.ca, m.cert, credentials.resolve(m.key) if m.key else None) if m.tls else None
+    tls = Tls(m.ca, *credentials.client_pair(m.cert, m.key)) if m.tls else None
     try:
         uplink = MqttUplink(m.host, m.port, client_id=f"qrgate-{cfg.device.venue}-{cfg.device.id}-selftest",
                             tls=tls, keepalive=m.keepalive_s, session_expiry_s=0,

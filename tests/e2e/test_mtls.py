@@ -16,7 +16,7 @@ from firmware.broker import Mosquitto
 from firmware.store.records import SealedRecord
 from pki import Pki
 
-DEVICE = "qrgate-cafe-1-door-1"  # the certificate's CN: the broker's username for it
+DEVICE = "cafe-1:door-1"  # the certificate's CN, <venue>:<device> (qrgate provision): the broker's username for it
 
 
 class TlsCustodian:
@@ -114,7 +114,7 @@ def test_a_device_cannot_write_under_another_devices_topic(tmp_path, world, pins
     frames = write_frames(tmp_path / "frames", [world.mint()])
     other_acl = "topic write qrgate/v1/cafe-1/door-1/#\n"
     with tls_broker(tmp_path, pki, other_acl) as broker:
-        cfg = load(tmp_path, device_config(tmp_path, world, pki, broker.port, frames, cn="qrgate-cafe-1-door-2",
+        cfg = load(tmp_path, device_config(tmp_path, world, pki, broker.port, frames, cn="cafe-1:door-2",
                                            camera="loop = true", decoder="hold_s = 60"))
         with running_daemon(cfg, pins):
             wait_until(lambda: any("Denied PUBLISH" in line and "/visits" in line

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -62,6 +63,19 @@ def make_pin_factory(config: Config):
 
         return MockFactory(pin_class=MockPWMPin)
     return None  # gpiozero's own choice: lgpio on a Pi
+
+
+def low_space(folder: Path, min_free_mb: int, faults: Faults) -> None:
+    """Amber before the card is full: a technician gets days of warning, not a visitor's failed commit."""
+    try:
+        free_mb = shutil.disk_usage(folder).free // 2**20
+    except OSError as exc:
+        faults.set("storage_low", f"cannot read free space: {exc.strerror}")
+        return
+    if free_mb < min_free_mb:
+        faults.set("storage_low", f"{free_mb} MiB free on the card (device.min_free_mb = {min_free_mb})")
+    else:
+        faults.clear("storage_low")
 
 
 def _background(name: str, target: Callable[[], None], failed: threading.Event, stop: threading.Event):
@@ -160,6 +174,7 @@ def run(
                             logger.info("purged %d records older than 28 days", purged)
                 except StorageError as exc:  # a full or failing card: loud, and tried again
                     faults.set("storage", str(exc))
+                low_space(state_dir, dev.min_free_mb, faults)
                 stop.wait(CHECK_S)
 
         uplink: MqttUplink | None = None

@@ -37,6 +37,7 @@ class DeviceConfig:
     id: str = _opt(pattern=TOPIC_LEVEL, help="device id, part of the MQTT topic")
     state_dir: Path = _opt(Path("/var/lib/qrgate"), help="store, trust list and device state")
     runtime_dir: Path = _opt(Path("/run/qrgate"), help="the daemon's status.json, read by `qrgate status`")
+    min_free_mb: int = _opt(32, lo=0, hi=1_000_000, help="less free space on the card is the fault storage_low")
 
 
 @dataclass(frozen=True)

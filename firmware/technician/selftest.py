@@ -19,13 +19,9 @@ from typing import Callable
 from firmware import config, credentials, keys
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError, StorageError
-from firmware.leds import patterns
-from firmware.leds.feedback import GpioFeedback, Pins
-from firmware.leds.patterns import Pattern, Step
 from firmware.store.buffer import inspect
 from firmware.tokens import trustlist
 from firmware.trust import TrustStore
-from firmware.uplink.mqtt import MqttUplink, Tls
 
 STEP_S = 0.5
 CAMERA_TIMEOUT_S = 10.0
@@ -44,6 +40,11 @@ class Result:
 
 
 def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
+    from firmware import app
+    from firmware.leds import patterns
+    from firmware.leds.feedback import GpioFeedback, Pins
+    from firmware.leds.patterns import Pattern, Step
+
     g = cfg.gpio
     pins = Pins(green=g.green, red=g.red, amber=g.amber, buzzer=g.buzzer, door=g.door,
                 tonal_buzzer=g.buzzer_kind == "tonal", door_enabled=g.door_enabled, door_pulse_s=g.door_pulse_s)
@@ -52,8 +53,6 @@ def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
     steps += [Step((i + 1) * STEP_S, led, 0) for i, led in enumerate(leds)]
     steps += [Step(3 * STEP_S, "buzzer", patterns.HIGH), Step(3 * STEP_S + patterns.BEEP, "buzzer", 0)]
     walk = Pattern("selftest", tuple(steps))
-    from firmware import app
-
     try:
         feedback = GpioFeedback(pins, pin_factory or app.make_pin_factory(cfg))
     except Exception as exc:  # noqa: BLE001 - gpiozero's errors are many; the message says which pin
@@ -139,6 +138,8 @@ def check_trust(cfg: config.Config, now: float) -> Result:
 
 
 def check_broker(cfg: config.Config) -> Result:
+    from firmware.uplink.mqtt import MqttUplink, Tls
+
     m = cfg.mqtt
     if not m.enabled:
         return Result("broker", True, "skipped: mqtt.enabled = false")

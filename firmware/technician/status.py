@@ -25,7 +25,6 @@ from firmware.trust import TrustStore
 from firmware.uplink import status as status_message
 
 STALE_S = 20.0  # the daemon rewrites its status every 5 s
-LOW_SPACE_BYTES = 64 * 2**20
 
 
 def _daemon(runtime_dir: Path, now: float) -> dict:
@@ -73,7 +72,7 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
     try:
         usage = shutil.disk_usage(state)
         disk = {"free_bytes": usage.free, "total_bytes": usage.total}
-        if usage.free < LOW_SPACE_BYTES:
+        if usage.free < cfg.device.min_free_mb * 2**20:
             problems.append(f"little space left on the card: {usage.free // 2**20} MiB")
     except OSError as exc:
         disk = {"error": exc.strerror}

@@ -7,23 +7,26 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from firmware import __version__
 from firmware.clock import ClockSync
 from firmware.faults import Faults
-from firmware.scanner.camera import SupervisedCamera
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.trust import TrustStore
 from firmware.store.statefiles import write_atomic
 from firmware.uplink.mqtt import MqttUplink
 
+if TYPE_CHECKING:
+    from firmware.scanner.camera import SupervisedCamera
+
 OFFLINE = b'{"state":"offline"}'
 FILE = "status.json"
 
 
 def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore, clock: ClockSync,
-             uplink: MqttUplink | None = None, camera: SupervisedCamera | None = None) -> dict:
+             uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None) -> dict:
     depth, oldest = store.depth()
     now = time.time()
     current = trust.current()

@@ -90,7 +90,8 @@ def test_a_list_installed_by_a_technician_takes_effect_in_the_running_daemon(tmp
                                      issued_at=int(time.time())))
     frames = write_frames(tmp_path / "frames", [world.mint(newcomer, ttl=300), world.mint(newcomer, ttl=300)])
     cfg_path = tmp_path / "qrgate.toml"
-    cfg_path.write_text(world.config_toml(tmp_path / "state", frames))
+    # Unpaced: the loop waits for the technician instead of dropping the next visitor's frames meanwhile.
+    cfg_path.write_text(world.config_toml(tmp_path / "state", frames, camera="paced = false"))
     decisions: list = []
 
     def decided(d) -> None:  # after the first refusal, the technician installs seq 2 over SSH

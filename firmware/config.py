@@ -8,6 +8,7 @@ default. Relative paths are taken relative to the file that names them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import tomllib
@@ -279,3 +280,17 @@ def load(path: Path) -> Config:
 
 
 DEFAULT_PATH = Path("/etc/qrgate/qrgate.toml")
+
+
+def toml_value(value) -> str:
+    """A config value as TOML, for the files qrgate writes (`provision`) and shows (`config show`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        # A JSON string without ASCII escaping is a TOML basic string (\uXXXX for controls, \" and \\).
+        return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")

@@ -10,7 +10,6 @@ so "why does it do that?" has an answer without reading four files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -37,16 +36,6 @@ def check(cfg: config.Config) -> list[str]:
     return [f"{key} = {path}" for key, path in named.items() if path is not None]
 
 
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(str(value))  # a TOML basic string is a JSON string for what a config holds
-
-
 def _default(f: dataclasses.Field):
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -70,7 +59,7 @@ def show(loaded: config.Loaded, changed: bool = False) -> str:
                 body.append(f"# {f.name} is not set")
                 continue
             origin = loaded.origins.get(key)
-            body.append(f"{f.name} = {_toml(value)}" + (f"  # {origin}" if origin else "  # default"))
+            body.append(f"{f.name} = {config.toml_value(value)}" + (f"  # {origin}" if origin else "  # default"))
         if body:
             lines += ["", f"[{section.name}]", *body]
     return "\n".join(lines) + "\n"

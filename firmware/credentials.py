@@ -19,7 +19,8 @@ def resolve(path: Path) -> Path:
     folder = os.environ.get("CREDENTIALS_DIRECTORY")
     if folder:
         credential = Path(folder) / Path(path).name
-        if credential.is_file():
+        # An empty one is the unit's SetCredential= fallback for a device not yet provisioned.
+        if credential.is_file() and credential.stat().st_size > 0:
             return credential
     return Path(path)
 

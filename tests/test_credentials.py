@@ -21,3 +21,9 @@ def test_a_credential_of_the_same_name_replaces_the_configured_path(tmp_path, mo
 def test_without_systemd_the_configured_path_is_used(monkeypatch):
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     assert credentials.resolve(Path("/etc/qrgate/tls/device.key")) == Path("/etc/qrgate/tls/device.key")
+
+
+def test_an_empty_credential_is_no_credential(tmp_path, monkeypatch):
+    (tmp_path / "device.key").write_text("")  # SetCredential= fallback: the key file did not exist
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert credentials.resolve(Path("/etc/qrgate/tls/device.key")) == Path("/etc/qrgate/tls/device.key")

@@ -13,6 +13,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, owner_of: Path | No
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask (a unit's UMask=0077, a sudo's 077)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -23,8 +24,12 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, owner_of: Path | No
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)  # the rename itself survives a power cut
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)

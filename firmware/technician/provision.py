@@ -45,6 +45,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from firmware import config, keys
 from firmware.errors import QrgateError, TrustListError
+from firmware.store.statefiles import fsync_dir, write_atomic
 from firmware.tokens import trustlist
 
 DEFAULT_ETC = Path("/etc/qrgate")
@@ -287,14 +288,6 @@ def make_csr(key, cn: str) -> bytes:
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     """A new file with exactly `mode` (whatever the umask), written and fsynced, owned by whoever runs this."""
     try:
@@ -316,14 +309,6 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.provision-tmp")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path`: a power cut leaves the old file or the new one."""
-    tmp = _tmp(path)
-    _write_new(tmp, data, mode)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _create_exclusive(path: Path, data: bytes, mode: int) -> bool:
     """Write `path` only if it does not exist, atomically; False when it appeared meanwhile (kept as it is)."""
     tmp = _tmp(path)
@@ -334,7 +319,7 @@ def _create_exclusive(path: Path, data: bytes, mode: int) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return True
 
 
@@ -386,35 +371,16 @@ MQTT_CERT = "# Mutual TLS: the broker knows this device by its certificate's CN 
 MQTT_NO_TLS = "# Without TLS (provisioned with --insecure-no-tls): for a lab only."
 
 
-def _toml_string(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 def _toml_key(k: str) -> str:
-    return k if _BARE_KEY.fullmatch(k) else _toml_string(k)
+    return k if _BARE_KEY.fullmatch(k) else config.toml_value(k)
 
 
 def _toml_value(v, where: str) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_string(v)
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return "[" + ", ".join(map(_toml_string, v)) + "]"
-    raise QrgateError(f"{where}: a value provision cannot rewrite ({type(v).__name__}); "
-                      "move it to a conf.d/*.toml file")
+    try:
+        return config.toml_value(v)
+    except TypeError:
+        raise QrgateError(f"{where}: a value provision cannot rewrite ({type(v).__name__}); "
+                          "move it to a conf.d/*.toml file") from None
 
 
 def render(doc: dict[str, dict], cn: str, source: str = "qrgate.toml") -> str:
@@ -485,7 +451,7 @@ def stage_config(layout: Layout, text: str) -> tuple[Path, config.Loaded]:
 
 def _commit_config(tmp: Path, layout: Layout) -> None:
     os.replace(tmp, layout.config)
-    _fsync_dir(layout.etc)
+    fsync_dir(layout.etc)
 
 
 def _check_identity(loaded: config.Loaded, venue: str, device: str, tmp: Path) -> None:

@@ -58,7 +58,6 @@ def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: Trus
 
 
 def write_file(path: Path, snapshot: dict) -> None:
-    """Atomically, so a reader never sees half; world-readable: it holds counts, never a token."""
+    """Atomically, so a reader never sees half; world-readable (past the unit's UMask): counts, never a token."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(snapshot).encode(), mode=0o644)
-    os.chmod(path, 0o644)  # past the unit's UMask=0077: a technician reads it without sudo

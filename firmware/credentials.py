@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# What the unit's `SetCredential=ID:unprovisioned` fallback leaves when the file is missing
+# (systemd 252 has no optional LoadCredential=): no credential at all.
+PLACEHOLDERS = (b"", b"unprovisioned")
+
 
 def resolve(path: Path) -> Path:
     folder = os.environ.get("CREDENTIALS_DIRECTORY")
     if folder:
         credential = Path(folder) / Path(path).name
-        # An empty one is the unit's SetCredential= fallback for a device not yet provisioned.
-        if credential.is_file() and credential.stat().st_size > 0:
+        if credential.is_file() and credential.read_bytes().strip() not in PLACEHOLDERS:
             return credential
     return Path(path)
 

@@ -30,6 +30,7 @@ class Stats:
     frame_ms: deque = field(default_factory=lambda: deque(maxlen=256))  # a frame's arrival to the loop done with it
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
     last_delivery: float | None = None  # wall clock
+    frame_times: deque = field(default_factory=lambda: deque(maxlen=64))  # monotonic, the newest frames
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -39,6 +40,7 @@ class Stats:
     def scanned(self, seq: int, texts: list[str], decode_ms: float, frame_ms: float, dropped: int) -> None:
         """One frame done by the scan loop (a benchmark overrides this to keep every frame's figures)."""
         self.frames += 1
+        self.frame_times.append(time.monotonic())
         self.dropped = dropped
         self.decode_ms.append(decode_ms)
         self.frame_ms.append(frame_ms)
@@ -49,8 +51,11 @@ class Stats:
         self.latency_ms.append(latency_ms)
 
     def fps(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.frames / elapsed if elapsed > 0 else 0.0
+        """The rate of the newest frames (0 once none came for a second: a silent camera)."""
+        times = list(self.frame_times)
+        if len(times) < 2 or time.monotonic() - times[-1] > 1.0:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
 
     def latency(self) -> dict:
         values = list(self.latency_ms)

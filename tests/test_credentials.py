@@ -23,7 +23,9 @@ def test_without_systemd_the_configured_path_is_used(monkeypatch):
     assert credentials.resolve(Path("/etc/qrgate/tls/device.key")) == Path("/etc/qrgate/tls/device.key")
 
 
-def test_an_empty_credential_is_no_credential(tmp_path, monkeypatch):
-    (tmp_path / "device.key").write_text("")  # SetCredential= fallback: the key file did not exist
+def test_the_units_placeholder_is_no_credential(tmp_path, monkeypatch):
+    (tmp_path / "device.key").write_text("unprovisioned")  # SetCredential= fallback: the file did not exist
+    (tmp_path / "device.crt").write_text("")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     assert credentials.resolve(Path("/etc/qrgate/tls/device.key")) == Path("/etc/qrgate/tls/device.key")
+    assert credentials.resolve(Path("/etc/qrgate/tls/device.crt")) == Path("/etc/qrgate/tls/device.crt")

@@ -87,6 +87,7 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
         "store": store,
         "trust": trust,
         "clock_sync": clock,
+        "clock_required": cfg.clock.require_sync,
         "disk": disk,
         "cpu": {"temperature_c": sysinfo.cpu_temperature_c(root), "throttling": throttled},
         "problems": problems,
@@ -119,14 +120,15 @@ def render(report: dict, now: float | None = None) -> str:
         ("daemon", f"running, up {_age(d.get('uptime_s'))}, pid {d.get('pid')}" if d["running"]
          else f"NOT RUNNING ({d['why']})"),
         ("camera", "-" if not d["running"] else
-         f"{'LOST' if cam.get('lost') else 'ok'}, {d.get('fps')} fps, decode {d.get('decode_ms')} ms, "
+         f"{'LOST' if cam.get('lost') else 'ok'}, {d.get('fps')} fps, decode {d.get('decode_ms') or '-'} ms, "
          f"{cam.get('dropped', 0)} dropped, reopened {cam.get('reopened', 0)}x"),
         ("queue", s["error"] if "error" in s else
          f"{s['queue_depth']} waiting, oldest {_age(s['oldest_queued_age_s'])}, integrity {s['integrity']}"),
         ("last delivery", _when(d.get("last_delivery"))),
         ("broker", "disabled" if d["running"] and broker is None else "-" if not broker else
          f"{'connected' if broker['connected'] else 'DISCONNECTED'}, {broker['reconnects']} reconnects"),
-        ("clock", "synchronised" if report["clock_sync"] else "NOT synchronised"),
+        ("clock", "synchronised" if report["clock_sync"] else "NOT synchronised"
+         + ("" if report["clock_required"] else " (not required: clock.require_sync = false)")),
         ("trust list", t["error"] if "error" in t else "none installed" if t["seq"] is None else
          f"seq {t['seq']}, {'EXPIRED' if t['expired'] else 'valid'} until {_when(t['not_after'])}"),
         ("free space", report["disk"].get("error") or

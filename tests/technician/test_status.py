@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -106,3 +107,12 @@ def test_without_the_firmware_file_the_volt_monitor_or_nothing(tmp_path):
     (tmp_path / "sys/devices/platform/soc/soc:firmware").mkdir(parents=True)
     (tmp_path / "sys/devices/platform/soc/soc:firmware/get_throttled").write_text("garbage\n")
     assert sysinfo.throttling(tmp_path)["flags"] == ["under-voltage now"]  # an unreadable value falls back
+
+
+def test_the_daemons_report_is_readable_by_a_technician_past_the_units_umask(tmp_path):
+    old = os.umask(0o077)  # the unit's UMask=0077
+    try:
+        status_message.write_file(tmp_path / "run" / status_message.FILE, {"written_at": time.time()})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "run" / status_message.FILE).stat().st_mode & 0o777 == 0o644

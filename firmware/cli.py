@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
     s.set_defaults(func=cmd_bench_scan)
 
-    from firmware import config_commands, fuzz
+    from firmware import config_commands, dcc_conformance, fuzz
     from firmware.technician import aim, provision, selftest, status
 
     config_commands.register(sub)
@@ -311,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.register(sub)
     aim.register(sub)
     fuzz.register(sub)
+    dcc_conformance.register(sub)
     return p
 
 

@@ -42,7 +42,7 @@ def test_a_running_daemon_at_a_glance(tmp_path, world, pins, broker, capsys):
     root = fixture_root(tmp_path / "root")
     with running_daemon(cfg, pins):
         wait_until(lambda: (cfg.device.runtime_dir / status_message.FILE).exists())
-        wait_until(lambda: json.loads((cfg.device.runtime_dir / status_message.FILE).read_text())["frames"] > 0)
+        wait_until(lambda: json.loads((cfg.device.runtime_dir / status_message.FILE).read_text())["fps"] > 0)
         code, out = status(tmp_path / "qrgate.toml", root, capsys, "--json")
         text_code, text = status(tmp_path / "qrgate.toml", root, capsys)
     report = json.loads(out)

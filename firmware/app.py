@@ -57,6 +57,12 @@ def make_source(config: Config):
     return sources[cam.source]()
 
 
+def make_pins(config: Config) -> Pins:
+    g = config.gpio
+    return Pins(green=g.green, red=g.red, amber=g.amber, buzzer=g.buzzer, door=g.door,
+                tonal_buzzer=g.buzzer_kind == "tonal", door_enabled=g.door_enabled, door_pulse_s=g.door_pulse_s)
+
+
 def make_pin_factory(config: Config):
     if config.gpio.backend == "mock":
         from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -124,13 +130,7 @@ def run(
     with contextlib.ExitStack() as stack:
         root = keys.load_root_public(config.trust.root_key)
         authority = keys.load_authority_public(config.authority.public_key)
-        pins = Pins(
-            green=config.gpio.green, red=config.gpio.red, amber=config.gpio.amber,
-            buzzer=config.gpio.buzzer, door=config.gpio.door,
-            tonal_buzzer=config.gpio.buzzer_kind == "tonal",
-            door_enabled=config.gpio.door_enabled, door_pulse_s=config.gpio.door_pulse_s,
-        )
-        feedback = GpioFeedback(pins, pin_factory or make_pin_factory(config))
+        feedback = GpioFeedback(make_pins(config), pin_factory or make_pin_factory(config))
         stack.callback(feedback.close)
         drain: Drain | None = None
 

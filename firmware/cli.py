@@ -15,6 +15,14 @@ from firmware.errors import QrgateError
 from firmware.logs import setup_logging
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a count of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def cmd_run(args) -> int:
     from firmware import app, config
 

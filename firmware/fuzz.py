@@ -38,6 +38,7 @@ from typing import Callable
 
 import cbor2
 
+from firmware.cli import positive_int
 from firmware.keys import Issuer
 
 NOW = 1_750_000_000  # the fixed moment at which every seed is minted and every mutant judged
@@ -566,19 +567,12 @@ def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | Non
 # --- the command ---------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def register(subparsers) -> None:
     """Add `qrgate fuzz TARGET [--count N] [--workers W] [--seed S] [--out DIR]`."""
     s = subparsers.add_parser("fuzz", help="mutated tokens against the verifier: one JSON result, exit 1 on a finding")
     s.add_argument("target", choices=sorted(TARGETS), help="the token kind")
-    s.add_argument("--count", type=_positive, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
-    s.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="W",
+    s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
+    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                    help="forked processes (default: the CPU count)")
     s.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the keys and every mutation (default 0)")
     s.add_argument("--out", type=Path, metavar="DIR", help="write each crashing or falsely accepted input here")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, TextIO
 
+from firmware.cli import positive_int
 from firmware.errors import QrgateError
 
 if TYPE_CHECKING:
@@ -371,13 +372,6 @@ def watch(cfg, frames: int | None = None, out: Path | None = None, stream: TextI
 # --- the command ---------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def register(subparsers) -> None:
     """Add `qrgate aim [--config FILE] [--out PNG] [--watch] [--frames N]`."""
     from firmware import config
@@ -391,7 +385,7 @@ def register(subparsers) -> None:
                    "unless given, then the last frame)")
     s.add_argument("--watch", action="store_true", help="a line per frame, live: sharpness, brightness, "
                    "whether a code is read, until Ctrl-C")
-    s.add_argument("--frames", type=_positive, metavar="N", help="with --watch: stop after N lines")
+    s.add_argument("--frames", type=positive_int, metavar="N", help="with --watch: stop after N lines")
     s.set_defaults(func=main)
 
 

@@ -42,19 +42,17 @@ class Result:
 def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
     from firmware import app
     from firmware.leds import patterns
-    from firmware.leds.feedback import GpioFeedback, Pins
+    from firmware.leds.feedback import GpioFeedback
     from firmware.leds.patterns import Pattern, Step
 
     g = cfg.gpio
-    pins = Pins(green=g.green, red=g.red, amber=g.amber, buzzer=g.buzzer, door=g.door,
-                tonal_buzzer=g.buzzer_kind == "tonal", door_enabled=g.door_enabled, door_pulse_s=g.door_pulse_s)
     leds = ("green", "red", "amber")
     steps = [Step(i * STEP_S, led, 1) for i, led in enumerate(leds)]
     steps += [Step((i + 1) * STEP_S, led, 0) for i, led in enumerate(leds)]
     steps += [Step(3 * STEP_S, "buzzer", patterns.HIGH), Step(3 * STEP_S + patterns.BEEP, "buzzer", 0)]
     walk = Pattern("selftest", tuple(steps))
     try:
-        feedback = GpioFeedback(pins, pin_factory or app.make_pin_factory(cfg))
+        feedback = GpioFeedback(app.make_pins(cfg), pin_factory or app.make_pin_factory(cfg))
     except Exception as exc:  # noqa: BLE001 - gpiozero's errors are many; the message says which pin
         return Result("outputs", False, f"cannot drive the pins: {exc}{BUSY_HINT}")
     try:

@@ -84,17 +84,15 @@ def fake_root(tmp_path: Path) -> Path:
     return root
 
 
+def _run(args: list, timeout: int = 120) -> subprocess.CompletedProcess:
+    """A systemd tool with the test's environment; its exit status is the caller's to judge."""
+    return subprocess.run(args, capture_output=True, text=True, errors="replace", env=ENV, timeout=timeout,
+                          check=False)
+
+
 def _verify(analyze: str, root: Path, unit: str) -> tuple[int, list[str]]:
     """Exit status and the lines about our units (a host unit's own complaints are not ours)."""
-    done = subprocess.run(
-        [analyze, "verify", f"--root={root}", str(root / "etc/systemd/system" / unit)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        env=ENV,
-        timeout=120,
-        check=False,
-    )
+    done = _run([analyze, "verify", f"--root={root}", str(root / "etc/systemd/system" / unit)])
     host_units = {p.name for p in (root / "usr/lib/systemd/system").iterdir()} - set(
         UNITS
     )
@@ -138,22 +136,8 @@ def test_verify_would_catch_a_bad_unit(analyze, fake_root):
 def test_exposure_score(analyze, unit):
     bound = EXPOSURE_BOUND[unit]
     # --threshold is in tenths of the 0.0–10.0 exposure scale (exit 1 when the score is over it).
-    done = subprocess.run(
-        [
-            analyze,
-            "security",
-            "--offline=true",
-            f"--threshold={round(bound * 10)}",
-            "--no-pager",
-            str(UNITS_DIR / unit),
-        ],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        env=ENV,
-        timeout=120,
-        check=False,
-    )
+    done = _run([analyze, "security", "--offline=true", f"--threshold={round(bound * 10)}", "--no-pager",
+                 str(UNITS_DIR / unit)])
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
     assert found, done.stdout + done.stderr
     score = float(found.group(1))
@@ -306,14 +290,7 @@ def _entries(path: Path) -> dict[str, list[str]]:
 
 def test_sysusers_and_tmpfiles(fake_root):
     sysusers, tmpfiles = _tool("systemd-sysusers"), _tool("systemd-tmpfiles")
-    done = subprocess.run(
-        [sysusers, f"--root={fake_root}"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-        check=False,
-    )
+    done = _run([sysusers, f"--root={fake_root}"], timeout=60)
     noise = [
         line
         for line in done.stderr.splitlines()
@@ -329,14 +306,7 @@ def test_sysusers_and_tmpfiles(fake_root):
     for name in ("video", "gpio"):
         assert "qrgate" in group[name][3].split(","), group[name]
 
-    done = subprocess.run(
-        [tmpfiles, f"--root={fake_root}", "--create"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-        check=False,
-    )
+    done = _run([tmpfiles, f"--root={fake_root}", "--create"], timeout=60)
     as_root = os.geteuid() == 0
     # Not root: the folders are made but cannot be given away (fchownat EPERM): only that is tolerated.
     noise = [

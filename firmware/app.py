@@ -33,7 +33,9 @@ from firmware.scanner.sources.picamera import PicameraSource
 from firmware.scanner.sources.replay import ReplaySource
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
+from firmware.tokens.dcc_verifier import DccVerifier
 from firmware.tokens.kp1 import Verifier
+from firmware.tokens.verifier import TokenVerifier
 from firmware.trust import TrustStore
 from firmware.uplink import status, topics
 from firmware.uplink.backoff import Backoff
@@ -205,9 +207,11 @@ def run(
             if drain is not None:
                 drain.wake()
 
+        policy = config.policy
+        verifier = TokenVerifier(Verifier(trust.current, tuple(policy.require), policy.skew_s),
+                                 DccVerifier(trust.current, config.dcc, policy.skew_s), tuple(policy.accept))
         gate = Gate(
-            Verifier(trust.current, tuple(config.policy.require), config.policy.skew_s),
-            store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded,
+            verifier, store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded,
         )
         keeper = _background("housekeeping", housekeeping, failed, stop)
         stack.callback(keeper.join, 10)  # unwinds before the store closes (LIFO)

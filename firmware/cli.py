@@ -67,13 +67,19 @@ def cmd_trust_build(args) -> int:
     from firmware.store.statefiles import write_atomic
     from firmware.tokens import trustlist
 
+    from firmware.tokens.dcc_issuer import load_certificate
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     root = keys.load_root(args.root)
     issuers = [keys.load_issuer(d) for d in args.issuer]
+    dsc = [load_certificate(p).public_bytes(Encoding.DER) for p in args.dsc]
     revoked = [_kid(k) for k in args.revoke]
+    if not issuers and not dsc:
+        raise QrgateError("a trust list needs at least one --issuer or --dsc")
     if args.seq < 1 or args.valid_days < 1 or args.issuer_valid_days < 1:
         raise QrgateError("--seq, --valid-days and --issuer-valid-days must be 1 or more")
     data = trustlist.build(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked,
-                           issuer_valid_days=args.issuer_valid_days)
+                           issuer_valid_days=args.issuer_valid_days, dsc=dsc)
     write_atomic(args.out, data)
     print(json.dumps(_describe(trustlist.parse(data, root.public_key()), time.time())))
     return 0
@@ -101,7 +107,18 @@ def _describe(tl, now: float) -> dict:
                      "valid_now": i.not_before <= now <= i.not_after and i.kid not in tl.revoked}
                     for i in tl.issuers.values()],
         "revoked": sorted(k.hex() for k in tl.revoked),
+        "dsc": [_describe_signer(kid, cert, now) for kid, certs in tl.dcc_signers.items() for cert in certs],
     }
+
+
+def _describe_signer(kid: bytes, cert, now: float) -> dict:
+    """An EU DCC document signer: its kid, subject, validity and the DCC types it may sign."""
+    from firmware.tokens import dcc
+
+    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    return {"kid": kid.hex(), "subject": cert.subject.rfc4514_string(), "not_before": iso(start),
+            "not_after": iso(end), "types": dcc.signer_types(cert), "valid_now": start <= now <= end}
 
 
 def _device_trust(config_path: Path):
@@ -148,8 +165,11 @@ def cmd_token_mint(args) -> int:
 
 
 def cmd_token_verify(args) -> int:
+    from firmware.config import DccConfig
     from firmware.tokens import kp1, trustlist
+    from firmware.tokens.dcc_verifier import DccVerifier
     from firmware.tokens.verdict import Kind, Verdict
+    from firmware.tokens.verifier import KINDS, TokenVerifier
 
     root = keys.load_root_public(args.root) if args.root else None
     if root is None:
@@ -159,7 +179,8 @@ def cmd_token_verify(args) -> int:
     except OSError as exc:
         raise QrgateError(f"cannot read trust list {args.trust}: {exc.strerror}") from None
     trust = trustlist.parse(data, root)
-    verifier = kp1.Verifier(lambda: trust, require=tuple(args.require), skew=args.skew)
+    verifier = TokenVerifier(kp1.Verifier(lambda: trust, require=tuple(args.require), skew=args.skew),
+                             DccVerifier(lambda: trust, DccConfig(), args.skew), KINDS)
     seen: set[bytes] = set()  # one-time use within this run, as on a device
     lines = (line.rstrip("\r\n") for line in sys.stdin) if args.text == "-" else [args.text]
     for text in lines:
@@ -167,9 +188,9 @@ def cmd_token_verify(args) -> int:
             continue
         verdict = verifier.verify(text.strip(), args.at if args.at is not None else time.time())
         if verdict.kind is Kind.ACCEPTED and verdict.claims is not None:
-            if verdict.claims.cti in seen:
+            if verdict.claims.seen_key in seen:
                 verdict = Verdict(Kind.ALREADY_CHECKED_IN, None, verdict.claims)
-            seen.add(verdict.claims.cti)
+            seen.add(verdict.claims.seen_key)
         print(json.dumps(verdict.as_json()), flush=True)
     return 0
 
@@ -267,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     trust = sub.add_parser("trust", help="build and install trust lists").add_subparsers(dest="sub", required=True)
     s = trust.add_parser("build", help="a trust list signed with the root key")
     s.add_argument("--root", required=True, type=Path)
-    s.add_argument("--issuer", required=True, action="append", type=Path)
+    s.add_argument("--issuer", action="append", default=[], type=Path, help="a KP1 issuer folder (repeatable)")
+    s.add_argument("--dsc", action="append", default=[], type=Path, metavar="CERT",
+                   help="an EU DCC document signer certificate, PEM or DER, or a `qrgate dcc signer new` folder")
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
@@ -310,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
     s.set_defaults(func=cmd_bench_scan)
 
-    from firmware import config_commands, dcc_conformance, fuzz
+    from firmware import config_commands, dcc_commands, fuzz
     from firmware.technician import aim, provision, selftest, status
 
     config_commands.register(sub)
@@ -319,7 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.register(sub)
     aim.register(sub)
     fuzz.register(sub)
-    dcc_conformance.register(sub)
+    dcc_commands.register(sub)
+
+    from custodian import cli as custodian_cli
+
+    custodian_cli.register(sub)
     return p
 
 

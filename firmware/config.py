@@ -88,8 +88,27 @@ class TrustConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every token must carry")
+    accept: list[str] = _opt(["KP1"], choices=("KP1", "DCC"),
+                             help="the tokens this venue takes: KP1 entry tokens, EU DCCs (vaccination passes), or both")
+    require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every KP1 token must carry")
     skew_s: int = _opt(5, lo=0, hi=120)
+
+
+@dataclass(frozen=True)
+class DccConfig:
+    """What an EU DCC must show here (with "DCC" in policy.accept); the defaults are the EU's 2021 rules."""
+
+    types: list[str] = _opt(["v", "t", "r"], choices=("v", "t", "r"),
+                            help="v: vaccination, t: negative test, r: recovery")
+    vaccination_complete: bool = _opt(True, help="every dose of the series (dn >= sd)")
+    vaccination_min_days: int = _opt(14, lo=0, hi=3650, help="days from the last dose before it counts")
+    vaccination_max_days: int = _opt(0, lo=0, hi=3650, help="days the last dose counts for (0: no limit)")
+    test_types: list[str] = _opt(["LP6464-4", "LP217198-3"], choices=("LP6464-4", "LP217198-3"),
+                                 help="LP6464-4: NAAT (PCR), LP217198-3: rapid antigen")
+    test_max_hours: int = _opt(48, lo=1, hi=720, help="hours from the sample a negative test counts for")
+    recovery_max_days: int = _opt(180, lo=0, hi=3650, help="days from the first positive test (0: only df..du)")
+    recheck_s: int = _opt(3600, lo=0, hi=86400, help="the same certificate again within this time is "
+                                                     "\"already checked in\", not a second visit")
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,7 @@ class Config:
     decoder: DecoderConfig = DecoderConfig()
     gpio: GpioConfig = GpioConfig()
     policy: PolicyConfig = PolicyConfig()
+    dcc: DccConfig = DccConfig()
     clock: ClockConfig = ClockConfig()
     mqtt: MqttConfig = MqttConfig()
     events: EventsConfig = EventsConfig()
@@ -239,6 +259,11 @@ def merge(layers: list[Layer]) -> Loaded:
                 raise ConfigError(f"{first}: missing key {f.name}.{g.name}")
         sections[f.name] = cls(**table)
     config = Config(**sections)
+    if not config.policy.accept:
+        raise ConfigError(f"{where('policy.accept')}: policy.accept must name at least one of KP1, DCC")
+    for name in ("types", "test_types"):
+        if not getattr(config.dcc, name):
+            raise ConfigError(f"{where('dcc.' + name)}: dcc.{name} must not be empty")
     if config.camera.source == "replay" and config.camera.path is None:
         raise ConfigError(f"{where('camera.source')}: camera.path is required when camera.source is 'replay'")
     if config.mqtt.enabled and config.mqtt.tls and config.mqtt.ca is None:

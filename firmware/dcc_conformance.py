@@ -249,15 +249,6 @@ def run(dirs: Iterable[Path], out=None) -> tuple[int, int]:
     return passed, failed
 
 
-def register(subparsers) -> None:
-    """Add `qrgate dcc conformance DIR…`."""
-    d = subparsers.add_parser("dcc", help="EU Digital COVID Certificates").add_subparsers(dest="sub", required=True)
-    s = d.add_parser("conformance", help="run the dgc-testdata vectors: one JSON line per case, exit 1 on a failure")
-    s.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
-                   help="the dgc-testdata root or country folders (`<CC>/2DCode/raw/*.json`)")
-    s.set_defaults(func=main)
-
-
 def main(args: argparse.Namespace) -> int:
     _, failed = run(args.dirs)
     return 0 if failed == 0 else 1

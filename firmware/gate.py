@@ -19,7 +19,7 @@ from firmware.leds.patterns import Pattern
 from firmware.readiness import Readiness
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import Visit
-from firmware.tokens.kp1 import Verifier
+from firmware.tokens.verifier import TokenVerifier
 from firmware.tokens.verdict import Kind, Verdict
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Answer:
 class Gate:
     def __init__(
         self,
-        verifier: Verifier,
+        verifier: TokenVerifier,
         store: SqliteRecordStore,
         authority: X25519PublicKey,
         venue: str,
@@ -68,7 +68,7 @@ class Gate:
         if verdict.kind is not Kind.ACCEPTED:
             return Answer(verdict, patterns.for_verdict(verdict.kind))
         claims = verdict.claims
-        assert claims is not None
+        assert claims is not None and verdict.seen_until is not None
         sealed = []
 
         def make_record():
@@ -76,7 +76,7 @@ class Gate:
             return sealed[-1]
 
         try:
-            new = self.store.admit(claims.cti, seen_until=claims.exp + self.verifier.skew, now=int(now),
+            new = self.store.admit(claims.seen_key, seen_until=verdict.seen_until, now=int(now),
                                    make_record=make_record)
         except StorageError as exc:
             self.faults.set("storage", str(exc))

@@ -15,14 +15,14 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from firmware import app, config, keys, render
 from firmware.broker import Mosquitto
-from firmware.tokens import kp1, trustlist
+from firmware.tokens import dcc_issuer, kp1, trustlist
 
 DATA = Path(__file__).parent / "data"
 
 
 @dataclass
 class World:
-    """Two trusted issuers, a rogue key, the root, the authority and a signed trust list (seq 1)."""
+    """Two trusted issuers, a DCC document signer, a rogue key, the root, the authority and a trust list (seq 1)."""
 
     dir: Path
     naver: keys.Issuer
@@ -31,6 +31,11 @@ class World:
     root_dir: Path
     authority_dir: Path
     trust_file: Path
+    dsc: dcc_issuer.Signer
+
+    def mint_dcc(self, at: float | None = None, **kw) -> str:
+        """An EU DCC (a vaccination by default) signed by the trusted document signer."""
+        return dcc_issuer.mint(self.dsc, at if at is not None else time.time(), **kw)
 
     def mint(self, issuer: keys.Issuer | None = None, at: float | None = None, **kw) -> str:
         return kp1.mint(issuer or self.naver, int(at if at is not None else time.time()), **kw)
@@ -78,9 +83,10 @@ def world(tmp_path: Path) -> World:
     rogue = keys.new_issuer("rogue", d / "rogue")
     root = keys.new_root(d / "root")
     keys.new_authority(d / "authority")
+    dsc = dcc_issuer.make_signer("KR")
     trust_file = d / "trustlist.cose"
-    trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time())))
-    return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file)
+    trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time()), dsc=[dsc.der]))
+    return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file, dsc)
 
 
 def load(tmp_path: Path, text: str) -> config.Config:

@@ -206,3 +206,38 @@ def test_bench_verify_prints_side_by_side_figures():
     assert result["valid_tokens_per_s"] > 0 and result["bare_ed25519_checks_per_s"] > 0
     assert result["ratio_valid_to_bare"] > 0 and isinstance(result["goals_met"], bool)
     assert set(result["garbage_per_s_by_kind"]) == {"other_qr", "bad_base45", "random_cose_bytes", "truncated"}
+
+
+def test_a_test_signers_dccs_verify_against_a_trust_list_naming_it(cli_world, device):
+    signer = json.loads(qrgate("dcc", "signer", "new", "--out", str(cli_world / "dsc"), "--country", "KR").stdout)
+    trust = cli_world / "dcc-trust.cose"
+    qrgate("trust", "build", "--root", str(cli_world / "root"), "--dsc", str(cli_world / "dsc" / "dsc.pem"),
+           "--seq", "3", "--out", str(trust))
+    mint = lambda *a: qrgate("dcc", "mint", "--signer", str(cli_world / "dsc"), *a).stdout.strip()  # noqa: E731
+    png = cli_world / "dcc.png"
+    texts = [mint("--png", str(png)), mint("--doses", "1/2"), mint("--type", "t", "--positive"), mint("--type", "r")]
+    assert all(t.startswith("HC1:") for t in texts)
+    proc = qrgate("token", "verify", "--trust", str(trust), "--root", str(cli_world / "root"), "-",
+                  stdin="\n".join([*texts, texts[0]]) + "\n")
+    assert [(o["verdict"], o["reason"], o["iss"]) for o in lines(proc)] == [
+        ("accepted", None, "KR"), ("rejected", "series_incomplete", "KR"), ("rejected", "test_positive", "KR"),
+        ("accepted", None, "KR"), ("already_checked_in", None, "KR")]
+    assert lines(qrgate("decode", str(png)))[0]["texts"] == [texts[0]]
+    assert "Gabriele" not in proc.stdout + proc.stderr  # the certificate's name never printed
+    shown = json.loads(qrgate("trust", "show", str(trust), "--config", str(device)).stdout)
+    assert [(d["kid"], d["types"], d["valid_now"]) for d in shown["dsc"]] == [(signer["kid"], ["v", "t", "r"], True)]
+
+
+def test_dcc_tools_refuse_bad_arguments_with_a_reason(cli_world):
+    proc = qrgate("dcc", "signer", "new", "--out", str(cli_world / "d"), "--types", "vx", ok=False)
+    assert proc.returncode == 2 and "letters of 'vtr'" in proc.stderr
+    qrgate("dcc", "signer", "new", "--out", str(cli_world / "d"))
+    proc = qrgate("dcc", "mint", "--signer", str(cli_world / "d"), "--type", "t", "--doses", "1/2", ok=False)
+    assert proc.returncode == 2 and "--doses is N/M" in proc.stderr
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--seq", "1", "--out",
+                  str(cli_world / "x.cose"), ok=False)
+    assert proc.returncode == 2 and "at least one --issuer or --dsc" in proc.stderr
+    (cli_world / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--dsc", str(cli_world / "junk.pem"),
+                  "--seq", "1", "--out", str(cli_world / "x.cose"), ok=False)
+    assert proc.returncode == 2 and "is not an X.509 certificate" in proc.stderr

@@ -186,3 +186,24 @@ def test_broken_toml_is_a_config_error_naming_the_file(tmp_path):
 def test_missing_file_is_a_config_error_naming_the_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.toml"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_a_venue_takes_kp1_tokens_by_default_and_the_dcc_rules_are_the_eus():
+    cfg = load()
+    assert cfg.policy.accept == ["KP1"]
+    assert (cfg.dcc.types, cfg.dcc.vaccination_complete, cfg.dcc.vaccination_min_days) == (["v", "t", "r"], True, 14)
+    assert (cfg.dcc.test_max_hours, cfg.dcc.recovery_max_days, cfg.dcc.recheck_s) == (48, 180, 3600)
+    cfg = load(policy={"accept": ["DCC"]}, dcc={"types": ["v"], "vaccination_max_days": 270})
+    assert cfg.policy.accept == ["DCC"] and cfg.dcc.types == ["v"] and cfg.dcc.vaccination_max_days == 270
+
+
+@pytest.mark.parametrize("sections, named", [
+    ({"policy": {"accept": []}}, "policy.accept must name at least one"),
+    ({"policy": {"accept": ["QR"]}}, "policy.accept: 'QR' is not one of KP1, DCC"),
+    ({"dcc": {"types": []}}, "dcc.types must not be empty"),
+    ({"dcc": {"types": ["x"]}}, "dcc.types: 'x' is not one of v, t, r"),
+    ({"dcc": {"test_max_hours": 0}}, "dcc.test_max_hours: 0 is outside 1..720"),
+    ({"dcc": {"recheck_s": "1h"}}, "dcc.recheck_s: expected int"),
+])
+def test_a_bad_token_policy_is_named(sections, named):
+    assert named in config_error(**sections)

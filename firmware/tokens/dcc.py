@@ -198,6 +198,12 @@ def _eku_types(cert: x509.Certificate) -> set[str] | None:
     return allowed or None
 
 
+def signer_types(cert: x509.Certificate) -> list[str]:
+    """The DCC types a document signer may sign: those its key usage names, all three when it names none."""
+    allowed = _eku_types(cert)
+    return [t for t in TYPES if allowed is None or t in allowed]
+
+
 def _cert_valid(cert: x509.Certificate, now: float) -> bool:
     try:
         return cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp()

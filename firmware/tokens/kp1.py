@@ -147,4 +147,4 @@ class Verifier:
             return rejected(Reason.MISSING_ATTRIBUTE, claims)
         if self.used_elsewhere is not None and self.used_elsewhere(claims.cti):
             return rejected(Reason.REPLAYED_ELSEWHERE, claims)
-        return Verdict(Kind.ACCEPTED, None, claims)
+        return Verdict(Kind.ACCEPTED, None, claims, seen_until=claims.exp + self.skew)

@@ -7,15 +7,17 @@ of every field; the caller decides about seq (no rollback) and expiry.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
 
 import cbor2
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware.errors import TrustListError
 from firmware.keys import Issuer, kid_of, raw_public
-from firmware.tokens import cose
+from firmware.tokens import cose, dcc
 
 MAX_BYTES = 1 << 20
 
@@ -37,11 +39,16 @@ class TrustList:
     not_after: int
     issuers: dict[bytes, IssuerKey]
     revoked: frozenset[bytes] = frozenset()
-    dsc: tuple[bytes, ...] = ()
+    dsc: tuple[bytes, ...] = ()  # document signer certificates (EU DCC), DER
     raw: bytes = field(default=b"", repr=False)  # the signed bytes, as kept on disk
 
     def expired(self, now: float) -> bool:
         return now > self.not_after
+
+    @functools.cached_property
+    def dcc_signers(self) -> dict[bytes, list[x509.Certificate]]:
+        """The document signers by DCC kid, parsed once per list (parse() has checked every one loads)."""
+        return dcc.signers_by_kid(x509.load_der_x509_certificate(der) for der in self.dsc)
 
 
 def build(
@@ -52,7 +59,9 @@ def build(
     valid_days: int = 30,
     revoked: Iterable[bytes] = (),
     issuer_valid_days: int = 365,
+    dsc: Iterable[bytes] = (),
 ) -> bytes:
+    """`dsc`: the DER of each EU DCC document signer certificate the devices are to trust."""
     if seq < 0:
         raise TrustListError("seq must not be negative")
     payload = {
@@ -71,7 +80,7 @@ def build(
             for i in issuers
         ],
         "revoked": list(revoked),
-        "dsc": [],
+        "dsc": [_certificate(der) for der in dsc],
     }
     return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))
 
@@ -96,6 +105,15 @@ def _issuer(entry: object) -> IssuerKey:
     except ValueError:
         raise TrustListError("trust list issuer key is not an Ed25519 key") from None
     return IssuerKey(kid, iss, alg, public, _int(entry, "not_before"), _int(entry, "not_after"))
+
+
+def _certificate(der: object) -> bytes:
+    """A document signer entry: the DER of an X.509 certificate, or the list is refused."""
+    try:
+        x509.load_der_x509_certificate(der)
+    except (TypeError, ValueError):
+        raise TrustListError("trust list dsc entry is not a DER X.509 certificate") from None
+    return der
 
 
 def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
@@ -129,6 +147,6 @@ def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
         not_after=_int(body, "not_after"),
         issuers=issuers,
         revoked=frozenset(revoked_raw),
-        dsc=tuple(dsc_raw),
+        dsc=tuple(map(_certificate, dsc_raw)),
         raw=data,
     )

@@ -25,18 +25,40 @@ class Reason(str, enum.Enum):
     # Known only when the device has been told of the token's use at another
     # device (tokens.kp1.Verifier's `used_elsewhere` lookup).
     REPLAYED_ELSEWHERE = "replayed_elsewhere"
+    # The venue does not take this kind of token (policy.accept): a DCC where only KP1 is taken, or the reverse.
+    KIND_NOT_ACCEPTED = "kind_not_accepted"
+    # EU DCC (tokens.dcc_verifier): the signer certificate may not sign this type of DCC.
+    KEY_USAGE = "key_usage"
+    # EU DCC, the venue's [dcc] policy (tokens.dcc_policy).
+    TYPE_NOT_ACCEPTED = "type_not_accepted"  # a test or recovery where the venue takes only some types
+    SERIES_INCOMPLETE = "series_incomplete"  # fewer doses than the series has
+    VACCINATION_TOO_RECENT = "vaccination_too_recent"
+    VACCINATION_TOO_OLD = "vaccination_too_old"
+    TEST_POSITIVE = "test_positive"
+    TEST_TYPE_NOT_ACCEPTED = "test_type_not_accepted"
+    TEST_TOO_OLD = "test_too_old"
+    RECOVERY_NOT_VALID = "recovery_not_valid"  # outside its df..du, or the positive test too long ago
 
 
 @dataclass(frozen=True)
 class Claims:
-    """The claims of a verified token. `cti` is personal: it is kept out of repr and logs."""
+    """The claims of a verified token. `cti` is personal: it is kept out of repr and logs.
+
+    For a KP1 token `cti` is its 16-byte token id; for a DCC it is the UVCI (text),
+    which the sealed record carries in the token id's place.
+    """
 
     iss: str
     iat: int
     exp: int
-    cti: bytes = field(repr=False)
+    cti: bytes | str = field(repr=False)
     att: tuple[str, ...] = ()
     kind: str = "KP1"
+
+    @property
+    def seen_key(self) -> bytes:
+        """What the store remembers (as a keyed hash) to answer "already checked in"; kinds never collide."""
+        return self.cti if isinstance(self.cti, bytes) else b"DCC\0" + self.cti.encode()
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,8 @@ class Verdict:
     kind: Kind
     reason: Reason | None = None
     claims: Claims | None = None
+    # Accepted: until when the same token shown again is "already checked in" (Unix seconds).
+    seen_until: int | None = None
 
     @property
     def iss(self) -> str | None:

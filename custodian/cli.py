@@ -1,0 +1,123 @@
+"""`qrgate custodian …`: the custodian's commands (ingest, purge, investigate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+from firmware.errors import QrgateError
+from firmware.logs import setup_logging
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be 0 to 10000 ms")
+    return value
+
+
+def cmd_ingest(args) -> int:
+    from custodian.ingest import Ingest
+    from custodian.storage import SqliteStorage
+    from firmware.uplink.mqtt import Tls
+
+    setup_logging(args.verbose, daemon=True)
+    if (args.cert or args.key) and not args.ca:
+        raise QrgateError("--cert and --key need --ca (TLS)")
+    for path in (args.ca, args.cert, args.key):
+        if path is not None and not path.is_file():
+            raise QrgateError(f"no such file: {path}")
+    tls = Tls(args.ca, args.cert, args.key) if args.ca else None
+    storage = SqliteStorage(args.db)
+    ingest = Ingest(args.host, args.port, args.group, storage, client_id=args.client_id, tls=tls,
+                    batch=args.batch, batch_window_s=args.batch_ms / 1000)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ingest.start()
+    try:
+        stop.wait()
+    finally:
+        ingest.stop()
+        storage.close()
+    print(json.dumps(ingest.summary()), flush=True)
+    return 0
+
+
+def cmd_purge(args) -> int:
+    from custodian.storage import RETENTION_DAYS, SqliteStorage
+
+    storage = SqliteStorage(args.db, create=False)
+    try:
+        deleted = storage.purge(time.time(), RETENTION_DAYS)
+        left = storage.count()
+    finally:
+        storage.close()
+    print(json.dumps({"purged": deleted, "left": left, "days": RETENTION_DAYS}))
+    return 0
+
+
+def cmd_investigate(args) -> int:
+    from custodian.investigate import investigate, parse_time
+    from custodian.storage import SqliteStorage
+    from firmware import keys
+
+    start, end = parse_time(args.start), parse_time(args.end)
+    key = keys.load_authority_private(args.key)
+    storage = SqliteStorage(args.db, create=False)
+    try:
+        findings = investigate(storage, key, args.venue, start, end, args.investigator, args.case, args.audit_log)
+    finally:
+        storage.close()
+    for visit in findings.visits:
+        print(json.dumps(visit, ensure_ascii=False))
+    print(json.dumps({"summary": {"venue": args.venue, "opened": len(findings.visits),
+                                  "failed": dict(findings.failed), "audit_log": str(args.audit_log)}}))
+    return 0
+
+
+def register(subparsers) -> None:
+    cust = subparsers.add_parser("custodian", help="the reference custodian (ingest, purge, investigate)")
+    sub = cust.add_subparsers(dest="sub", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("ingest", help="store sealed visits from the broker, until SIGTERM or SIGINT; "
+                       "several processes may share one group and one database")
+    s.add_argument("--host", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--group", default="custodian", help="the shared subscription's group (default custodian)")
+    s.add_argument("--db", required=True, type=Path, help="SQLite database (made if missing)")
+    s.add_argument("--ca", type=Path, help="CA certificate: connect with TLS")
+    s.add_argument("--cert", type=Path, help="client certificate (mTLS)")
+    s.add_argument("--key", type=Path, help="client private key (mTLS)")
+    s.add_argument("--client-id", help="a stable id per process, so a restart resumes its broker session "
+                   "(default GROUP-HOSTNAME: give each process on one host its own)")
+    s.add_argument("--batch", type=_positive_int, default=100, help="most records per commit (default 100)")
+    s.add_argument("--batch-ms", type=_milliseconds, default=10.0, help="how long a batch gathers, ms (default 10)")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("purge", help="delete records whose visit is more than 28 days old")
+    s.add_argument("--db", required=True, type=Path)
+    s.set_defaults(func=cmd_purge)
+
+    s = sub.add_parser("investigate", help="health authority only: open one venue's visits in a window, "
+                       "audited; JSON lines")
+    s.add_argument("--db", required=True, type=Path)
+    s.add_argument("--key", required=True, type=Path, help="the authority's private key (file or its folder)")
+    s.add_argument("--venue", required=True)
+    s.add_argument("--from", dest="start", required=True, help="Unix seconds or ISO 8601 with offset")
+    s.add_argument("--to", dest="end", required=True, help="Unix seconds or ISO 8601 with offset (inclusive)")
+    s.add_argument("--investigator", required=True, help="who opens the records (written to the audit log)")
+    s.add_argument("--case", required=True, help="the case reference (written to the audit log)")
+    s.add_argument("--audit-log", required=True, type=Path, help="append-only JSON lines file")
+    s.set_defaults(func=cmd_investigate)

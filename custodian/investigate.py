@@ -1,0 +1,138 @@
+"""The investigation step, for the health authority only: open the visits of one venue and window.
+
+Only the authority's X25519 private key opens a record; the custodian's store
+and ingest never hold it. Every opening is written to an append-only audit
+log (who, when, which venue and window, which case, how many records, their
+rids; never a token id) and fsynced BEFORE any opened visit is handed out:
+an opening that could not be audited does not happen.
+
+A record that does not open (wrong key, tampered, relabelled, malformed) is
+counted by reason; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cbor2
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from custodian.storage import Storage
+from firmware.errors import QrgateError
+from firmware.store.records import SealedRecord
+
+
+@dataclass
+class Findings:
+    visits: list[dict] = field(default_factory=list)
+    failed: Counter = field(default_factory=Counter)  # reason -> how many records did not open
+
+
+def parse_time(text: str) -> int:
+    """Unix seconds, or an ISO 8601 time with a UTC offset (`Z` or `+09:00`); a bare local time is ambiguous."""
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise QrgateError(f"{text!r} is neither Unix seconds nor an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise QrgateError(f"{text!r} has no UTC offset: write it as e.g. {text}Z or {text}+09:00")
+    return int(moment.timestamp())
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _token_id(cti) -> str:
+    """A KP1 token id is 16 bytes (hex); a DCC's is its UVCI, already text."""
+    return cti.hex() if isinstance(cti, bytes) else str(cti)
+
+
+def _open(wire: bytes, key: X25519PrivateKey) -> dict | str:
+    """The visit as printed, or the reason it did not open."""
+    try:
+        record = SealedRecord.from_wire(wire)
+    except Exception:  # noqa: BLE001  cbor2 raises several kinds on bad bytes; one record never stops the rest
+        return "malformed"
+    try:
+        plain = record.open(key)
+    except InvalidTag:
+        return "wrong_key_or_tampered"
+    except (cbor2.CBORError, AttributeError):  # not CBOR, or not a map
+        return "bad_plaintext"
+    except ValueError:
+        return "envelope_mismatch"
+    try:
+        return {"rid": record.rid.hex(), "device": record.device, "ts": record.ts, "time": iso(record.ts),
+                "kind": plain["kind"], "iss": plain["iss"], "cti": _token_id(plain["cti"])}
+    except (KeyError, TypeError):
+        return "bad_plaintext"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (some containers)
+        return str(os.getuid())
+
+
+def append_audit(path: Path, entry: dict) -> None:
+    """One JSON line, appended (O_APPEND) and fsynced; a new file's folder entry is fsynced too."""
+    path = Path(path)
+    created = not path.exists()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except OSError as exc:
+        raise QrgateError(f"cannot write the audit log {path}: {exc.strerror}; nothing was disclosed") from None
+
+
+def investigate(storage: Storage, key: X25519PrivateKey, venue: str, start_ts: int, end_ts: int,
+                investigator: str, case: str, audit_log: Path, now: float | None = None) -> Findings:
+    """Open the records of `venue` with start_ts <= ts <= end_ts; audited before returned."""
+    if not investigator.strip() or not case.strip():
+        raise QrgateError("an investigation names its investigator and its case")
+    if start_ts > end_ts:
+        raise QrgateError(f"the window starts ({iso(start_ts)}) after it ends ({iso(end_ts)})")
+    findings = Findings()
+    for row in storage.between(venue, start_ts, end_ts):
+        opened = _open(row.wire, key)
+        if isinstance(opened, str):
+            findings.failed[opened] += 1
+        else:
+            findings.visits.append(opened)
+    append_audit(audit_log, {
+        "at": iso(time.time() if now is None else now),
+        "investigator": investigator,
+        "os_user": _os_user(),
+        "case": case,
+        "venue": venue,
+        "from": iso(start_ts),
+        "to": iso(end_ts),
+        "opened": len(findings.visits),
+        "failed": dict(findings.failed),
+        "rids": [v["rid"] for v in findings.visits],
+    })
+    return findings

@@ -1,0 +1,134 @@
+"""Where the custodian keeps sealed visit records: the sealed bytes and their clear envelope, nothing else.
+
+The custodian holds no key that opens a record; it stores what the wire carries
+(`[1, rid, venue, device, ts, enc_and_ct]`) and indexes the clear envelope so
+an investigation can pick one venue and window, and retention can drop what is
+past 28 days.
+
+`SqliteStorage` is meant to be shared by several ingest PROCESSES on one file:
+WAL lets readers (an investigation, a count) run beside a writer, a busy
+timeout makes writers queue for the one write lock instead of failing, and
+every write takes that lock up front (BEGIN IMMEDIATE), because a deferred
+transaction that upgrades from read to write can fail with SQLITE_BUSY at once,
+whatever the timeout.
+
+synchronous=FULL: the ingest acknowledges a message to the broker only after
+its batch is committed, and the broker then forgets it. With NORMAL, a WAL
+commit is not fsynced, so a power cut could undo a batch the broker has
+already let go: a lost visit. FULL fsyncs each commit; batching spreads that
+cost over many records.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from firmware.errors import QrgateError
+from firmware.store.records import SealedRecord
+
+DAY_S = 86400
+RETENTION_DAYS = 28
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS visits(
+    rid BLOB PRIMARY KEY,
+    venue TEXT NOT NULL,
+    device TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    wire BLOB NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visits_venue_ts ON visits(venue, ts);
+"""
+
+
+class StoredRow(NamedTuple):
+    rid: bytes
+    venue: str
+    device: str
+    ts: int
+    wire: bytes
+    received_at: float  # Unix time of the commit that stored it
+
+
+class Storage(Protocol):
+    def add(self, records: list[tuple[SealedRecord, bytes]], received_at: float) -> int:
+        """Store (record, its wire bytes) pairs in one transaction; returns how many rids were new."""
+
+    def count(self) -> int: ...
+
+    def purge(self, now: float, days: int = RETENTION_DAYS) -> int:
+        """Delete records whose visit time is more than `days` before `now`; returns how many."""
+
+    def between(self, venue: str, start_ts: int, end_ts: int) -> Iterator[StoredRow]:
+        """The records of `venue` with start_ts <= ts <= end_ts, oldest first."""
+
+    def close(self) -> None: ...
+
+
+class SqliteStorage:
+    """`create=False` refuses a missing file (purge and investigate must not invent an empty store)."""
+
+    def __init__(self, path: Path | str, create: bool = True, busy_timeout_s: float = 30.0):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise QrgateError(f"no custodian database at {self.path}")
+        try:
+            # Autocommit mode: the transactions below are explicit. One connection may be
+            # used from several threads (an ingest's writer, a caller's count()); the lock
+            # keeps them from interleaving.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=busy_timeout_s)
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise QrgateError(f"cannot open the custodian database {self.path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def add(self, records: list[tuple[SealedRecord, bytes]], received_at: float) -> int:
+        rows = [(r.rid, r.venue, r.device, r.ts, wire, received_at) for r, wire in records]
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self._db.total_changes - before
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM visits").fetchone()[0]
+
+    def purge(self, now: float, days: int = RETENTION_DAYS) -> int:
+        cutoff = now - days * DAY_S
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = self._db.execute("DELETE FROM visits WHERE ts < ?", (cutoff,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return deleted
+
+    def between(self, venue: str, start_ts: int, end_ts: int) -> Iterator[StoredRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rid, venue, device, ts, wire, received_at FROM visits"
+                " WHERE venue = ? AND ts BETWEEN ? AND ? ORDER BY ts, rid",
+                (venue, start_ts, end_ts),
+            ).fetchall()
+        return (StoredRow(*row) for row in rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

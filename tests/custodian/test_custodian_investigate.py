@@ -1,0 +1,141 @@
+"""The investigation: opens one venue's window with the authority's key, audits first, survives bad records."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from custodian_kit import new_authority
+
+from custodian.investigate import investigate, parse_time
+from custodian.storage import SqliteStorage
+from firmware import cli
+from firmware.errors import QrgateError
+from firmware.store.records import SealedRecord
+
+T0 = 1_800_000_000
+
+
+def _store(tmp_path, records, extra_rows=()):
+    storage = SqliteStorage(tmp_path / "c.db")
+    storage.add([(r, r.wire()) for r in records], received_at=time.time())
+    for row in extra_rows:
+        storage._db.execute("INSERT INTO visits VALUES (?, ?, ?, ?, ?, ?)", row)
+    return storage
+
+
+def test_parse_time_takes_unix_seconds_or_iso_with_an_offset():
+    assert parse_time("1800000000") == T0
+    assert parse_time("2027-01-15T08:00:00Z") == parse_time("2027-01-15T17:00:00+09:00")
+    with pytest.raises(QrgateError, match="no UTC offset"):
+        parse_time("2027-01-15T08:00:00")
+    with pytest.raises(QrgateError, match="neither"):
+        parse_time("yesterday")
+
+
+def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_path):
+    authority = new_authority(tmp_path)
+    inside = [authority.visit("cafe-1", "door-1", ts=T0 + 10), authority.visit("cafe-1", "door-2", ts=T0 + 20,
+                                                                                kind="DCC")]
+    outside = [authority.visit("cafe-1", ts=T0 - 1), authority.visit("cafe-1", ts=T0 + 101),
+               authority.visit("gym-2", ts=T0 + 10)]
+    storage = _store(tmp_path, [s for _, s in inside + outside])
+    audit = tmp_path / "audit.jsonl"
+    found = investigate(storage, authority.key, "cafe-1", T0, T0 + 100, "dr-kim", "CASE-7", audit, now=T0 + 500)
+    assert found.failed == {}
+    assert found.visits == [
+        {"rid": v.rid.hex(), "device": v.device, "ts": v.ts, "time": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.ts)), "kind": v.kind, "iss": v.iss,
+         "cti": v.cti.hex() if v.kind == "KP1" else v.cti} for v, _ in inside]
+    assert found.visits[1]["cti"].startswith("URN:UVCI:")  # a DCC's UVCI, as it is
+    (line,) = audit.read_text().splitlines()
+    entry = json.loads(line)
+    assert {k: entry[k] for k in ("investigator", "case", "venue", "opened", "rids", "failed")} == {
+        "investigator": "dr-kim", "case": "CASE-7", "venue": "cafe-1", "opened": 2,
+        "rids": [v.rid.hex() for v, _ in inside], "failed": {}}
+    assert (entry["from"], entry["to"]) == ("2027-01-15T08:00:00Z", "2027-01-15T08:01:40Z")
+    assert all(v.cti.hex() not in line if v.kind == "KP1" else v.cti not in line for v, _ in inside)
+    investigate(storage, authority.key, "gym-2", T0, T0 + 100, "dr-kim", "CASE-7", audit)
+    assert len(audit.read_text().splitlines()) == 2  # appended, one line per opening
+
+
+def test_records_that_do_not_open_are_counted_by_reason(tmp_path):
+    authority = new_authority(tmp_path)
+    good = authority.visit(ts=T0)[1]
+    relabelled = authority.visit(ts=T0 + 1)[1]
+    moved = SealedRecord(relabelled.rid, relabelled.venue, relabelled.device, T0 + 2, relabelled.enc_and_ct)
+    bad_rows = [(b"m" * 16, "cafe-1", "door-1", T0 + 3, b"\xffnot cbor", 0.0),
+                (moved.rid, moved.venue, moved.device, moved.ts, moved.wire(), 0.0)]
+    storage = _store(tmp_path, [good], bad_rows)
+    found = investigate(storage, authority.key, "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
+    assert [v["rid"] for v in found.visits] == [good.rid.hex()]
+    assert found.failed == {"malformed": 1, "envelope_mismatch": 1}
+
+    wrong = investigate(storage, X25519PrivateKey.generate(), "cafe-1", T0, T0 + 10, "dr-kim", "C",
+                        tmp_path / "a.jsonl")
+    assert wrong.visits == []
+    assert wrong.failed == {"wrong_key_or_tampered": 2, "malformed": 1}
+    last = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[-1])
+    assert (last["opened"], last["rids"], last["failed"]) == (0, [], {"wrong_key_or_tampered": 2, "malformed": 1})
+
+
+def test_no_audit_no_disclosure(tmp_path):
+    authority = new_authority(tmp_path)
+    storage = _store(tmp_path, [authority.visit(ts=T0)[1]])
+    with pytest.raises(QrgateError, match="audit log"):
+        investigate(storage, authority.key, "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "no" / "such" / "a.jsonl")
+
+
+def _run(capsys, *argv):
+    code = cli.main(["custodian", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_command_prints_json_lines_and_refuses_bad_input_clearly(tmp_path, capsys):
+    authority = new_authority(tmp_path)
+    v, sealed = authority.visit(ts=T0 + 5)
+    _store(tmp_path, [sealed]).close()
+    base = ["investigate", "--db", str(tmp_path / "c.db"), "--key", str(authority.dir / "authority.key"),
+            "--venue", "cafe-1", "--investigator", "dr-kim", "--case", "C-1",
+            "--audit-log", str(tmp_path / "audit.jsonl")]
+    code, out, _ = _run(capsys, *base, "--from", "2027-01-15T08:00:00Z", "--to", str(T0 + 60))
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["rid"] for line in lines[:-1]] == [v.rid.hex()]
+    assert lines[-1]["summary"]["opened"] == 1
+
+    code, _, err = _run(capsys, *base, "--from", "2027-01-15 08:00", "--to", str(T0))
+    assert (code, "no UTC offset" in err) == (2, True)
+    code, _, err = _run(capsys, *base, "--from", str(T0 + 10), "--to", str(T0))
+    assert (code, "after it ends" in err) == (2, True)
+    code, _, err = _run(capsys, *[a.replace("c.db", "none.db") for a in base], "--from", "0", "--to", "1")
+    assert (code, "no custodian database" in err) == (2, True)
+    code, _, err = _run(capsys, *[a.replace("authority.key", "missing.key") for a in base],
+                        "--from", "0", "--to", "1")
+    assert (code, "cannot read" in err) == (2, True)
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 1  # refused runs opened nothing
+
+
+def test_purge_command(tmp_path, capsys):
+    authority = new_authority(tmp_path)
+    now = int(time.time())
+    _store(tmp_path, [authority.visit(ts=now - 29 * 86400)[1], authority.visit(ts=now)[1]]).close()
+    code, out, _ = _run(capsys, "purge", "--db", str(tmp_path / "c.db"))
+    assert (code, json.loads(out)) == (0, {"purged": 1, "left": 1, "days": 28})
+    code, _, err = _run(capsys, "purge", "--db", str(tmp_path / "missing.db"))
+    assert (code, "no custodian database" in err) == (2, True)
+
+
+def test_cbor_payload_not_a_map_is_bad_plaintext(tmp_path):
+    authority = new_authority(tmp_path)
+    from firmware.store import seal
+
+    rid = b"r" * 16
+    ct = seal.seal(cbor2.dumps([1, 2]), authority.key.public_key(), seal.aad_for(rid, "cafe-1", "door-1"))
+    storage = _store(tmp_path, [SealedRecord(rid, "cafe-1", "door-1", T0, ct)])
+    found = investigate(storage, authority.key, "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "a.jsonl")
+    assert found.failed == {"bad_plaintext": 1}

@@ -9,15 +9,9 @@ import threading
 import time
 from pathlib import Path
 
+from firmware.cli import positive_int
 from firmware.errors import QrgateError
 from firmware.logs import setup_logging
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _milliseconds(text: str) -> float:
@@ -88,7 +82,7 @@ def cmd_investigate(args) -> int:
 
 
 def register(subparsers) -> None:
-    cust = subparsers.add_parser("custodian", help="the reference custodian (ingest, purge, investigate)")
+    cust = subparsers.add_parser("custodian", help="the reference custodian (ingest, purge, investigate; fleet and scale runs)")
     sub = cust.add_subparsers(dest="sub", required=True, metavar="COMMAND")
 
     s = sub.add_parser("ingest", help="store sealed visits from the broker, until SIGTERM or SIGINT; "
@@ -102,7 +96,7 @@ def register(subparsers) -> None:
     s.add_argument("--key", type=Path, help="client private key (mTLS)")
     s.add_argument("--client-id", help="a stable id per process, so a restart resumes its broker session "
                    "(default GROUP-HOSTNAME: give each process on one host its own)")
-    s.add_argument("--batch", type=_positive_int, default=100, help="most records per commit (default 100)")
+    s.add_argument("--batch", type=positive_int, default=100, help="most records per commit (default 100)")
     s.add_argument("--batch-ms", type=_milliseconds, default=10.0, help="how long a batch gathers, ms (default 10)")
     s.set_defaults(func=cmd_ingest)
 
@@ -121,3 +115,8 @@ def register(subparsers) -> None:
     s.add_argument("--case", required=True, help="the case reference (written to the audit log)")
     s.add_argument("--audit-log", required=True, type=Path, help="append-only JSON lines file")
     s.set_defaults(func=cmd_investigate)
+
+    from custodian import fleet, scale
+
+    fleet.register(sub)
+    scale.register(sub)

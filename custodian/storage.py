@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -77,19 +78,35 @@ class SqliteStorage:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise QrgateError(f"no custodian database at {self.path}")
-        try:
-            # Autocommit mode: the transactions below are explicit. One connection may be
-            # used from several threads (an ingest's writer, a caller's count()); the lock
-            # keeps them from interleaving.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=busy_timeout_s)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise QrgateError(f"cannot open the custodian database {self.path}: {exc}") from None
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                self._db = self._open(busy_timeout_s)
+                break
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL takes an exclusive lock that SQLite's busy handler
+                # does not wait for: two processes starting on one new file retry here instead.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise QrgateError(f"cannot open the custodian database {self.path}: {exc}") from None
+                time.sleep(0.05)  # another process holds the lock for a moment: bounded by the deadline
+            except sqlite3.DatabaseError as exc:
+                raise QrgateError(f"cannot open the custodian database {self.path}: {exc}") from None
         self._lock = threading.Lock()
+
+    def _open(self, busy_timeout_s: float) -> sqlite3.Connection:
+        # Autocommit mode: the transactions below are explicit. One connection may be
+        # used from several threads (an ingest's writer, a caller's count()); the lock
+        # keeps them from interleaving.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def add(self, records: list[tuple[SealedRecord, bytes]], received_at: float) -> int:
         rows = [(r.rid, r.venue, r.device, r.ts, wire, received_at) for r, wire in records]

@@ -24,7 +24,7 @@ from firmware.broker import Mosquitto, MosquittoError, free_port
 from firmware.clock import ClockSync
 from firmware.events import console_line
 from firmware.store.records import SealedRecord
-from firmware.tokens import kp1, trustlist
+from firmware.tokens import dcc_issuer, kp1, trustlist
 
 FPS = 15.0
 CODE_FRAMES = 12  # 0.8 s of a phone held up
@@ -44,7 +44,10 @@ def _visitors(world: Path, start: int) -> list[Visitor]:
     rogue = keys.new_issuer("rogue", world / "rogue")  # a key nobody trusts
     root = keys.new_root(world / "root")
     keys.new_authority(world / "authority")
-    (world / "trustlist.cose").write_bytes(trustlist.build(root, issuers.values(), seq=1, issued_at=start))
+    # A test document signer for EU DCCs (vaccination passes), trusted by the same list.
+    signer = dcc_issuer.new_signer(world / "dsc-KR", country="KR")
+    (world / "trustlist.cose").write_bytes(trustlist.build(root, issuers.values(), seq=1, issued_at=start,
+                                                           dsc=[signer.der]))
 
     def token(name: str, at: float, **kw) -> str:
         # Minted as the phone app does, a moment before the visitor reaches the camera.
@@ -65,6 +68,8 @@ def _visitors(world: Path, start: int) -> list[Visitor]:
         Visitor("valid, Naver", "NAVER", token("naver", t(6))),
         Visitor("shown twice", "NAVER", first),
         Visitor("valid, Kakao", "kakaotalk", token("kakao", t(8))),
+        Visitor("EU vaccination pass", "DCC", dcc_issuer.mint(signer, start)),
+        Visitor("EU pass, 1st dose of 2", "DCC", dcc_issuer.mint(signer, start, dn=1, sd=2)),
     ]
 
 
@@ -107,6 +112,9 @@ fps = {FPS}
 
 [gpio]
 backend = "mock"
+
+[policy]
+accept = ["KP1", "DCC"]
 
 [trust]
 root_key = "root/root.pub"

@@ -88,3 +88,27 @@ def test_opening_a_missing_store_without_create_is_a_clear_error(tmp_path):
     with pytest.raises(QrgateError, match="no custodian database"):
         SqliteStorage(tmp_path / "missing.db", create=False)
     assert not (tmp_path / "missing.db").exists()
+
+
+
+def _open_and_count(path: str, barrier) -> int:
+    from custodian.storage import SqliteStorage
+
+    barrier.wait()
+    store = SqliteStorage(path)
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+def test_several_processes_may_open_one_new_file_at_once(tmp_path):
+    """The switch to WAL takes an exclusive lock SQLite's busy handler does not wait for: opening retries."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        barrier = ctx.Manager().Barrier(6)
+        with ctx.Pool(6) as pool:
+            counts = pool.starmap(_open_and_count, [(str(tmp_path / f"new-{attempt}.db"), barrier)] * 6)
+        assert counts == [0] * 6

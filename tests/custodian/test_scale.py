@@ -1,0 +1,44 @@
+"""A small scale run end to end: real Mosquitto, real `qrgate custodian ingest` processes, a simulated fleet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from custodian import fleet, scale
+
+
+def test_scale_and_fleet_register_as_custodian_subcommands():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="sub", required=True)
+    scale.register(sub)
+    fleet.register(sub)
+    args = parser.parse_args(["scale", "--devices", "10,100", "--rate", "50", "--ingest", "3"])
+    assert (args.devices, args.rate, args.ingest, args.func) == ([10, 100], 50.0, 3, scale.command)
+    assert parser.parse_args(["fleet", "--port", "1884"]).func is fleet.command
+    with pytest.raises(SystemExit):
+        parser.parse_args(["scale", "--devices", "10,ten"])
+
+
+def test_a_small_fleet_is_stored_whole_once_and_promptly(tmp_path, capsys):
+    status = scale.main(["scale", "--devices", "10", "--rate", "200", "--seconds", "3", "--ingest", "2",
+                         "--folder", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert status == 0
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["devices_connected"] == 10
+    assert result["offered_visits"] == 600
+    assert result["acked_by_broker"] == result["stored"] == 600
+    assert result["lost"] == 0
+    assert result["duplicates_stored"] == 0 and result["acked_twice"] == 0 and result["stored_not_acked"] == 0
+    latency = result["latency_publish_to_stored_s"]
+    assert 0 < latency["median"] <= latency["p99"] <= latency["max"] < 5
+    assert 100 < result["stored_per_s"] <= 250
+    assert sum(s["stored"] for s in result["ingest_summaries"]) == 600
+    assert all(s["received"] > 0 for s in result["ingest_summaries"])  # the shared subscription shares
+    assert result["machine"]["cores"] >= 1 and result["mean_wire_bytes"] > 100
+    assert result["goals_met"]["lost"] and result["goals_met"]["duplicates"]
+    assert not result["goals_met"]["devices_connected"]  # 10 devices are not the goal's 1,000

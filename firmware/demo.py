@@ -2,8 +2,9 @@
 
 It sets up a world from nothing (issuers, a root, a trust list, the health
 authority), renders a queue of visitors' phones as camera frames (valid tokens,
-an expired one, a forged one, one shown twice, a menu QR, empty frames between
-visitors), starts Mosquitto on a free loopback port when it can, runs
+an expired one, a forged one, one shown twice, a menu QR, two EU vaccination
+passes, empty frames between visitors), starts Mosquitto on a free loopback
+port when it can, runs
 `firmware.app.run` exactly as `qrgate run` does, and prints what happened.
 """
 

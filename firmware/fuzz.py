@@ -1,4 +1,4 @@
-"""`qrgate fuzz kp1`: mutated tokens thrown at the verifier, judged by an oracle.
+"""`qrgate fuzz kp1|dcc`: mutated tokens thrown at the verifier, judged by an oracle.
 
 The claim under test is the issue's: over at least 1,000,000 inputs derived from
 valid tokens, the verifier never lets an exception escape (`verify_raising`) and
@@ -6,8 +6,10 @@ never accepts a text that is not a genuine token of a trusted, unrevoked key.
 
 A `Target` is what the harness needs to know of one token kind: seeds, the
 function under test, the oracle, how COSE bytes become a text, the keys to
-re-sign with and how to spoil its claims. Only KP1 exists now; the DCC (`HC1:`,
-zlib inside base45) will be a second `Target` using the same mutators.
+re-sign with and how to spoil its claims. Two exist: KP1 and the EU DCC (`HC1:`,
+zlib inside base45, ES256 and PS256 document signers, the door's DccVerifier with
+the default [dcc] rules), which adds its own mutators (the zlib stream, the hcert
+payload) to the shared ones; see "the DCC target" below for its oracle.
 
 Mutants come in three levels, 1 to 4 stacked per input, drawn from a
 `random.Random` seeded by --seed and the worker's index (so any finding is
@@ -18,7 +20,11 @@ and on the decoded COSE structure (so CBOR passes and the COSE, issuer,
 signature and claim checks are hit). Mutants that are re-signed with a trusted
 key only ever carry a change that makes them invalid whatever else they hold:
 a re-signed mutant is then never a genuine token, and the oracle stays one set,
-"the seeds' valid texts".
+"the seeds' valid texts". (The DCC verifier is lenient by design, so its oracle is
+on the signed content instead, and valid payloads its trusted keys sign for the
+harness are allowed: see firmware.fuzz_dcc.) What the PS256 signer signs carries the
+library's random PSS salt, so those signature bytes alone differ between runs of
+one seed; every finding's text is saved (--out) for replay.
 """
 
 from __future__ import annotations
@@ -66,11 +72,16 @@ class Target:
     seeds: tuple[Seed, ...]
     verify: Callable[[str], object]  # returns a Verdict; an exception escaping it is a crash
     may_accept: Callable[[str], bool]  # the oracle: may this exact text be accepted?
-    wrap: Callable[[bytes], str]  # COSE bytes -> text (KP1: prefix + base45; DCC will add zlib)
+    wrap: Callable[[bytes], str]  # COSE bytes -> text (KP1: prefix + base45; DCC: prefix + base45(zlib))
     signers: dict[bytes, Issuer]  # kid -> key held by the harness, to re-sign structure mutants
     break_claims: Callable[[random.Random, dict, Issuer], bytes]  # a payload invalid whatever else
     forger: Issuer  # a key no trust list holds: what it signs is never genuine, under any kid
     kids: tuple[bytes, ...] = field(default=())  # kids to swap in, beyond the signers'
+    alg: int = -8  # the COSE algorithm the seeds are signed with (KP1: EdDSA; DCC: ES256)
+    malleate: Callable[[bytes], bytes] | None = None  # the signature's algebraic twin (KP1: s + L)
+    levels: tuple | None = None  # (mutator, weight) pairs; None: _LEVELS
+    wrap_mutant: Callable[[random.Random, bytes], str] | None = None  # a mutant's COSE -> text, randomly
+    untagged: bool = False  # the verifier takes a COSE_Sign1 without its tag 18: mutate those too
 
 
 _B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
@@ -196,7 +207,13 @@ def _break_kp1_claims(rng: random.Random, claims: dict, signer: Issuer, names: t
     return cbor2.dumps(c)
 
 
-TARGETS: dict[str, Callable[[int], Target]] = {"kp1": kp1_target}
+def _dcc_target(seed: int = 0) -> Target:
+    from firmware.fuzz_dcc import dcc_target  # its own module: imported only when fuzzed
+
+    return dcc_target(seed)
+
+
+TARGETS: dict[str, Callable[[int], Target]] = {"kp1": kp1_target, "dcc": _dcc_target}
 
 
 # --- mutators ------------------------------------------------------------------------------------
@@ -301,15 +318,19 @@ def _sign(signer: Issuer, protected: bytes, payload: bytes) -> bytes:
 def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
     """Decode the COSE_Sign1, change one thing in it and encode it again (re-signing where said)."""
     obj = _loose(data)
-    if not (isinstance(obj, cbor2.CBORTag) and type(obj.value) in (list, tuple) and len(obj.value) == 4):
+    if t.untagged and type(obj) in (list, tuple) and len(obj) == 4:
+        tag, (prot, unprot, payload, sig) = None, obj
+    elif isinstance(obj, cbor2.CBORTag) and type(obj.value) in (list, tuple) and len(obj.value) == 4:
+        tag, (prot, unprot, payload, sig) = obj.tag, obj.value
+    else:
         return _bytes(rng, data, t)
-    tag, (prot, unprot, payload, sig) = obj.tag, obj.value
+    alg, other_alg = t.alg, -7 if t.alg == -8 else -8
     items = [prot, unprot, payload, sig]
     k = rng.randrange(12)
     if k == 0:  # another tag, no tag, or a tag around the tag
         value = rng.choice((0, 1, 16, 17, 19, 61, 96, 98, 274, 55799, 2**32, 2**64 - 1))
         r = rng.random()
-        return cbor2.dumps(items if r < 0.2 else cbor2.CBORTag(value, cbor2.CBORTag(tag, items) if r < 0.4 else items))
+        return cbor2.dumps(items if r < 0.2 else cbor2.CBORTag(value, _tagged(tag, items) if r < 0.4 else items))
     if k == 1:  # three or five elements
         if rng.random() < 0.5:
             del items[rng.randrange(4)]
@@ -317,7 +338,7 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
             items.insert(rng.randrange(5), rng.choice((b"", {}, None, sig, payload)))
     elif k == 2:  # a non-empty or wrongly typed unprotected header
         kid = rng.choice(list(t.signers))
-        items[1] = rng.choice(({1: -8}, {4: kid}, {1: -8, 4: kid}, {"x": 0}, {0: None}, [], None, b"", "", 0))
+        items[1] = rng.choice(({1: alg}, {4: kid}, {1: alg, 4: kid}, {"x": 0}, {0: None}, [], None, b"", "", 0))
     elif k == 3:  # an element of the wrong type
         i = rng.randrange(4)
         x = items[i]
@@ -325,19 +346,19 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
                                cbor2.CBORTag(24, x), 0, False))
     elif k == 4:  # another kid or alg in the protected header, not re-signed
         kid = rng.choice((*t.signers, *t.kids))
-        items[0] = cbor2.dumps(rng.choice(({1: -8, 4: kid}, {4: kid, 1: -8}, {1: -7, 4: kid}, {1: -8, 4: kid, 5: b""},
-                                           {1: -8, 4: kid, 2: [99]})))
+        items[0] = cbor2.dumps(rng.choice(({1: alg, 4: kid}, {4: kid, 1: alg}, {1: other_alg, 4: kid},
+                                           {1: alg, 4: kid, 5: b""}, {1: alg, 4: kid, 2: [99]})))
     elif k == 5:  # the payload of another seed, or a payload with its expiry moved, not re-signed
-        other = _loose(rng.choice(t.seeds).body).value[2]
+        other = _parts(rng.choice(t.seeds).body)[2]
         claims = _loose(payload)
         if rng.random() < 0.5 and isinstance(claims, dict | cbor2.frozendict) and isinstance(claims.get(EXP), int):
             other = cbor2.dumps({**claims, EXP: claims[EXP] + rng.choice((1, 60, 3600))})
         items[2] = other
     elif k == 6:  # signature malleability, zeros, a wrong length, another token's, the forger's over the same data
         r, s = sig[:32], sig[32:]
-        forms = [lambda: r + (int.from_bytes(s, "little") + _L).to_bytes(32, "little") if len(s) == 32 else sig,
+        forms = [lambda: (t.malleate or _malleate_ed25519)(sig),
                  lambda: bytes(64), lambda: r + bytes(32), lambda: sig[:63], lambda: sig + b"\x00",
-                 lambda: _loose(rng.choice(t.seeds).body).value[3], lambda: s + r,
+                 lambda: _parts(rng.choice(t.seeds).body)[3], lambda: s + r,
                  lambda: _sign(t.forger, prot, payload)]
         items[3] = rng.choice(forms)()
     elif k == 7:  # the same values, not in preferred serialization
@@ -347,7 +368,7 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
         claims = _loose(payload)
         items[2] = t.break_claims(rng, dict(claims) if isinstance(claims, dict | cbor2.frozendict) else {}, signer)
         if not isinstance(prot, bytes):
-            items[0] = prot = cbor2.dumps({1: -8, 4: signer.kid})
+            items[0] = prot = cbor2.dumps({1: alg, 4: signer.kid})
         items[3] = _sign(signer, prot, items[2])
     else:  # protected header spoiled, then re-signed by the key the kid named
         signer = _signer(t, prot, rng)
@@ -361,16 +382,33 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
         items[0] = cbor2.dumps(h) if form < 2 else rng.choice(
             (b"", b"\xa0", cbor2.dumps([1, -8, 4, signer.kid]), cbor2.dumps(None), cbor2.dumps(h) + b"\x00"))
         items[3] = _sign(signer, items[0], payload if isinstance(payload, bytes) else b"")
-    return cbor2.dumps(cbor2.CBORTag(tag, items))
+    return cbor2.dumps(_tagged(tag, items))
+
+
+def _tagged(tag: int | None, items: list) -> object:
+    return items if tag is None else cbor2.CBORTag(tag, items)
+
+
+def _parts(body: bytes) -> list | None:
+    """The four elements of a COSE_Sign1, tagged or not (None when it is no such thing)."""
+    obj = _loose(body)
+    while isinstance(obj, cbor2.CBORTag):
+        obj = obj.value
+    return list(obj) if type(obj) in (list, tuple) and len(obj) == 4 else None
+
+
+def _malleate_ed25519(sig: bytes) -> bytes:
+    r, s = sig[:32], sig[32:]
+    return r + (int.from_bytes(s, "little") + _L).to_bytes(32, "little") if len(s) == 32 else sig
 
 
 def _noncanonical(rng: random.Random, tag: int, items: list) -> bytes:
     """The envelope with one head longer than needed or of indefinite length: values equal, bytes not."""
     parts = [cbor2.dumps(x) for x in items]
-    tag_head, array_head, end = _head(6, tag), _head(4, len(items)), b""
+    tag_head, array_head, end = b"" if tag is None else _head(6, tag), _head(4, len(items)), b""
     k = rng.randrange(5)
     if k == 0:
-        tag_head = _head(6, tag, wide=True)
+        tag_head = _head(6, tag if tag is not None else 18, wide=True)
     elif k == 1:
         array_head, end = (_head(4, 4, wide=True), b"") if rng.random() < 0.5 else (b"\x9f", b"\xff")
     elif k == 2 and items[1] == {}:
@@ -391,19 +429,23 @@ _LEVELS = ((_structure, 5), (_bytes, 4), (_text, 2))
 
 def _mutant(rng: random.Random, t: Target, stats: Counter) -> str:
     seed = rng.choice(t.seeds)
-    ops = rng.choices([op for op, _ in _LEVELS], [w for _, w in _LEVELS], k=rng.choice((1, 1, 2, 2, 3, 4)))
+    levels = t.levels or _LEVELS
+    ops = rng.choices([op for op, _ in levels], [w for _, w in levels], k=rng.choice((1, 1, 2, 2, 3, 4)))
     ops.sort(key=lambda op: op is _text)  # bytes and structure below base45 first, then the text
     data, text = seed.body, None
+    wrap = t.wrap if t.wrap_mutant is None else partial(t.wrap_mutant, rng)
     for op in ops:
         if op is _text:
-            text = op(rng, text if text is not None else seed.text if data is seed.body else t.wrap(data), t)
+            text = op(rng, text if text is not None else seed.text if data is seed.body else wrap(data), t)
             continue
         try:
             data = op(rng, data, t)
         except Exception:  # a mutator's own surprise (cbor2 refusing a value): mutate plainly instead
             stats["mutator_fallbacks"] += 1
             data = _bytes(rng, data, t)
-    return text if text is not None else t.wrap(data)
+    return text if text is not None else wrap(data)
+
+
 
 
 # --- the run -------------------------------------------------------------------------------------

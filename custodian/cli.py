@@ -1,4 +1,4 @@
-"""`qrgate custodian …`: the custodian's commands (ingest, purge, investigate)."""
+"""`qrgate custodian …`: the custodian's commands (ingest, purge, investigate), and the fleet and scale runs."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def cmd_investigate(args) -> int:
 
 
 def register(subparsers) -> None:
-    cust = subparsers.add_parser("custodian", help="the reference custodian (ingest, purge, investigate; fleet and scale runs)")
+    cust = subparsers.add_parser("custodian",
+                                 help="the reference custodian (ingest, purge, investigate; fleet and scale runs)")
     sub = cust.add_subparsers(dest="sub", required=True, metavar="COMMAND")
 
     s = sub.add_parser("ingest", help="store sealed visits from the broker, until SIGTERM or SIGINT; "

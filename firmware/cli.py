@@ -64,11 +64,11 @@ def cmd_authority_new(args) -> int:
 
 
 def cmd_trust_build(args) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     from firmware.store.statefiles import write_atomic
     from firmware.tokens import trustlist
-
     from firmware.tokens.dcc_issuer import load_certificate
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     root = keys.load_root(args.root)
     issuers = [keys.load_issuer(d) for d in args.issuer]

@@ -89,7 +89,8 @@ class TrustConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     accept: list[str] = _opt(["KP1"], choices=("KP1", "DCC"),
-                             help="the tokens this venue takes: KP1 entry tokens, EU DCCs (vaccination passes), or both")
+                             help="the tokens this venue takes: KP1 entry tokens, EU DCCs (vaccination "
+                                  "passes), or both")
     require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every KP1 token must carry")
     skew_s: int = _opt(5, lo=0, hi=120)
 

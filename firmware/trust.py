@@ -59,7 +59,8 @@ class TrustStore:
             if old is not None and new.seq <= old.seq:
                 return  # our own write, or an older list put back by hand: keep the newer
             self._current = new
-        logger.info("trust list seq %d in force (%d issuers, %d revoked)", new.seq, len(new.issuers), len(new.revoked))
+        logger.info("trust list seq %d in force (%d issuers, %d revoked, %d DCC signers)", new.seq, len(new.issuers),
+                    len(new.revoked), len(new.dsc))
 
     def install(self, data: bytes, now: float) -> TrustList:
         new = trustlist.parse(data, self.root)
@@ -78,7 +79,8 @@ class TrustStore:
                 raise TrustListError(f"cannot write {self.path}: {exc.strerror}") from None
             self._current = new
             self._seen_file = None  # our own write: the next refresh reads it back and keeps it
-        logger.info("trust list seq %d installed (%d issuers, %d revoked)", new.seq, len(new.issuers), len(new.revoked))
+        logger.info("trust list seq %d installed (%d issuers, %d revoked, %d DCC signers)", new.seq, len(new.issuers),
+                    len(new.revoked), len(new.dsc))
         return new
 
     def offer(self, data: bytes, now: float) -> bool:

@@ -23,7 +23,7 @@ class Visit:
     device: str
     ts: int
     iss: str
-    cti: bytes = field(repr=False)
+    cti: bytes | str = field(repr=False)  # a KP1 token id, or a DCC's UVCI
     kind: str = "KP1"
 
     @classmethod

@@ -331,10 +331,3 @@ def command(args: argparse.Namespace) -> int:
     print(json.dumps(published.summary), flush=True)
     ok = published.summary["acked"] == published.summary["offered_visits"]
     return 0 if ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qrgate custodian")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)

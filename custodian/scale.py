@@ -300,10 +300,3 @@ def command(args: argparse.Namespace) -> int:
         print(json.dumps(result), flush=True)
         clean = clean and result["goals_met"]["lost"] and result["goals_met"]["duplicates"]
     return 0 if clean else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qrgate custodian")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)

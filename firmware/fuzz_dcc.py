@@ -8,6 +8,7 @@ which judges the signed content rather than the text (see below).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import random
@@ -19,6 +20,11 @@ import cbor2
 
 from firmware.fuzz import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _bytes, _loose, _parts, _sign, _signer,
                            _structure, _text, b45encode)
+from firmware.tokens import dcc, dcc_issuer
+from firmware.tokens.dcc import CLAIM_HCERT as HCERT
+from firmware.tokens.dcc import MAX_INFLATED
+from firmware.tokens.dcc_issuer import POSITIVE
+from firmware.tokens.dcc_policy import COVID19, NEGATIVE
 
 # --- the DCC target ------------------------------------------------------------------------------
 #
@@ -141,42 +147,23 @@ def _rsa_key(rng: random.Random):
 def _dcc_signer(rng: random.Random, country: str, types: str = "vtr", rsa_key: bool = False,
                 start_days: int = -30, days: int = 365, signed: set | None = None) -> DccSigner:
     """A document signer as dcc_issuer.make_signer makes one, but with every byte derived from `rng`."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    from firmware.tokens import dcc, dcc_issuer
 
     key = _rsa_key(rng) if rsa_key else ec.derive_private_key(rng.randrange(1, _P256_N), ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"qrgate fuzz DSC {country}")])
     start = dt.datetime.fromtimestamp(NOW, dt.UTC) + dt.timedelta(days=start_days)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(rng.getrandbits(120) + 1).not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(dcc_issuer.EKU[k]) for k in sorted(types)]),
-                           critical=False)
-            .sign(key, hashes.SHA256(), **({} if rsa_key else {"ecdsa_deterministic": True})))
+    cert = dcc_issuer.signer_certificate(key, country, types, start, days, serial=rng.getrandbits(120) + 1)
     return DccSigner(country, types, key, cert, dcc.kid_of(cert), -37 if rsa_key else -7, signed)
 
 
 def _date(days: int) -> str:
     """NOW's UTC date moved by `days`, as the DCC schema writes dates."""
-    import datetime as dt
-
     return (dt.datetime.fromtimestamp(NOW, dt.UTC).date() + dt.timedelta(days=days)).isoformat()
 
 
 def _instant(seconds: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(NOW + seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-HCERT, COVID19, NEGATIVE, POSITIVE = -260, "840539006", "260415000", "260373001"
 _READ = {"v": ("dn", "sd", "dt"), "t": ("tr", "tt", "sc"), "r": ("df", "du", "fr")}  # what dcc_policy reads
 _UNREAD = {"v": ("co", "is", "vp", "mp", "ma"), "t": ("co", "is", "nm", "ma", "tc"), "r": ("co", "is")}
 _WRONG = (None, True, False, -1, 100, 1.5, float("nan"), 2**64, -(2**64), b"", b"x", [], [1], {}, {"a": 1},
@@ -365,7 +352,6 @@ def _same(rng: random.Random, data: bytes, t: Target) -> bytes:
     return data
 
 
-MAX_INFLATED = 64 * 1024  # tokens.dcc.MAX_INFLATED, spelled out: the bombs are sized against it
 
 
 def _dcc_wrap_mutant(rng: random.Random, data: bytes) -> str:
@@ -441,7 +427,7 @@ def dcc_target(seed: int = 0) -> Target:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from firmware.config import DccConfig
-    from firmware.tokens import dcc_issuer, trustlist
+    from firmware.tokens import trustlist
     from firmware.tokens.dcc_verifier import DccVerifier
 
     rng = random.Random(f"dcc-world:{seed}")

@@ -45,11 +45,9 @@ HCERT_DCC = 1
 TYPES = ("v", "t", "r")
 
 # Extended key usage of a document signer certificate: which DCC types it may sign.
-# The second set is the alternative OIDs some member states issued.
-_EKU_TYPE = {
-    "1.3.6.1.4.1.1847.2021.1.1": "t",
-    "1.3.6.1.4.1.1847.2021.1.2": "v",
-    "1.3.6.1.4.1.1847.2021.1.3": "r",
+EKU_OIDS = {"t": "1.3.6.1.4.1.1847.2021.1.1", "v": "1.3.6.1.4.1.1847.2021.1.2", "r": "1.3.6.1.4.1.1847.2021.1.3"}
+# The same, with the alternative OIDs some member states issued.
+_EKU_TYPE = {oid: t for t, oid in EKU_OIDS.items()} | {
     "1.3.6.1.4.1.0.1847.2021.1.1": "t",
     "1.3.6.1.4.1.0.1847.2021.1.2": "v",
     "1.3.6.1.4.1.0.1847.2021.1.3": "r",

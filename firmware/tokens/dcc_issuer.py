@@ -29,11 +29,9 @@ from cryptography.x509.oid import NameOID
 from firmware.errors import KeyFileError
 from firmware.keys import load_private, write_private
 from firmware.tokens import dcc
+from firmware.tokens.dcc_policy import COVID19, NEGATIVE
 
-# The extended key usage OIDs by DCC type (the first set of tokens.dcc's table).
-EKU = {"t": "1.3.6.1.4.1.1847.2021.1.1", "v": "1.3.6.1.4.1.1847.2021.1.2", "r": "1.3.6.1.4.1.1847.2021.1.3"}
-NEGATIVE, POSITIVE = "260415000", "260373001"  # SNOMED CT: not detected, detected
-COVID19 = "840539006"
+POSITIVE = "260373001"  # SNOMED CT "detected" (tr)
 TEST_NAAT, TEST_RAT = "LP6464-4", "LP217198-3"
 
 
@@ -56,25 +54,35 @@ class Signer:
         return str(names[0].value) if names else "XX"
 
 
+def signer_certificate(key, country: str, types: str, not_before: dt.datetime, days: int,
+                       serial: int | None = None) -> x509.Certificate:
+    """A document signer's self-signed certificate, its key usage naming exactly the DCC types in `types`.
+
+    With a `serial` (and a P-256 key, signed per RFC 6979) the same inputs give the same bytes: the fuzz
+    harness derives its world from a seed.
+    """
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"qrgate test DSC {country}")])
+    deterministic = {"ecdsa_deterministic": True} if isinstance(key, ec.EllipticCurvePrivateKey) else {}
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(serial if serial is not None else x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_before + dt.timedelta(days=days))
+            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(dcc.EKU_OIDS[t]) for t in sorted(set(types))]),
+                           critical=False)
+            .sign(key, hashes.SHA256(), **deterministic))
+
+
 def make_signer(country: str = "XX", types: str = "vtr", not_before: float | None = None,
                 days: int = 365) -> Signer:
     """A fresh signer, allowed the DCC types in `types` (its key usage names exactly those)."""
     if len(country) != 2 or not country.isalpha() or not country.isupper():
         raise KeyFileError(f"a country is two capital letters, not {country!r}")
-    if not types or set(types) - set(EKU):
+    if not types or set(types) - set(dcc.EKU_OIDS):
         raise KeyFileError(f"types are letters of 'vtr', not {types!r}")
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"qrgate test DSC {country}")])
     start = (dt.datetime.fromtimestamp(not_before, dt.UTC) if not_before is not None
              else dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(EKU[t]) for t in sorted(set(types))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    return Signer(key, cert)
+    return Signer(key, signer_certificate(key, country, types, start, days))
 
 
 def new_signer(out: Path, country: str = "XX", types: str = "vtr", days: int = 365) -> Signer:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from custodian import fleet, scale
+from firmware import cli
 
 
 def test_scale_and_fleet_register_as_custodian_subcommands():
@@ -23,7 +24,7 @@ def test_scale_and_fleet_register_as_custodian_subcommands():
 
 
 def test_a_small_fleet_is_stored_whole_once_and_promptly(tmp_path, capsys):
-    status = scale.main(["scale", "--devices", "10", "--rate", "200", "--seconds", "3", "--ingest", "2",
+    status = cli.main(["custodian", "scale", "--devices", "10", "--rate", "200", "--seconds", "3", "--ingest", "2",
                          "--folder", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert status == 0

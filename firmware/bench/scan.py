@@ -37,6 +37,7 @@ import numpy as np
 from firmware.bench import scenes
 from firmware.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
 from firmware.errors import QrgateError
+from firmware.scanner.decode import qr_formats
 from firmware.stats import Stats
 
 GOALS = {"loop_to_zxing_code_frames": 1.25, "accept_latency_p95_ms": 20.0, "peak_rss_mb": 150.0}
@@ -148,7 +149,7 @@ def _bare(fs: FrameSet) -> dict:
     import zxingcpp
     from pyzbar import pyzbar
 
-    qr = zxingcpp.BarcodeFormat.QRCode
+    qr = qr_formats()
     decoders = {
         "zxing": lambda gray: [b.text for b in zxingcpp.read_barcodes(gray, formats=qr)],
         "zbar": lambda gray: [s.data.decode("utf-8", errors="replace")

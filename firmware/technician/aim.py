@@ -134,6 +134,8 @@ def locate(gray: np.ndarray) -> list[Code]:
 
     height, width = gray.shape
     found = []
+    # The whole QR family, Micro QR included (unlike the door's decoder): a damaged code's finder patterns
+    # come back as Micro QR candidates, which is what lets it be located when it cannot be read.
     for barcode in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode, return_errors=True):
         p = barcode.position
         corners = tuple((int(q.x), int(q.y)) for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left))

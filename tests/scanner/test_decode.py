@@ -117,3 +117,14 @@ def test_zbar_is_given_the_address_of_the_camera_plane(world, monkeypatch):
     [(address, length)] = given
     assert address == buffer.ctypes.data  # the plane starts where the buffer does: zbar reads it in place
     assert length == buffer.strides[0] * (plane.shape[0] - 1) + plane.shape[1]  # and nothing past the Y plane
+
+
+def test_no_micro_qr_ghost_beside_a_phone_code():
+    """A rendered frame where zxing-cpp's whole QR family also "reads" a Micro QR out of the noise (found by CI)."""
+    import zxingcpp
+
+    frame = cv2.imread(str(Path(__file__).parent.parent / "data" / "micro-qr-ghost.png"), cv2.IMREAD_GRAYSCALE)
+    family = zxingcpp.read_barcodes(frame, formats=zxingcpp.BarcodeFormat.QRCode)
+    assert {b.format for b in family} == {zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode}
+    texts = DECODERS["zxing"]().decode(frame)
+    assert len(texts) == 1 and texts[0].startswith("KP1:")

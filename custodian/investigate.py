@@ -18,7 +18,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import cbor2
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from custodian.storage import Storage
 from firmware.errors import QrgateError
 from firmware.store.records import SealedRecord
+from firmware.utc import iso
 
 
 @dataclass
@@ -49,10 +50,6 @@ def parse_time(text: str) -> int:
     if moment.tzinfo is None:
         raise QrgateError(f"{text!r} has no UTC offset: write it as e.g. {text}Z or {text}+09:00")
     return int(moment.timestamp())
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _token_id(cti) -> str:

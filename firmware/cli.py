@@ -13,6 +13,7 @@ from pathlib import Path
 from firmware import __version__, keys
 from firmware.errors import QrgateError
 from firmware.logs import setup_logging
+from firmware.utc import iso
 
 
 def positive_int(text: str) -> int:
@@ -95,18 +96,14 @@ def _kid(text: str) -> bytes:
     return kid
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
 def _describe(tl, now: float) -> dict:
     """A trust list as a technician reads it: what is trusted, until when, what is revoked."""
     return {
         "seq": tl.seq,
-        "issued_at": _iso(tl.issued_at),
-        "not_after": _iso(tl.not_after),
+        "issued_at": iso(tl.issued_at),
+        "not_after": iso(tl.not_after),
         "expired": tl.expired(now),
-        "issuers": [{"kid": i.kid.hex(), "iss": i.iss, "not_before": _iso(i.not_before), "not_after": _iso(i.not_after),
+        "issuers": [{"kid": i.kid.hex(), "iss": i.iss, "not_before": iso(i.not_before), "not_after": iso(i.not_after),
                      "valid_now": i.not_before <= now <= i.not_after and i.kid not in tl.revoked}
                     for i in tl.issuers.values()],
         "revoked": sorted(k.hex() for k in tl.revoked),
@@ -119,8 +116,8 @@ def _describe_signer(kid: bytes, cert, now: float) -> dict:
     from firmware.tokens import dcc
 
     start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
-    return {"kid": kid.hex(), "subject": cert.subject.rfc4514_string(), "not_before": _iso(start),
-            "not_after": _iso(end), "types": dcc.signer_types(cert), "valid_now": start <= now <= end}
+    return {"kid": kid.hex(), "subject": cert.subject.rfc4514_string(), "not_before": iso(start),
+            "not_after": iso(end), "types": dcc.signer_types(cert), "valid_now": start <= now <= end}
 
 
 def _device_trust(config_path: Path):

@@ -47,6 +47,7 @@ from firmware import config, keys
 from firmware.errors import QrgateError, TrustListError
 from firmware.store.statefiles import fsync_dir, write_atomic
 from firmware.tokens import trustlist
+from firmware.utc import iso
 
 DEFAULT_ETC = Path("/etc/qrgate")
 DEFAULT_STATE_DIR = Path("/var/lib/qrgate")
@@ -82,12 +83,6 @@ def common_name(venue: str, device: str) -> str:
 
 
 # --- checking the inputs ---------------------------------------------------------------------------
-
-
-def _iso(t: datetime.datetime | float) -> str:
-    if not isinstance(t, datetime.datetime):
-        t = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -170,10 +165,10 @@ def _extension(cert: x509.Certificate, cls, source: str):
 
 def _check_valid_now(cert: x509.Certificate, now: datetime.datetime, what: str) -> None:
     if now < cert.not_valid_before_utc:
-        raise QrgateError(f"{what} is not valid before {_iso(cert.not_valid_before_utc)} (this device's clock says "
-                          f"{_iso(now)}: is it synchronised?)")
+        raise QrgateError(f"{what} is not valid before {iso(cert.not_valid_before_utc)} (this device's clock says "
+                          f"{iso(now)}: is it synchronised?)")
     if now > cert.not_valid_after_utc:
-        raise QrgateError(f"{what} expired on {_iso(cert.not_valid_after_utc)}")
+        raise QrgateError(f"{what} expired on {iso(cert.not_valid_after_utc)}")
 
 
 def _certificates(data: bytes, path: Path, what: str) -> list[x509.Certificate]:
@@ -208,7 +203,7 @@ def load_trust(path: Path, root, now: float) -> trustlist.TrustList:
     except TrustListError as exc:
         raise QrgateError(f"{path}: {exc} (checked against --root-key)") from None
     if tl.expired(now):
-        raise QrgateError(f"{path}: trust list seq {tl.seq} expired at {_iso(tl.not_after)}; "
+        raise QrgateError(f"{path}: trust list seq {tl.seq} expired at {iso(tl.not_after)}; "
                           "ask the authority for a current one")
     return tl
 
@@ -591,7 +586,7 @@ def install_cert(args: argparse.Namespace) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     print(json.dumps({"installed": str(layout.cert), "cn": cn, "issuer": cert.issuer.rfc4514_string(),
-                      "not_after": _iso(cert.not_valid_after_utc), "config": str(layout.config)}), flush=True)
+                      "not_after": iso(cert.not_valid_after_utc), "config": str(layout.config)}), flush=True)
     print("qrgate: restart the daemon to connect with mutual TLS: sudo systemctl restart qrgate", file=sys.stderr)
     return 0
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from firmware import utc
 from firmware.errors import KeyFileError
 from firmware.keys import load_private, write_private
 from firmware.tokens import dcc
@@ -123,7 +124,7 @@ def entry(kind: str, at: float, uvci: str, country: str, **fields) -> dict:
     if kind == "v":
         body = {"vp": "J07BX03", "mp": "EU/1/20/1528", "ma": "ORG-100030215", "dn": 2, "sd": 2, "dt": day(-30)}
     elif kind == "t":
-        sampled = dt.datetime.fromtimestamp(at - 6 * 3600, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sampled = utc.iso(at - 6 * 3600)
         body = {"tt": TEST_NAAT, "nm": "qrgate test", "sc": sampled, "tr": NEGATIVE, "tc": "qrgate test centre"}
     elif kind == "r":
         body = {"fr": day(-40), "df": day(-29), "du": day(140)}

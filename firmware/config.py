@@ -101,6 +101,8 @@ class DccConfig:
 
     types: list[str] = _opt(["v", "t", "r"], choices=("v", "t", "r"),
                             help="v: vaccination, t: negative test, r: recovery")
+    vaccines: list[str] = _opt([], help="the vaccine products (mp) that count, e.g. \"EU/1/20/1528\" "
+                                        "(empty: any)")
     vaccination_complete: bool = _opt(True, help="every dose of the series (dn >= sd)")
     vaccination_min_days: int = _opt(14, lo=0, hi=3650, help="days from the last dose before it counts")
     vaccination_max_days: int = _opt(0, lo=0, hi=3650, help="days the last dose counts for (0: no limit)")
@@ -179,7 +181,8 @@ def _value(raw, typ, meta, where: str, base: Path):
     else:  # pragma: no cover - a field type this loader does not know
         raise TypeError(typ)
     if not ok:
-        raise ConfigError(f"{where}: expected {getattr(typ, '__name__', typ)}, got {raw!r}")
+        expected = "a list of strings" if origin is list else getattr(typ, "__name__", typ)
+        raise ConfigError(f"{where}: expected {expected}, got {raw!r}")
     if isinstance(raw, float) and math.isnan(raw):
         raise ConfigError(f"{where}: nan is not a number")
     pattern = meta.get("pattern")

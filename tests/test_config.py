@@ -204,6 +204,7 @@ def test_a_venue_takes_kp1_tokens_by_default_and_the_dcc_rules_are_the_eus():
     ({"dcc": {"types": ["x"]}}, "dcc.types: 'x' is not one of v, t, r"),
     ({"dcc": {"test_max_hours": 0}}, "dcc.test_max_hours: 0 is outside 1..720"),
     ({"dcc": {"recheck_s": "1h"}}, "dcc.recheck_s: expected int"),
+    ({"dcc": {"vaccines": [1528]}}, "dcc.vaccines: expected a list of strings, got [1528]"),
 ])
 def test_a_bad_token_policy_is_named(sections, named):
     assert named in config_error(**sections)

@@ -2,7 +2,7 @@
 
 `tokens.dcc` says whether a certificate is authentic and in date; this says
 whether it is enough to enter here: vaccination series complete and old
-enough, a negative test recent enough, a recovery still in its period. Each
+enough, of a product the venue takes, a negative test recent enough, a recovery still in its period. Each
 refusal has its own reason, so the technician and the visitor's red light mean
 one thing. The dates are the certificate's own (ISO dates, a test's sample
 time), compared with the device's clock in UTC; the name and birth date are
@@ -60,6 +60,8 @@ def _instant(entry: Mapping, key: str) -> float:
 
 
 def _vaccination(e: Mapping, rules: "DccConfig", today: dt.date) -> None:
+    if rules.vaccines and _text(e, "mp") not in rules.vaccines:
+        raise _Refused(Reason.VACCINE_NOT_ACCEPTED)
     if rules.vaccination_complete and _count(e, "dn") < _count(e, "sd"):
         raise _Refused(Reason.SERIES_INCOMPLETE)
     days = (today - _date(e, "dt")).days

@@ -31,6 +31,7 @@ class Reason(str, enum.Enum):
     KEY_USAGE = "key_usage"
     # EU DCC, the venue's [dcc] policy (tokens.dcc_policy).
     TYPE_NOT_ACCEPTED = "type_not_accepted"  # a test or recovery where the venue takes only some types
+    VACCINE_NOT_ACCEPTED = "vaccine_not_accepted"  # a vaccine product (mp) dcc.vaccines leaves out
     SERIES_INCOMPLETE = "series_incomplete"  # fewer doses than the series has
     VACCINATION_TOO_RECENT = "vaccination_too_recent"
     VACCINATION_TOO_OLD = "vaccination_too_old"

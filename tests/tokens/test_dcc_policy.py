@@ -115,6 +115,10 @@ def rules(**kw) -> DccConfig:
 
 
 @pytest.mark.parametrize("kind, fields, venue, reason", [
+    ("v", {"mp": "Sputnik-V"}, {"vaccines": ["EU/1/20/1528", "EU/1/20/1507"]}, Reason.VACCINE_NOT_ACCEPTED),
+    ("v", {"mp": "EU/1/20/1507"}, {"vaccines": ["EU/1/20/1528", "EU/1/20/1507"]}, None),
+    ("v", {"mp": 1528}, {"vaccines": ["EU/1/20/1528"]}, Reason.MALFORMED),
+    ("v", {"mp": 1528}, {}, None),  # the product is read only where the venue names products
     ("v", {"dn": 1, "sd": 2}, {}, Reason.SERIES_INCOMPLETE),
     ("v", {"dn": 1, "sd": 2}, {"vaccination_complete": False}, None),
     ("v", {"dn": 3, "sd": 2}, {}, None),  # a booster

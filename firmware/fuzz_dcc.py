@@ -18,6 +18,7 @@ from functools import partial
 
 import cbor2
 
+from firmware import utc
 from firmware.fuzz import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _bytes, _loose, _parts, _sign, _signer,
                            _structure, _text, b45encode)
 from firmware.tokens import dcc, dcc_issuer
@@ -161,7 +162,7 @@ def _date(days: int) -> str:
 
 
 def _instant(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(NOW + seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.iso(NOW + seconds)
 
 
 _READ = {"v": ("dn", "sd", "dt"), "t": ("tr", "tt", "sc"), "r": ("df", "du", "fr")}  # what dcc_policy reads

@@ -1,10 +1,10 @@
 """What a venue asks of an EU DCC beyond its being genuine: the `[dcc]` rules of the config.
 
 `tokens.dcc` says whether a certificate is authentic and in date; this says
-whether it is enough to enter here: vaccination series complete and old
-enough, of a product the venue takes, a negative test recent enough, a recovery still in its period. Each
-refusal has its own reason, so the technician and the visitor's red light mean
-one thing. The dates are the certificate's own (ISO dates, a test's sample
+whether it is enough to enter here: vaccination series complete, old enough
+and of a product the venue takes, a negative test recent enough, a recovery
+still in its period. Each refusal has its own reason, so the technician and
+the visitor's red light mean one thing. The dates are the certificate's own (ISO dates, a test's sample
 time), compared with the device's clock in UTC; the name and birth date are
 never looked at.
 """

@@ -6,7 +6,8 @@ one named reason; never an exception. Unlike KP1 (`tokens.kp1`, strict: one
 accepted text per token) this reads what the member states issue, so each
 layer is as lenient as the specification and the public test vectors need:
 base45 through the `base45` package, CBOR with indefinite lengths, tag 18
-optional, the kid from the protected header else the unprotected one.
+optional, the kid from the protected header else the unprotected one; but no
+semantic tag other than 18 and 61 (`_loads`).
 
 A DCC holds a name and a birth date. They stay in `DccResult.payload`, which is
 kept out of repr; nothing here logs. Only the certificate type, the UVCI (the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import io
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,12 +32,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from firmware import strictcbor
+
 PREFIX = "HC1:"
 MAX_TEXT = 8192  # a QR code holds at most 4296 alphanumeric characters
 MAX_INFLATED = 64 * 1024  # zlib output cap: a zip bomb stops here
 MAX_DEPTH = 16
 
 COSE_SIGN1_TAG, CWT_TAG = 18, 61
+_TAGS = frozenset({COSE_SIGN1_TAG, CWT_TAG})
 HDR_ALG, HDR_KID = 1, 4
 ALG_ES256, ALG_PS256 = -7, -37
 CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_HCERT = 1, 4, 6, -260
@@ -118,10 +121,14 @@ def signers_by_kid(certs: Iterable[x509.Certificate]) -> dict[bytes, list[x509.C
 
 
 def _loads(data: bytes) -> object:
+    """Lenient as the member states need (indefinite lengths, duplicate keys), but no semantic tags beyond
+    COSE_Sign1's and CWT's: a tag cbor2 would build an object for (tag 4 over a huge integer costs seconds)
+    is refused at its head, and so are bignums."""
     try:
-        return cbor2.CBORDecoder(io.BytesIO(data), max_depth=MAX_DEPTH).decode()
-    except Exception as exc:  # cbor2 raises several types on junk
-        raise _Stop(Reason.MALFORMED) from exc
+        return strictcbor.loads(data, max_bytes=MAX_INFLATED, tags=_TAGS, indefinite=True, duplicate_keys=True,
+                                max_depth=MAX_DEPTH)
+    except strictcbor.CborError:
+        raise _Stop(Reason.MALFORMED) from None
 
 
 def _is_map(obj: object) -> bool:

@@ -3,11 +3,13 @@
 import dataclasses
 from types import SimpleNamespace
 
+import cbor2
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware.keys import new_authority
+from firmware.store import records, seal
 from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Claims
 
@@ -93,3 +95,67 @@ def test_sealing_twice_gives_different_ciphertexts(seal_setup):
     again = seal_setup.visit.seal(seal_setup.authority.public_key())
     assert again.enc_and_ct != seal_setup.sealed.enc_and_ct
     assert again.open(seal_setup.authority) == seal_setup.sealed.open(seal_setup.authority)
+
+
+# --- a record from a device the custodian cannot see into (issue 15) ---------------------------------
+
+def _wire(*fields) -> bytes:
+    return cbor2.dumps(list(fields))
+
+
+@pytest.mark.parametrize("fields, why", [
+    ((1, bytes(16), "cafe-1", "door-a", -1, b"x"), "ts"),  # a time before 1970
+    ((1, bytes(16), "cafe-1", "door-a", cbor2.CBORTag(2, b"\x01" + bytes(8)), b"x"), "ts"),  # a bignum: 2**64
+    ((1, bytes(16), "cafe-1", "door-a", 1.5, b"x"), "ts"),
+    ((1, bytes(16), "cafe-1", "door-a", cbor2.CBORTag(4, [-2, 10**400]), b"x"), "ts"),
+    ((1, bytes(15), "cafe-1", "door-a", 1, b"x"), "rid"),
+    ((1, bytes(16), "", "door-a", 1, b"x"), "venue"),
+    ((1, bytes(16), "v" * 65, "door-a", 1, b"x"), "venue"),
+    ((1, bytes(16), b"cafe-1", "door-a", 1, b"x"), "venue"),
+    ((True, bytes(16), "cafe-1", "door-a", 1, b"x"), "version"),
+    ((2, bytes(16), "cafe-1", "door-a", 1, b"x"), "version"),
+    ((1, bytes(16), "cafe-1", "door-a", 1, b"x", 0), "record"),
+])
+def test_from_wire_refuses_every_field_out_of_shape(fields, why):
+    with pytest.raises(ValueError, match=why):
+        SealedRecord.from_wire(_wire(*fields))
+
+
+def test_from_wire_takes_one_encoding_only(seal_setup):
+    wire = seal_setup.sealed.wire()
+    wide_ts = wire.replace(cbor2.dumps(NOW + 2), b"\x1b" + (NOW + 2).to_bytes(8, "big"))
+    indefinite = b"\x9f" + wire[1:] + b"\xff"
+    for variant in (wide_ts, indefinite, wire + b"\x00", wire[:-1]):
+        with pytest.raises(ValueError):
+            SealedRecord.from_wire(variant)
+
+
+def test_from_wire_refuses_a_record_over_the_cap_before_reading_it():
+    with pytest.raises(ValueError, match="cap"):
+        SealedRecord.from_wire(_wire(1, bytes(16), "cafe-1", "door-a", 1, bytes(records.MAX_WIRE)))
+
+
+def _resealed(authority, sealed: SealedRecord, plaintext: bytes) -> SealedRecord:
+    aad = seal.aad_for(sealed.rid, sealed.venue, sealed.device)
+    return dataclasses.replace(sealed, enc_and_ct=seal.seal(plaintext, authority.public_key(), aad))
+
+
+@pytest.mark.parametrize("change", [{"iss": b"naver"}, {"iss": ""}, {"kind": "KP2"}, {"cti": "0" * 32},
+                                    {"cti": bytes(15)}, {"v": True}, {"v": 2}, {"extra": 1}, {"iss": None}])
+def test_open_refuses_a_plaintext_that_is_not_a_visit(seal_setup, change):
+    plain = {**seal_setup.sealed.open(seal_setup.authority), **change}
+    bad = _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain))
+    with pytest.raises(records.PlaintextError):
+        bad.open(seal_setup.authority)
+
+
+@pytest.mark.parametrize("plaintext", [b"\xff", cbor2.dumps([1, 2]), cbor2.dumps(cbor2.CBORTag(4, [-2, 10**400]))])
+def test_open_refuses_a_plaintext_that_is_not_cbor_of_a_map(seal_setup, plaintext):
+    with pytest.raises(records.PlaintextError):
+        _resealed(seal_setup.authority, seal_setup.sealed, plaintext).open(seal_setup.authority)
+
+
+def test_open_refuses_a_sealed_envelope_that_is_not_the_clear_one(seal_setup):
+    plain = {**seal_setup.sealed.open(seal_setup.authority), "ts": NOW + 3}
+    with pytest.raises(records.EnvelopeMismatch):
+        _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain)).open(seal_setup.authority)

@@ -242,3 +242,41 @@ def test_zlib_bomb_is_bad_compression_quickly(es_cert):
     assert dcc.inflate(bomb) is None
     assert dcc.inflate(bomb[:-8]) is None  # truncated
     assert dcc.inflate(zlib.compress(os.urandom(100))) is not None
+
+
+class _DecimalSpy:
+    """cbor2 builds tag 4 (a decimal fraction) through decimal.Decimal, looked up when it decodes one."""
+
+    def __init__(self, monkeypatch):
+        import decimal
+
+        self.built = 0
+        real = decimal.Decimal
+        spy = self
+
+        class Counting(real):
+            def __new__(cls, *args, **kw):
+                spy.built += 1
+                return real.__new__(cls, *args, **kw)
+
+        monkeypatch.setattr(decimal, "Decimal", Counting)
+
+
+@pytest.mark.parametrize("where", ["envelope", "protected", "claims"])
+def test_a_tag_4_bomb_in_a_short_qr_is_refused_at_its_head(es_key, es_cert, monkeypatch, where):
+    # 60 KB of 0xff compress to under 100 bytes: a QR of about 190 characters that cost the door 0.4 s.
+    bomb = cbor2.CBORTag(4, [-2, (1 << (8 * 60_000)) - 1])
+    if where == "envelope":
+        cose = cbor2.dumps(bomb)
+    else:
+        good = cbor2.loads(zlib.decompress(base45.b45decode(build(es_key, es_cert)[4:])))
+        items = list(good.value)
+        items[0 if where == "protected" else 2] = cbor2.dumps({1: -7, 4: dcc.kid_of(es_cert), 99: bomb}
+                                                               if where == "protected" else {-260: bomb})
+        cose = cbor2.dumps(cbor2.CBORTag(18, items))
+    text = dcc.PREFIX + base45.b45encode(zlib.compress(cose, 9)).decode("ascii")
+    assert len(text) < 700  # a small QR code (version 15 or so)
+    spy = _DecimalSpy(monkeypatch)
+    result = dcc.verify(text, [es_cert], NOW)
+    assert not result.ok and spy.built == 0
+    assert result.reason in (Reason.MALFORMED, Reason.UNKNOWN_SIGNER, Reason.BAD_SIGNATURE)

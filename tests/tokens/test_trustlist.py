@@ -3,6 +3,7 @@
 import os
 from types import SimpleNamespace
 
+import cbor2
 import pytest
 
 from firmware.errors import TrustListError
@@ -191,3 +192,73 @@ def test_a_list_installed_as_root_belongs_to_the_owner_of_the_state_folder(trust
     TrustStore(trust_setup.state, trust_setup.root.public_key()).install(build(trust_setup, 1), NOW)
     st = (trust_setup.state / FILENAME).stat()
     assert (st.st_uid, st.st_gid) == (4242, 4243)
+
+
+# --- hostile lists (issue 15, finding 1) -------------------------------------------------------------
+
+def _tag4_bomb(digits: int) -> bytes:
+    """Tag 4 (a decimal fraction) over a huge integer: cbor2 builds a Decimal from it in O(n²), holding the GIL."""
+    return cbor2.dumps(cbor2.CBORTag(4, [-2, 10**digits]))
+
+
+class _DecoderSpy:
+    """Counts every CBOR item decoded, whichever module asks cbor2 for it."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        decoder, loads = cbor2.CBORDecoder, cbor2.loads
+
+        def counting(real):
+            def call(*args, **kw):
+                self.calls += 1
+                return real(*args, **kw)
+            return call
+
+        monkeypatch.setattr(cbor2, "CBORDecoder", counting(decoder))
+        monkeypatch.setattr(cbor2, "loads", counting(loads))
+
+
+def test_an_unsigned_list_is_refused_before_any_of_its_cbor_is_decoded(trust_setup, monkeypatch):
+    # The envelope the root signs, with a payload it never signed: the tag-4 bomb of the security review.
+    bomb = _tag4_bomb(20_000)
+    unsigned = cose.sign1(bomb, new_root(trust_setup.tmp / "stranger"), kid_of(trust_setup.root.public_key()))
+    spy = _DecoderSpy(monkeypatch)
+    with pytest.raises(TrustListError, match="signature"):
+        trustlist.parse(unsigned, trust_setup.root.public_key())
+    assert spy.calls == 0
+
+
+def test_a_list_in_a_layout_the_root_never_writes_is_refused_undecoded(trust_setup, monkeypatch):
+    loose = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: -8, 4: kid_of(trust_setup.root.public_key())}), {},
+                                           _tag4_bomb(20_000), bytes(64)]), canonical=False)
+    padded = loose[:1] + b"\x98\x04" + loose[2:]  # the same array with a wide head
+    spy = _DecoderSpy(monkeypatch)
+    for data in (padded, cbor2.dumps(cbor2.CBORTag(4, [-2, 10**1000]))):
+        with pytest.raises(TrustListError, match="COSE_Sign1"):
+            trustlist.parse(data, trust_setup.root.public_key())
+    assert spy.calls == 0
+
+
+@pytest.mark.parametrize("tag", [0, 1, 2, 3, 4, 5, 24, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
+                                 1004, 43000, 55799, 18, 61, 2**32])
+def test_a_signed_payload_holding_any_semantic_tag_is_refused(trust_setup, tag):
+    payload = cbor2.loads(cose.parse_eddsa_sign1(build(trust_setup, 1)).payload)
+    payload["issued_at"] = cbor2.CBORTag(tag, 1)
+    signed = cose.sign1(cbor2.dumps(payload), trust_setup.root, kid_of(trust_setup.root.public_key()))
+    with pytest.raises(TrustListError, match=f"semantic tag {tag} "):
+        trustlist.parse(signed, trust_setup.root.public_key())
+
+
+def test_a_list_of_64_kib_and_more_reads_by_position_too(trust_setup):
+    revoked = [os.urandom(8) for _ in range(8000)]  # about 80 KB: the payload's length needs a 4-byte head
+    raw = build(trust_setup, 2, revoked=revoked)
+    assert raw[17] == 0x5A
+    assert trustlist.parse(raw, trust_setup.root.public_key()).revoked == frozenset(revoked)
+
+
+def test_a_list_past_one_mib_is_refused_before_its_signature_is_checked(trust_setup, monkeypatch):
+    raw = build(trust_setup, 2, revoked=[os.urandom(8) for _ in range(120_000)])
+    assert len(raw) > trustlist.MAX_BYTES
+    monkeypatch.setattr(cose.Sign1, "verify", lambda *a: pytest.fail("verified a list over the cap"))
+    with pytest.raises(TrustListError, match="1 MiB"):
+        trustlist.parse(raw, trust_setup.root.public_key())

@@ -10,7 +10,9 @@ daemon holds the camera and the pins while it runs: stop it first
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,14 +89,18 @@ def check_camera(cfg: config.Config) -> Result:
 def check_store(cfg: config.Config) -> Result:
     """A write, an fsynced commit and a read back on the card, beside the real store; then its integrity."""
     state = Path(cfg.device.state_dir)
-    probe = state / "selftest.db"
     payload = os.urandom(4096)
     try:
-        db = sqlite3.connect(probe, isolation_level=None)
+        # Run as root in the daemon's folder: a fresh folder of root's own with a random name,
+        # so no name the daemon's user could have planted a symbolic link at is ever opened.
+        probe_dir = Path(tempfile.mkdtemp(prefix=".selftest-", dir=state))
+    except OSError as exc:
+        return Result("store", False, f"cannot write to {state}: {exc.strerror}")
+    try:
+        db = sqlite3.connect(probe_dir / "probe.db", isolation_level=None)
         try:
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("CREATE TABLE IF NOT EXISTS probe (v BLOB)")
-            db.execute("DELETE FROM probe")
+            db.execute("CREATE TABLE probe (v BLOB)")
             db.execute("INSERT INTO probe VALUES (?)", (payload,))
             back = db.execute("SELECT v FROM probe").fetchone()[0]
         finally:
@@ -102,8 +108,7 @@ def check_store(cfg: config.Config) -> Result:
     except sqlite3.Error as exc:
         return Result("store", False, f"cannot write to {state}: {exc}")
     finally:
-        for suffix in ("", "-journal"):
-            Path(f"{probe}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(probe_dir, ignore_errors=True)
     if back != payload:
         return Result("store", False, f"{state}: what was read back is not what was written")
     try:

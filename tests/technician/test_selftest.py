@@ -22,7 +22,18 @@ def test_every_check_passes_on_a_whole_device(tmp_path, world, pins, broker):
         assert changes(pins.log, led) == [True, False], led
     assert any(e[0] == "GPIO18" and e[1] == "Hz" for e in pins.log)  # the buzzer sounded
     assert "640x480" in results[1].detail and f"127.0.0.1:{broker.port}: connected" in results[4].detail
-    assert not (tmp_path / "state" / "selftest.db").exists()  # the probe leaves nothing behind
+    assert list((tmp_path / "state").iterdir()) == []  # the probe leaves nothing behind
+
+
+def test_the_store_probe_never_opens_a_name_the_daemons_user_could_have_planted(tmp_path, world):
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", tmp_path / "frames"))
+    (tmp_path / "state").mkdir()
+    victim = tmp_path / "empty-file-of-roots"  # SQLite would make a database of an empty file
+    victim.touch()
+    for name in ("selftest.db", "selftest.db-journal", "probe.db"):
+        (tmp_path / "state" / name).symlink_to(victim)
+    assert selftest.check_store(cfg).ok
+    assert victim.read_bytes() == b""
 
 
 def test_failures_are_named_and_the_exit_status_says_so(tmp_path, world, capsys, monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from firmware import credentials, keys
-from firmware.clock import ClockSync
+from firmware.clock import ClockGuard, ClockSync
 from firmware.config import Config
 from firmware.errors import StorageError
 from firmware.events import Decision, EventLog
@@ -32,7 +32,8 @@ from firmware.scanner.sources.opencv import OpenCvSource
 from firmware.scanner.sources.picamera import PicameraSource
 from firmware.scanner.sources.replay import ReplaySource
 from firmware.stats import Stats
-from firmware.store.buffer import SqliteRecordStore
+from firmware.store.buffer import CorruptStore, SqliteRecordStore, kept_aside, set_aside
+from firmware.store.marks import CLOCK, Mark
 from firmware.tokens.dcc_verifier import DccVerifier
 from firmware.tokens.kp1 import Verifier
 from firmware.tokens.verifier import TokenVerifier
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_S = 5.0  # clock and trust list (also checked on every decision); delivered bytes scrubbed
 PURGE_S = 3600.0  # 28-day retention
+REOPEN_S = 2.0  # a store that cannot be opened is tried again this often, the watchdog fed meanwhile
 
 
 def make_source(config: Config):
@@ -84,6 +86,39 @@ def low_space(folder: Path, min_free_mb: int, faults: Faults) -> None:
         faults.set("storage_low", f"{free_mb} MiB free on the card (device.min_free_mb = {min_free_mb})")
     else:
         faults.clear("storage_low")
+
+
+def open_store(path: Path, faults: Faults, stop: threading.Event, waiting: Callable[[], None]):
+    """The sealed store, never a crash loop: a corrupt one is set aside for a technician and a new one made
+    in its place; one that cannot be opened at all (an unreadable card, a folder where the file should be)
+    is the storage fault, shown while opening is tried again every REOPEN_S, `waiting` called meanwhile
+    (the daemon is up and says why it cannot scan). None when stopped first."""
+    while True:
+        try:
+            return SqliteRecordStore(path)
+        except CorruptStore as exc:
+            try:
+                aside = set_aside(path)
+            except OSError as moved:
+                faults.set("storage", f"{exc}; and it cannot be set aside: {moved.strerror}")
+            else:
+                logger.error("%s; kept aside as %s, a new store made in its place", exc, aside.name)
+                continue
+        except StorageError as exc:
+            faults.set("storage", str(exc))
+        waiting()
+        if stop.wait(REOPEN_S):
+            return None
+
+
+def corrupt_stores(path: Path, faults: Faults) -> None:
+    """A store set aside stays a fault until a technician has dealt with it: its visits may be undelivered."""
+    aside = kept_aside(path)
+    if aside:
+        faults.set("store_corrupt", f"a corrupt store was set aside as {', '.join(p.name for p in aside)}: copy it "
+                                    "off for recovery (its visits may not have been delivered), then remove it")
+    else:
+        faults.clear("store_corrupt")
 
 
 def _background(name: str, target: Callable[[], None], failed: threading.Event, stop: threading.Event):
@@ -143,43 +178,63 @@ def run(
                 drain.wake(status=True)
 
         faults = Faults(faults_changed)
-        store = SqliteRecordStore(state_dir / "visits.db")
-        stack.callback(store.close)
         trust = TrustStore(state_dir, root)
         if config.trust.list is not None:
             trust.offer(config.trust.list.read_bytes(), time.time())
+        guard = ClockGuard(clock or ClockSync(require=config.clock.require_sync), Mark(state_dir / CLOCK))
+        readiness = Readiness(guard, trust, faults, authority)
+        store: SqliteRecordStore | None = None
+        uplink: MqttUplink | None = None
+
+        def snapshot() -> dict:
+            return status.snapshot(stats, store, faults, trust, guard.sync, uplink, camera)
+
+        def write_status() -> None:
+            try:
+                status.write_file(Path(dev.runtime_dir) / status.FILE, snapshot())
+            except OSError as exc:  # only `qrgate status` reads it: worth a warning, not a fault
+                logger.warning("cannot write %s: %s", dev.runtime_dir, exc.strerror)
+
+        def store_waiting() -> None:
+            readiness.blocking(time.time())
+            write_status()
+            notifier.ready(f"fault: {', '.join(sorted(faults.active()))}")  # up, amber, saying why
+            notifier.alive()
+
+        store = open_store(state_dir / "visits.db", faults, stop, store_waiting)
+        if store is None:
+            return stats
+        stack.callback(store.close)
+        faults.clear("storage")
+        corrupt_stores(store.path, faults)
         if config.events.path is not None:
             log = EventLog(config.events.path)
             stack.callback(log.close)
             listeners.append(log)
 
-        clock = clock or ClockSync(require=config.clock.require_sync)
-        readiness = Readiness(clock, trust, faults)
-
-        def snapshot() -> dict:
-            return status.snapshot(stats, store, faults, trust, clock, uplink, camera)
-
         def housekeeping() -> None:
             last_purge = -PURGE_S
             while not stop.is_set():
                 readiness.blocking(time.time())
-                try:
-                    status.write_file(Path(dev.runtime_dir) / status.FILE, snapshot())
-                except OSError as exc:  # only `qrgate status` reads it: worth a warning, not a fault
-                    logger.warning("cannot write %s: %s", dev.runtime_dir, exc.strerror)
+                write_status()
                 try:
                     store.scrub()
-                    if time.monotonic() - last_purge >= PURGE_S:
+                    # Purging waits for a clock the door may judge on: a jump would wipe the store.
+                    if readiness.clock_problem is None and time.monotonic() - last_purge >= PURGE_S:
                         last_purge = time.monotonic()
                         purged = store.purge(int(time.time()))
                         if purged:
                             logger.info("purged %d records older than 28 days", purged)
                 except StorageError as exc:  # a full or failing card: loud, and tried again
                     faults.set("storage", str(exc))
+                try:
+                    guard.keep()
+                except OSError as exc:
+                    faults.set("storage", f"cannot keep the clock mark: {exc.strerror}")
+                corrupt_stores(store.path, faults)
                 low_space(state_dir, dev.min_free_mb, faults)
                 stop.wait(CHECK_S)
 
-        uplink: MqttUplink | None = None
         if config.mqtt.enabled:
             m = config.mqtt
             uplink = MqttUplink(

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from firmware import __version__, keys
 from firmware.errors import QrgateError
 from firmware.logs import setup_logging
@@ -75,12 +77,16 @@ def cmd_trust_build(args) -> int:
     issuers = [keys.load_issuer(d) for d in args.issuer]
     dsc = [load_certificate(p).public_bytes(Encoding.DER) for p in args.dsc]
     revoked = [_kid(k) for k in args.revoke]
+    authority = [keys.load_authority_public(p) for p in args.authority_key]
     if not issuers and not dsc:
         raise QrgateError("a trust list needs at least one --issuer or --dsc")
+    if not authority:
+        raise QrgateError("a trust list needs at least one --authority-key: devices seal visits only to a key "
+                          "the list vouches for")
     if args.seq < 1 or args.valid_days < 1 or args.issuer_valid_days < 1:
         raise QrgateError("--seq, --valid-days and --issuer-valid-days must be 1 or more")
     data = trustlist.build(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked,
-                           issuer_valid_days=args.issuer_valid_days, dsc=dsc)
+                           issuer_valid_days=args.issuer_valid_days, dsc=dsc, authority=authority)
     write_atomic(args.out, data)
     print(json.dumps(_describe(trustlist.parse(data, root.public_key()), time.time())))
     return 0
@@ -108,6 +114,9 @@ def _describe(tl, now: float) -> dict:
                     for i in tl.issuers.values()],
         "revoked": sorted(k.hex() for k in tl.revoked),
         "dsc": [_describe_signer(kid, cert, now) for kid, certs in tl.dcc_signers.items() for cert in certs],
+        "authority": [{"fingerprint": keys.fingerprint(X25519PublicKey.from_public_bytes(a.key)), "alg": a.alg,
+                       "not_before": iso(a.not_before), "not_after": iso(a.not_after), "valid_now": a.valid(now)}
+                      for a in tl.authority],
     }
 
 
@@ -290,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--issuer", action="append", default=[], type=Path, help="a KP1 issuer folder (repeatable)")
     s.add_argument("--dsc", action="append", default=[], type=Path, metavar="CERT",
                    help="an EU DCC document signer certificate, PEM or DER, or a `qrgate dcc signer new` folder")
+    s.add_argument("--authority-key", action="append", default=[], type=Path, metavar="PUB",
+                   help="a health authority public key (authority.pub) devices may seal to (repeatable; at least one)")
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")

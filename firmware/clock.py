@@ -24,9 +24,13 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from firmware.utc import iso
 
 logger = logging.getLogger(__name__)
 
@@ -66,3 +70,74 @@ class ClockSync:
     def trusted(self) -> bool:
         """May expiry be judged on this clock?"""
         return not self.require or self.synchronised()
+
+
+CLOCK_NOT_SYNCHRONISED = "clock_not_synchronised"
+CLOCK_STEPPED_BACK = "clock_stepped_back"
+CLOCK_JUMPED = "clock_jumped"
+SLACK_S = 5  # what either check forgives: the skew a token's own window already allows
+KEEP_EVERY_S = 60  # how far the mark may run ahead of its file (a card is not written every second)
+
+
+class ClockGuard:
+    """May the door judge, and purge, on the wall clock now? Synchronised (or trusted by config), and consistent.
+
+    Consistent means two things the synchronisation flags cannot see:
+    - not behind a persisted high-water mark, the latest time the device has
+      judged on. A clock stepped back past it could make a used token new
+      again, its "already seen" hash having been dropped at the later time;
+    - not jumped forward while unsynchronised: the wall clock ran ahead of the
+      monotonic clock between two readings by more than SLACK_S. A jump of
+      over 28 days would otherwise purge every undelivered record. It holds
+      until the clock is synchronised, or a technician restarts the daemon
+      (which then takes the new time as it is).
+    The mark only moves on a consistent reading, so a wrong time never raises
+    it; a mark that is itself wrong (NTP that lied) keeps the door amber until
+    the clock passes it, or until a technician removes the mark's file with
+    the daemon stopped (the fault says which file).
+    """
+
+    def __init__(self, sync: ClockSync, mark, monotonic: Callable[[], float] = time.monotonic):
+        self.sync, self.mark, self._monotonic = sync, mark, monotonic
+        self.high = self._kept = mark.read()
+        self._last: tuple[float, float] | None = None  # (wall, monotonic) at the last reading
+        self._jumped = False
+        self._lock = threading.Lock()
+
+    def problem(self, now: float) -> str | None:
+        """None when the clock may be believed at `now`; else the reason, by name."""
+        if not self.sync.trusted():
+            return CLOCK_NOT_SYNCHRONISED
+        synchronised = self.sync.synchronised()
+        with self._lock:
+            mono = self._monotonic()
+            if synchronised:
+                self._jumped = False
+            elif self._last is not None and (now - self._last[0]) - (mono - self._last[1]) > SLACK_S:
+                self._jumped = True
+            self._last = (now, mono)
+            if self._jumped:
+                return CLOCK_JUMPED
+            if now < self.high - SLACK_S:
+                return CLOCK_STEPPED_BACK
+            self.high = max(self.high, int(now))
+            return None
+
+    def describe(self, problem: str) -> str:
+        """The fault's message: stable while the problem lasts (it is logged on every change)."""
+        if problem == CLOCK_NOT_SYNCHRONISED:
+            return "system clock not synchronised (no NTP since boot)"
+        if problem == CLOCK_JUMPED:
+            return ("the clock jumped forward while not synchronised: judging and purging wait for NTP "
+                    "(or a restart, which takes the new time as it is)")
+        return (f"the clock is behind {iso(self.high)}, a time this device has already judged on: it stepped back; "
+                f"judging and purging wait until it passes (if that mark is wrong, stop qrgate and remove "
+                f"{self.mark.path})")
+
+    def keep(self) -> None:
+        """Persist the mark when it has moved on by KEEP_EVERY_S (housekeeping's call). Raises OSError."""
+        with self._lock:
+            high = self.high
+        if high >= self._kept + KEEP_EVERY_S:
+            self.mark.raise_to(high)
+            self._kept = high

@@ -44,11 +44,11 @@ def _visitors(world: Path, start: int) -> list[Visitor]:
     issuers = {name: keys.new_issuer(name, world / f"issuer-{name}") for name in ("naver", "kakao", "pass")}
     rogue = keys.new_issuer("rogue", world / "rogue")  # a key nobody trusts
     root = keys.new_root(world / "root")
-    keys.new_authority(world / "authority")
+    authority = keys.new_authority(world / "authority")
     # A test document signer for EU DCCs (vaccination passes), trusted by the same list.
     signer = dcc_issuer.new_signer(world / "dsc-KR", country="KR")
     (world / "trustlist.cose").write_bytes(trustlist.build(root, issuers.values(), seq=1, issued_at=start,
-                                                           dsc=[signer.der]))
+                                                           dsc=[signer.der], authority=[authority.public_key()]))
 
     def token(name: str, at: float, **kw) -> str:
         # Minted as the phone app does, a moment before the visitor reaches the camera.

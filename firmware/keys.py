@@ -31,6 +31,12 @@ def kid_of(key: Ed25519PublicKey) -> bytes:
     return hashlib.sha256(raw_public(key)).digest()[:8]
 
 
+def fingerprint(key: X25519PublicKey | Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public key in groups of four hex digits: what a technician reads back over the phone."""
+    digest = hashlib.sha256(raw_public(key)).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
 def write_private(path: Path, key: Ed25519PrivateKey | X25519PrivateKey) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -1,35 +1,40 @@
-"""May the door judge tokens at all? Only on a trusted clock and with a trust list in force.
+"""May the door judge tokens at all? Only on a clock it may believe, with a trust list in force that
+vouches for the key visits are sealed to.
 
-When either is missing the device shows the fault pattern (DESIGN promise 6)
+When any is missing the device shows the fault pattern (DESIGN promise 6)
 and answers every scan with the fault and its reason: a red would blame the
-visitor for the device's state, and a green would be judged on a guess.
-Checked on every decision and periodically, so amber shows with no one at the
-door; each check first adopts a trust list a technician installed meanwhile.
+visitor for the device's state, and a green would be judged on a guess or
+sealed to a key the health authority never vouched for. Checked on every
+decision and periodically, so amber shows with no one at the door; each check
+first adopts a trust list a technician installed meanwhile.
 """
 
 from __future__ import annotations
 
-from firmware.clock import ClockSync
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from firmware import keys
+from firmware.clock import ClockGuard
 from firmware.faults import Faults
 from firmware.trust import TrustStore
 
-CLOCK_NOT_SYNCHRONISED = "clock_not_synchronised"
 NO_TRUST_LIST = "no_trust_list"
 TRUST_LIST_EXPIRED = "trust_list_expired"
+AUTHORITY_KEY_NOT_LISTED = "authority_key_not_listed"
 
 
 class Readiness:
-    def __init__(self, clock: ClockSync, trust: TrustStore, faults: Faults):
-        self.clock, self.trust, self.faults = clock, trust, faults
+    def __init__(self, clock: ClockGuard, trust: TrustStore, faults: Faults, authority: X25519PublicKey):
+        self.clock, self.trust, self.faults, self.authority = clock, trust, faults, authority
+        self.clock_problem: str | None = None  # from the last check: purging waits while there is one
 
     def blocking(self, now: float) -> str | None:
         """Bring the faults up to date; return the reason that blocks judgement now, or None."""
-        blocked = None
-        if self.clock.trusted():
+        self.clock_problem = blocked = self.clock.problem(now)
+        if blocked is None:
             self.faults.clear("clock")
         else:
-            self.faults.set("clock", "system clock not synchronised (no NTP since boot)")
-            blocked = CLOCK_NOT_SYNCHRONISED
+            self.faults.set("clock", self.clock.describe(blocked))
         self.trust.refresh()
         current = self.trust.current()
         if current is None:
@@ -40,4 +45,10 @@ class Readiness:
             blocked = blocked or TRUST_LIST_EXPIRED
         else:
             self.faults.clear("trust_list")
+        if current is not None and not current.names_authority(self.authority, now):
+            self.faults.set("authority_key", f"the trust list (seq {current.seq}) does not vouch for the authority "
+                                             f"key visits would be sealed to ({keys.fingerprint(self.authority)})")
+            blocked = blocked or AUTHORITY_KEY_NOT_LISTED
+        else:
+            self.faults.clear("authority_key")
         return blocked

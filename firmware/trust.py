@@ -4,6 +4,9 @@ Installing refuses, with a reason and keeping the old list: a bad signature, a
 different root, a seq not strictly higher (no rollback), a list past not_after.
 The daemon and a technician's `qrgate trust install` share the file: the
 daemon's `refresh` adopts a list written by the other process, under the same rules.
+No rollback outlives the file either: the newest seq ever held is also kept as a
+mark (store.marks), and a list older than it is refused even when no list is in
+force (the kept file was lost, deleted, or put back by hand).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.errors import TrustListError
+from firmware.store.marks import TRUST_SEQ, Mark
 from firmware.store.statefiles import write_atomic
 from firmware.tokens import trustlist
 from firmware.tokens.trustlist import TrustList
@@ -28,6 +32,7 @@ class TrustStore:
     def __init__(self, state_dir: Path, root: Ed25519PublicKey):
         self.path = Path(state_dir) / FILENAME
         self.root = root
+        self.mark = Mark(Path(state_dir) / TRUST_SEQ)
         self._lock = threading.Lock()
         self._current: TrustList | None = None
         self._seen_file: tuple | None = None
@@ -54,11 +59,17 @@ class TrustStore:
         except (OSError, TrustListError) as exc:
             logger.error("kept trust list %s is unusable: %s", self.path, exc)
             return
+        held = self.mark.read()
+        if new.seq < held:
+            logger.error("kept trust list %s is seq %d, older than seq %d this device has held: refused",
+                         self.path, new.seq, held)
+            return
         with self._lock:
             old = self._current
             if old is not None and new.seq <= old.seq:
                 return  # our own write, or an older list put back by hand: keep the newer
             self._current = new
+        self._raise_mark(new.seq)
         logger.info("trust list seq %d in force (%d issuers, %d revoked, %d DCC signers)", new.seq, len(new.issuers),
                     len(new.revoked), len(new.dsc))
 
@@ -72,6 +83,9 @@ class TrustStore:
                 raise TrustListError(f"trust list seq {new.seq} is past its not_after")
             if old is not None and new.seq <= old.seq:
                 raise TrustListError(f"trust list seq {new.seq} is not higher than the installed seq {old.seq}")
+            held = self.mark.read()
+            if new.seq < held:
+                raise TrustListError(f"trust list seq {new.seq} is older than seq {held}, which this device has held")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 write_atomic(self.path, data, owner_of=self.path.parent)
@@ -79,9 +93,16 @@ class TrustStore:
                 raise TrustListError(f"cannot write {self.path}: {exc.strerror}") from None
             self._current = new
             self._seen_file = None  # our own write: the next refresh reads it back and keeps it
+        self._raise_mark(new.seq)
         logger.info("trust list seq %d installed (%d issuers, %d revoked, %d DCC signers)", new.seq, len(new.issuers),
                     len(new.revoked), len(new.dsc))
         return new
+
+    def _raise_mark(self, seq: int) -> None:
+        try:
+            self.mark.raise_to(seq)
+        except OSError as exc:  # the list file itself still holds the seq while it is there
+            logger.error("cannot keep trust list seq %d as a mark in %s: %s", seq, self.mark.path, exc.strerror)
 
     def offer(self, data: bytes, now: float) -> bool:
         """Install if acceptable; a refusal is logged, not raised (a list arriving over MQTT)."""

@@ -22,7 +22,8 @@ DATA = Path(__file__).parent / "data"
 
 @dataclass
 class World:
-    """Two trusted issuers, a DCC document signer, a rogue key, the root, the authority and a trust list (seq 1)."""
+    """Two trusted issuers, a DCC document signer, a rogue key, the root, the authority and a trust list (seq 1)
+    that names them all."""
 
     dir: Path
     naver: keys.Issuer
@@ -32,6 +33,12 @@ class World:
     authority_dir: Path
     trust_file: Path
     dsc: dcc_issuer.Signer
+
+    def trust_list(self, issuers: list[keys.Issuer], seq: int, issued_at: int | None = None, **kw) -> bytes:
+        """Another list from the world's root, naming the world's authority key."""
+        return trustlist.build(keys.load_root(self.root_dir), issuers, seq=seq,
+                               issued_at=int(time.time()) if issued_at is None else issued_at,
+                               authority=[keys.load_authority_public(self.authority_dir)], **kw)
 
     def mint_dcc(self, at: float | None = None, **kw) -> str:
         """An EU DCC (a vaccination by default) signed by the trusted document signer."""
@@ -82,10 +89,11 @@ def world(tmp_path: Path) -> World:
     kakao = keys.new_issuer("kakao", d / "kakao")
     rogue = keys.new_issuer("rogue", d / "rogue")
     root = keys.new_root(d / "root")
-    keys.new_authority(d / "authority")
+    authority = keys.new_authority(d / "authority")
     dsc = dcc_issuer.make_signer("KR")
     trust_file = d / "trustlist.cose"
-    trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time()), dsc=[dsc.der]))
+    trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time()), dsc=[dsc.der],
+                                           authority=[authority.public_key()]))
     return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file, dsc)
 
 

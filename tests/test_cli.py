@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from firmware import keys
+
 QRGATE = str(Path(sys.executable).parent / "qrgate")
 
 
@@ -31,7 +33,7 @@ def cli_world(tmp_path: Path) -> Path:
     qrgate("issuer", "new", "--name", "stranger", "--out", str(tmp_path / "stranger"))
     qrgate("root", "new", "--out", str(tmp_path / "root"))
     qrgate("authority", "new", "--out", str(tmp_path / "authority"))
-    qrgate("trust", "build", "--root", str(tmp_path / "root"), "--issuer", str(tmp_path / "naver"),
+    qrgate("trust", "build", "--root", str(tmp_path / "root"), "--authority-key", str(tmp_path / "authority"), "--issuer", str(tmp_path / "naver"),
            "--issuer", str(tmp_path / "kakao"), "--seq", "1", "--out", str(tmp_path / "trust.cose"))
     return tmp_path
 
@@ -108,7 +110,7 @@ def device(cli_world, tmp_path) -> Path:
 
 def build(cli_world: Path, seq: int, *extra: str) -> Path:
     out = cli_world / f"t{seq}.cose"
-    qrgate("trust", "build", "--root", str(cli_world / "root"), "--issuer", str(cli_world / "naver"),
+    qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"), "--issuer", str(cli_world / "naver"),
            "--issuer", str(cli_world / "kakao"), "--seq", str(seq), "--out", str(out), *extra)
     return out
 
@@ -132,17 +134,17 @@ def _bad_signature(cli_world):
 def _other_root(cli_world):
     qrgate("root", "new", "--out", str(cli_world / "other-root"))
     out = cli_world / "other.cose"
-    qrgate("trust", "build", "--root", str(cli_world / "other-root"), "--issuer", str(cli_world / "naver"),
+    qrgate("trust", "build", "--root", str(cli_world / "other-root"), "--authority-key", str(cli_world / "authority"), "--issuer", str(cli_world / "naver"),
            "--seq", "9", "--out", str(out))
     return out
 
 
 def _expired(cli_world):
-    from firmware import keys
     from firmware.tokens import trustlist
 
     old = int(time.time()) - 60 * 86400
-    data = trustlist.build(keys.load_root(cli_world / "root"), [], seq=9, issued_at=old, valid_days=30)
+    data = trustlist.build(keys.load_root(cli_world / "root"), [], seq=9, issued_at=old, valid_days=30,
+                           authority=[keys.load_authority_public(cli_world / "authority")])
     (cli_world / "expired.cose").write_bytes(data)
     return cli_world / "expired.cose"
 
@@ -167,6 +169,8 @@ def test_trust_show_lists_issuers_and_revocations(cli_world, device):
     assert shown["seq"] == 7 and shown["expired"] is False and shown["revoked"] == [kakao]
     assert sorted(i["iss"] for i in shown["issuers"]) == ["kakao", "naver"]
     assert all(i["valid_now"] for i in shown["issuers"])
+    authority = keys.fingerprint(keys.load_authority_public(cli_world / "authority"))
+    assert [(a["fingerprint"], a["valid_now"]) for a in shown["authority"]] == [(authority, True)]
 
 
 def test_a_revoked_issuer_key_rejects_its_tokens(cli_world):
@@ -179,7 +183,7 @@ def test_a_revoked_issuer_key_rejects_its_tokens(cli_world):
 
 @pytest.mark.parametrize("kid", ["xyz", "00" * 7, "00" * 9])
 def test_trust_build_refuses_a_malformed_kid(cli_world, kid):
-    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--issuer", str(cli_world / "naver"),
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"), "--issuer", str(cli_world / "naver"),
                   "--seq", "1", "--revoke", kid, "--out", str(cli_world / "x.cose"), ok=False)
     assert proc.returncode == 2 and "16 hex digits" in proc.stderr
 
@@ -211,7 +215,7 @@ def test_bench_verify_prints_side_by_side_figures():
 def test_a_test_signers_dccs_verify_against_a_trust_list_naming_it(cli_world, device):
     signer = json.loads(qrgate("dcc", "signer", "new", "--out", str(cli_world / "dsc"), "--country", "KR").stdout)
     trust = cli_world / "dcc-trust.cose"
-    qrgate("trust", "build", "--root", str(cli_world / "root"), "--dsc", str(cli_world / "dsc" / "dsc.pem"),
+    qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"), "--dsc", str(cli_world / "dsc" / "dsc.pem"),
            "--seq", "3", "--out", str(trust))
     mint = lambda *a: qrgate("dcc", "mint", "--signer", str(cli_world / "dsc"), *a).stdout.strip()  # noqa: E731
     png = cli_world / "dcc.png"
@@ -234,10 +238,13 @@ def test_dcc_tools_refuse_bad_arguments_with_a_reason(cli_world):
     qrgate("dcc", "signer", "new", "--out", str(cli_world / "d"))
     proc = qrgate("dcc", "mint", "--signer", str(cli_world / "d"), "--type", "t", "--doses", "1/2", ok=False)
     assert proc.returncode == 2 and "--doses is N/M" in proc.stderr
-    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--seq", "1", "--out",
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"), "--seq", "1", "--out",
                   str(cli_world / "x.cose"), ok=False)
     assert proc.returncode == 2 and "at least one --issuer or --dsc" in proc.stderr
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--issuer", str(cli_world / "naver"),
+                  "--seq", "1", "--out", str(cli_world / "x.cose"), ok=False)
+    assert proc.returncode == 2 and "at least one --authority-key" in proc.stderr
     (cli_world / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
-    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--dsc", str(cli_world / "junk.pem"),
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"), "--dsc", str(cli_world / "junk.pem"),
                   "--seq", "1", "--out", str(cli_world / "x.cose"), ok=False)
     assert proc.returncode == 2 and "is not an X.509 certificate" in proc.stderr

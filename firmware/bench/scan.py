@@ -90,8 +90,9 @@ def _world(folder: Path) -> Path:
 
     issuers = [keys.new_issuer(name, folder / name) for name in ("naver", "kakao", "pass")]
     root = keys.new_root(folder / "root")
-    keys.new_authority(folder / "authority")
-    (folder / "trustlist.cose").write_bytes(trustlist.build(root, issuers, seq=1, issued_at=int(time.time())))
+    authority = keys.new_authority(folder / "authority")
+    (folder / "trustlist.cose").write_bytes(trustlist.build(root, issuers, seq=1, issued_at=int(time.time()),
+                                                            authority=[authority.public_key()]))
     return folder
 
 

@@ -23,6 +23,7 @@ from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.dedupe import Dedupe
 from firmware.scanner.frames import Frame
 from firmware.stats import Stats
+from firmware.tokens.verdict import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ class ScanLoop:
         except Exception:  # never crash the loop on one visitor; never green either
             logger.exception("deciding a code failed")
             answer = Answer(None, patterns.FAULT, "internal_error")
-        green = answer.verdict is not None and answer.verdict.green
-        self.feedback.show(answer.pattern, door=green and self.door)
+        # The door opens for a new visit only: a token already checked in is let in once, not again and again.
+        new_visit = answer.verdict is not None and answer.verdict.kind is Kind.ACCEPTED
+        self.feedback.show(answer.pattern, door=new_visit and self.door)
         latency = (time.monotonic() - frame_t) * 1000
         self.stats.answered(f"{answer.label}:{answer.reason}" if answer.reason else answer.label, frame_t, latency)
         decision = Decision(

@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -25,6 +26,11 @@ from firmware.store.records import SealedRecord
 logger = logging.getLogger(__name__)
 
 RETENTION_S = 28 * 86400
+ASIDE = ".corrupt-"  # visits.db.corrupt-20261202T051500Z: a store found corrupt, kept for a technician
+
+
+class CorruptStore(StorageError):
+    """The store's file is not a sound SQLite database (SQLITE_CORRUPT, SQLITE_NOTADB, a failed quick_check)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (rid BLOB PRIMARY KEY, ts INTEGER NOT NULL, wire BLOB NOT NULL);
@@ -47,9 +53,26 @@ class SqliteRecordStore:
             # Deleted records are overwritten with zeros, not left readable in free pages.
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise CorruptStore(f"the store {self.path} fails its integrity check: {check}")
             self._seen_key = self._device_secret()
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the store {self.path}: {exc}") from None
+            self._close_quietly()
+            kind = CorruptStore if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") \
+                else StorageError
+            raise kind(f"cannot open the store {self.path}: {exc}") from None
+        except CorruptStore:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
 
     def _device_secret(self) -> bytes:
         """A device-local key for hashing token ids: the card keeps no token id in clear."""
@@ -168,6 +191,25 @@ class SqliteRecordStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def set_aside(path: Path, now: float | None = None) -> Path:
+    """Move a corrupt store (and its -wal and -shm) out of the way, under a name that says when; returns it."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    aside = path.with_name(f"{path.name}{ASIDE}{stamp}")
+    for suffix in ("-wal", "-shm", ""):  # the database last: a crash midway leaves it where it was
+        try:
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+        except FileNotFoundError:
+            pass
+    return aside
+
+
+def kept_aside(path: Path) -> list[Path]:
+    """Stores set aside beside `path` that a technician has not dealt with yet."""
+    path = Path(path)
+    return sorted(p for p in path.parent.glob(f"{path.name}{ASIDE}*") if not p.name.endswith(("-wal", "-shm")))
 
 
 def inspect(path: Path) -> dict:

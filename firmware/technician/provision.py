@@ -3,7 +3,7 @@
 Three modes:
 
 - `qrgate provision --venue ID --broker mqtts://HOST[:PORT] --ca FILE --authority-key FILE --root-key FILE
-  --trust FILE [--device ID] [--etc DIR] [--state-dir DIR]` checks every input first (ids, the URL, the
+  --trust FILE --device ID [--etc DIR] [--state-dir DIR]` checks every input first (ids, the URL, the
   custodian CA, the authority and root public keys, the trust list against that root), and only then
   installs copies of the CA, keys and trust list in the config folder, makes the device key if there is
   none (ECDSA P-256, on the device, mode 0600 in a 0700 folder; an existing key is kept), writes a CSR for
@@ -29,7 +29,6 @@ import ipaddress
 import json
 import os
 import re
-import socket
 import sys
 import time
 import tomllib
@@ -97,14 +96,6 @@ def topic_level(value: str, option: str) -> str:
         raise QrgateError(f"{option} {value!r}: an id is 1-64 letters, digits, '.', '_' or '-' "
                           "(it is an MQTT topic level and part of the certificate's CN)")
     return value
-
-
-def default_device() -> str:
-    name = socket.gethostname()
-    if not config.TOPIC_LEVEL.fullmatch(name):
-        raise QrgateError(f"this machine's hostname {name!r} is not a usable device id "
-                          "(1-64 letters, digits, '.', '_' or '-'): give --device ID")
-    return name
 
 
 @dataclass(frozen=True)
@@ -463,7 +454,9 @@ def _check_identity(loaded: config.Loaded, venue: str, device: str, tmp: Path) -
 
 PROVISION_ONLY = ("venue", "device", "broker", "ca", "authority_key", "root_key", "trust", "state_dir",
                   "insecure_no_tls")
-REQUIRED = ("venue", "broker", "authority_key", "root_key", "trust")
+# --device has no default: every image has the same hostname, and two devices of one name take over each
+# other's broker session and topics.
+REQUIRED = ("venue", "device", "broker", "authority_key", "root_key", "trust")
 
 
 def _option(dest: str) -> str:
@@ -482,7 +475,7 @@ def provision(args: argparse.Namespace) -> int:
     now, now_ts = _now()
     layout = Layout(Path(args.etc).absolute())
     venue = topic_level(args.venue, "--venue")
-    device = topic_level(args.device, "--device") if args.device is not None else default_device()
+    device = topic_level(args.device, "--device")
     cn = common_name(venue, device)
     state_dir = Path(args.state_dir or DEFAULT_STATE_DIR).absolute()
     broker = parse_broker(args.broker, args.insecure_no_tls)
@@ -492,6 +485,10 @@ def provision(args: argparse.Namespace) -> int:
     authority = keys.load_authority_public(args.authority_key)
     root = keys.load_root_public(args.root_key)
     tl = load_trust(args.trust, root, now_ts)
+    if not tl.names_authority(authority, now_ts):
+        raise QrgateError(f"--authority-key {args.authority_key} (fingerprint {keys.fingerprint(authority)}) is not "
+                          f"a key the trust list seq {tl.seq} vouches for: visits sealed to it could be opened by "
+                          "someone other than the health authority; ask the authority for its key and a current list")
     if layout.etc.exists() and not layout.etc.is_dir():
         raise QrgateError(f"--etc {layout.etc} is not a folder")
 
@@ -536,10 +533,13 @@ def provision(args: argparse.Namespace) -> int:
                    + [str(layout.csr), str(layout.config)],
         "key": how, "key_path": str(layout.key), "csr": str(layout.csr),
         "certificate": str(layout.cert) if cert_kept else None, "trust_seq": tl.seq,
+        "authority_fingerprint": keys.fingerprint(authority), "root_fingerprint": keys.fingerprint(root),
     }
     print(json.dumps(summary), flush=True)
     sys.stdout.write(csr.decode())
     sys.stdout.flush()
+    print(f"qrgate: read these back to the health authority: authority key {keys.fingerprint(authority)}, root key "
+          f"{keys.fingerprint(root)}", file=sys.stderr)
     if cert_note is not None:
         print(f"qrgate: warning: the installed certificate {layout.cert} no longer fits ({cert_note}); the config "
               "leaves it out until a new one is installed", file=sys.stderr)
@@ -629,7 +629,7 @@ def register(subparsers) -> None:
     mode.add_argument("--generate-key", action="store_true",
                       help="only make the device key if it is missing (the image's first boot)")
     s.add_argument("--venue", metavar="ID", help="venue id (an MQTT topic level)")
-    s.add_argument("--device", metavar="ID", help="device id (default: this machine's hostname)")
+    s.add_argument("--device", metavar="ID", help="device id, unique in the venue (an MQTT topic level)")
     s.add_argument("--broker", metavar="URL", help="the custodian's broker, mqtts://HOST[:PORT] (port 8883 by "
                    "default)")
     s.add_argument("--insecure-no-tls", action="store_true",
@@ -637,7 +637,8 @@ def register(subparsers) -> None:
     s.add_argument("--ca", type=Path, metavar="FILE", help="the custodian CA's certificate (PEM): it signs the "
                    "broker's certificate and this device's")
     s.add_argument("--authority-key", type=Path, metavar="FILE",
-                   help="the health authority's X25519 public key (authority.pub, PEM)")
+                   help="the health authority's X25519 public key (authority.pub, PEM); the trust list must vouch "
+                        "for it")
     s.add_argument("--root-key", type=Path, metavar="FILE",
                    help="the trust-list root public key (root.pub, Ed25519 PEM): needed to check --trust, and "
                         "every later list (issue 6's command line left it out)")

@@ -25,9 +25,10 @@ OFFLINE = b'{"state":"offline"}'
 FILE = "status.json"
 
 
-def snapshot(stats: Stats, store: SqliteRecordStore, faults: Faults, trust: TrustStore, clock: ClockSync,
+def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trust: TrustStore, clock: ClockSync,
              uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None) -> dict:
-    depth, oldest = store.depth()
+    """`store` None: it could not be opened (the storage fault says why), so nothing is known of the queue."""
+    depth, oldest = store.depth() if store is not None else (None, None)
     now = time.time()
     current = trust.current()
     decode = list(stats.decode_ms)

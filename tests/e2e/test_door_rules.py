@@ -73,9 +73,8 @@ def test_a_device_with_an_rtc_may_judge_on_an_unsynchronised_clock(tmp_path, wor
 def test_a_kept_trust_list_past_not_after_is_a_fault(tmp_path, world, pins):
     state = tmp_path / "state"
     state.mkdir()
-    root = keys.load_root(world.root_dir)
     old = int(time.time()) - 40 * 86400
-    (state / "trustlist.cose").write_bytes(trustlist.build(root, [world.naver], seq=7, issued_at=old, valid_days=30))
+    (state / "trustlist.cose").write_bytes(world.trust_list([world.naver], seq=7, issued_at=old, valid_days=30))
     frames = write_frames(tmp_path / "frames", [world.mint()])
     text = world.config_toml(state, frames).replace(f'list = "{world.trust_file}"\n', "")
     assert run(load(tmp_path, text), pins) == [("fault", "trust_list_expired")]
@@ -86,8 +85,7 @@ def test_a_kept_trust_list_past_not_after_is_a_fault(tmp_path, world, pins):
 def test_a_list_installed_by_a_technician_takes_effect_in_the_running_daemon(tmp_path, world, pins):
     newcomer = keys.new_issuer("pass", tmp_path / "pass")
     seq2 = tmp_path / "seq2.cose"
-    seq2.write_bytes(trustlist.build(keys.load_root(world.root_dir), [world.naver, newcomer], seq=2,
-                                     issued_at=int(time.time())))
+    seq2.write_bytes(world.trust_list([world.naver, newcomer], seq=2))
     frames = write_frames(tmp_path / "frames", [world.mint(newcomer, ttl=300), world.mint(newcomer, ttl=300)])
     cfg_path = tmp_path / "qrgate.toml"
     # Unpaced: the loop waits for the technician instead of dropping the next visitor's frames meanwhile.
@@ -106,12 +104,11 @@ def test_a_list_installed_by_a_technician_takes_effect_in_the_running_daemon(tmp
 
 
 def test_trust_lists_arrive_over_mqtt_under_the_same_checks(tmp_path, world, pins, broker, caplog):
-    root = keys.load_root(world.root_dir)
     now = int(time.time())
-    seq2 = trustlist.build(root, [world.naver, world.kakao], seq=2, issued_at=now)
+    seq2 = world.trust_list([world.naver, world.kakao], seq=2)
     other_root = keys.new_root(tmp_path / "other-root")
     forged = trustlist.build(other_root, [world.rogue], seq=9, issued_at=now)
-    rollback = trustlist.build(root, [world.rogue], seq=1, issued_at=now)
+    rollback = world.trust_list([world.rogue], seq=1)
     cfg = load(tmp_path, world.config_toml(tmp_path / "state", write_frames(tmp_path / "frames", []),
                                            mqtt_port=broker.port, camera="loop = true"))
     kept = tmp_path / "state" / "trustlist.cose"
@@ -135,9 +132,28 @@ def test_trust_lists_arrive_over_mqtt_under_the_same_checks(tmp_path, world, pin
             wait_until(lambda: caplog.text.count("trust list refused") == 2)
             assert "different root" in caplog.text and "not higher than the installed seq 2" in caplog.text
             assert kept_seq() == 2
-            seq3 = trustlist.build(root, [world.naver], seq=3, issued_at=now)
+            seq3 = world.trust_list([world.naver], seq=3)
             authority.publish("qrgate/v1/trustlist", seq3, qos=1, retain=True).wait_for_publish(10)
             wait_until(lambda: kept_seq() == 3)
     finally:
         authority.disconnect()
         authority.loop_stop()
+
+
+def test_the_door_relay_opens_for_a_new_visit_only(tmp_path, world, pins):
+    """An unmanned store's door: one pulse per recorded visit; never for a token already checked in (a
+    KP1 in its window, a DCC within its recheck hour) nor for a refusal (issue 15, finding 6)."""
+    token, dcc = world.mint(ttl=300), world.mint_dcc()
+    door = 'door_enabled = true\ndoor_pulse_s = 0.1'
+    config = dict(gpio=door, policy='accept = ["KP1", "DCC"]')
+    first = load(tmp_path, world.config_toml(tmp_path / "state", write_frames(tmp_path / "f1", [token, dcc]),
+                                             **config))
+    assert run(first, pins) == [("accepted", None), ("accepted", None)]
+    assert changes(pins.log, "GPIO23") == [1, 0, 1, 0]
+    pins.log.clear()
+    again = load(tmp_path, world.config_toml(tmp_path / "state",
+                                             write_frames(tmp_path / "f2", [token, dcc, world.forge()]), **config))
+    assert run(again, pins) == [("already_checked_in", None), ("already_checked_in", None),
+                                ("rejected", "bad_signature")]
+    assert changes(pins.log, "GPIO17") == [1.0, 0.0, 1.0, 0.0]  # green both times: they are let in
+    assert changes(pins.log, "GPIO23") == []

@@ -157,8 +157,10 @@ def test_provision_installs_everything_and_prints_the_csr(capsys, tmp_path, worl
                                            "tls/device.key", "tls/device.csr", "qrgate.toml")],
         "key": "generated", "key_path": str(etc / "tls" / "device.key"), "csr": str(etc / "tls" / "device.csr"),
         "certificate": None, "trust_seq": 1,
+        "authority_fingerprint": keys.fingerprint(keys.load_authority_public(world.authority_dir)),
+        "root_fingerprint": keys.fingerprint(keys.load_root_public(world.root_dir)),
     }
-    assert "--install-cert" in err and CN in err and len(err.strip().splitlines()) == 1
+    assert "--install-cert" in err and CN in err and len(err.strip().splitlines()) == 2  # and the fingerprints
 
     # The config the daemon will load: mqtt on, TLS to the custodian CA, no client certificate yet.
     text = (etc / "qrgate.toml").read_text()
@@ -184,19 +186,35 @@ def test_provision_twice_keeps_the_key_and_writes_the_same_config(capsys, world,
     assert csr.public_key().public_bytes(**SPKI) == device_key(etc).public_key().public_bytes(**SPKI)
 
 
-def test_the_port_defaults_to_8883_and_the_device_to_the_hostname(capsys, monkeypatch, world, pki, etc):
-    monkeypatch.setattr("socket.gethostname", lambda: "door-7")
-    summary, _, _ = provision(capsys, world, pki, etc, broker="mqtts://broker.example.org", device=None)
-    assert (summary["device"], summary["cn"], summary["broker"]) == \
-        ("door-7", "cafe-1:door-7", "mqtts://broker.example.org:8883")
+def test_the_port_defaults_to_8883(capsys, world, pki, etc):
+    summary, _, _ = provision(capsys, world, pki, etc, broker="mqtts://broker.example.org")
+    assert (summary["cn"], summary["broker"]) == ("cafe-1:door-1", "mqtts://broker.example.org:8883")
     assert config.load(etc / "qrgate.toml").mqtt.port == 8883
 
 
-def test_a_hostname_that_is_not_a_topic_level_asks_for_device(capsys, monkeypatch, world, pki, etc):
-    monkeypatch.setattr("socket.gethostname", lambda: "door 7")
+def test_the_device_id_is_asked_for_not_taken_from_the_images_hostname(capsys, monkeypatch, world, pki, etc):
+    # Every device flashed from one image is called `qrgate`: two devices of one id would take over each
+    # other's broker session and publish under each other's topic (issue 15, finding 11).
+    monkeypatch.setattr("socket.gethostname", lambda: "qrgate")
     code, _, err = run(capsys, args(world, pki, etc, device=None))
-    assert code == 2 and "hostname 'door 7'" in err and "--device" in err
+    assert code == 2 and "--device" in err
     assert not etc.exists()
+
+
+def test_provision_refuses_an_authority_key_the_trust_list_does_not_vouch_for(capsys, tmp_path, world, pki, etc):
+    keys.new_authority(tmp_path / "stranger")
+    code, _, err = run(capsys, args(world, pki, etc, authority_key=str(tmp_path / "stranger" / "authority.pub")))
+    stranger = keys.fingerprint(keys.load_authority_public(tmp_path / "stranger"))
+    assert code == 2 and "not a key the trust list seq 1 vouches for" in err and stranger in err
+    assert not etc.exists()
+
+
+def test_provision_prints_the_fingerprints_to_read_back_to_the_authority(capsys, world, pki, etc):
+    summary, _, err = provision(capsys, world, pki, etc)
+    authority = keys.fingerprint(keys.load_authority_public(world.authority_dir))
+    assert summary["authority_fingerprint"] == authority and len(authority.replace(" ", "")) == 64
+    assert summary["root_fingerprint"] == keys.fingerprint(keys.load_root_public(world.root_dir))
+    assert authority in err
 
 
 def test_a_lab_broker_without_tls_needs_the_explicit_flag(capsys, world, pki, etc):

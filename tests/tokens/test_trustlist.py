@@ -262,3 +262,32 @@ def test_a_list_past_one_mib_is_refused_before_its_signature_is_checked(trust_se
     monkeypatch.setattr(cose.Sign1, "verify", lambda *a: pytest.fail("verified a list over the cap"))
     with pytest.raises(TrustListError, match="1 MiB"):
         trustlist.parse(raw, trust_setup.root.public_key())
+
+
+# --- no rollback once the kept list is gone (issue 15, finding 11) ------------------------------------
+
+def test_an_older_list_is_refused_after_the_kept_one_was_lost(trust_setup):
+    store = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    store.install(build(trust_setup, 7), NOW)
+    (trust_setup.state / FILENAME).unlink()
+    fresh = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    assert fresh.current() is None
+    with pytest.raises(TrustListError, match="older than seq 7"):
+        fresh.install(build(trust_setup, 6), NOW)
+    assert fresh.install(build(trust_setup, 7), NOW).seq == 7  # the very seq it held is no rollback
+    assert fresh.install(build(trust_setup, 8), NOW).seq == 8
+
+
+def test_an_older_list_put_back_in_place_of_the_kept_one_is_not_adopted(trust_setup):
+    old = build(trust_setup, 4)
+    TrustStore(trust_setup.state, trust_setup.root.public_key()).install(build(trust_setup, 5), NOW)
+    (trust_setup.state / FILENAME).write_bytes(old)
+    assert TrustStore(trust_setup.state, trust_setup.root.public_key()).current() is None
+
+
+def test_a_list_another_process_installed_raises_the_mark_too(trust_setup):
+    daemon = TrustStore(trust_setup.state, trust_setup.root.public_key())
+    daemon.install(build(trust_setup, 1), NOW)
+    TrustStore(trust_setup.state, trust_setup.root.public_key()).install(build(trust_setup, 3), NOW)
+    daemon.refresh()
+    assert daemon.current().seq == 3 and daemon.mark.read() == 3

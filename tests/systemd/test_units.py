@@ -199,6 +199,15 @@ def test_notify_and_watchdog(service):
     assert one(service, "Restart") == "always"
 
 
+def test_memory_and_tasks_are_bounded(service):
+    """One hostile message must not be able to take the device's memory (a Zero 2 W has 512 MB)."""
+    size = {"K": 2**10, "M": 2**20, "G": 2**30}
+    high, top = (int(one(service, k)[:-1]) * size[one(service, k)[-1]] for k in ("MemoryHigh", "MemoryMax"))
+    assert 131 * 2**20 * 1.5 < high < top <= 384 * 2**20  # above the measured peak, well below the board
+    assert one(service, "MemorySwapMax") == "0"  # a card is no place to swap to
+    assert 7 * 4 <= int(one(service, "TasksMax")) <= 256
+
+
 def test_runs_as_its_own_user_in_the_device_groups(service):
     assert one(service, "User") == "qrgate"
     assert one(service, "Group") == "qrgate"

@@ -183,7 +183,7 @@ def run(
         faults = Faults(faults_changed)
         trust = TrustStore(state_dir, root)
         if config.trust.list is not None:
-            trust.offer(config.trust.list.read_bytes(), time.time())
+            trust.offer_file(config.trust.list, time.time())
         guard = ClockGuard(clock or ClockSync(require=config.clock.require_sync), Mark(state_dir / CLOCK))
         readiness = Readiness(guard, trust, faults, authority)
         store: SqliteRecordStore | None = None

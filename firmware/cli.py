@@ -138,9 +138,11 @@ def _device_trust(config_path: Path):
 
 
 def cmd_trust_install(args) -> int:
+    from firmware.tokens import trustlist
+
     store = _device_trust(args.config)
     old = store.current()
-    new = store.install(Path(args.file).read_bytes(), time.time())
+    new = store.install(trustlist.read_file(args.file), time.time())
     print(json.dumps({"installed": _describe(new, time.time()), "replaced_seq": old.seq if old else None}))
     return 0
 
@@ -154,7 +156,7 @@ def cmd_trust_show(args) -> int:
         if current is None:
             raise QrgateError(f"no trust list is installed in {store.path.parent}")
     else:
-        current = trustlist.parse(Path(args.file).read_bytes(), store.root)
+        current = trustlist.parse(trustlist.read_file(args.file), store.root)
     print(json.dumps(_describe(current, time.time()), indent=2))
     return 0
 
@@ -183,7 +185,7 @@ def cmd_token_verify(args) -> int:
     if root is None:
         print("qrgate: note: no --root given, the trust list's own signature is not checked", file=sys.stderr)
     try:
-        data = Path(args.trust).read_bytes()
+        data = trustlist.read_file(args.trust)
     except OSError as exc:
         raise QrgateError(f"cannot read trust list {args.trust}: {exc.strerror}") from None
     trust = trustlist.parse(data, root)

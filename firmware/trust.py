@@ -55,7 +55,7 @@ class TrustStore:
             return
         self._seen_file = signature
         try:
-            new = trustlist.parse(self.path.read_bytes(), self.root)
+            new = trustlist.parse(trustlist.read_file(self.path), self.root)
         except (OSError, TrustListError) as exc:
             logger.error("kept trust list %s is unusable: %s", self.path, exc)
             return
@@ -103,6 +103,14 @@ class TrustStore:
             self.mark.raise_to(seq)
         except OSError as exc:  # the list file itself still holds the seq while it is there
             logger.error("cannot keep trust list seq %d as a mark in %s: %s", seq, self.mark.path, exc.strerror)
+
+    def offer_file(self, path: Path, now: float) -> bool:
+        """`offer` for a file (the config's trust.list at start): an unreadable one is logged, not raised."""
+        try:
+            return self.offer(trustlist.read_file(path), now)
+        except (OSError, TrustListError) as exc:
+            logger.warning("trust list %s refused: %s", path, getattr(exc, "strerror", None) or exc)
+            return False
 
     def offer(self, data: bytes, now: float) -> bool:
         """Install if acceptable; a refusal is logged, not raised (a list arriving over MQTT)."""

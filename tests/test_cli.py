@@ -162,6 +162,12 @@ def test_trust_install_refuses_with_the_reason_and_keeps_the_old_list(cli_world,
     assert installed_seq(device) == 5
 
 
+def test_trust_install_of_an_endless_file_is_a_clear_error(device):
+    proc = qrgate("trust", "install", "/dev/zero", "--config", str(device), ok=False)
+    assert proc.returncode == 2 and "larger than 1 MiB" in proc.stderr and "Traceback" not in proc.stderr
+    assert installed_seq(device) == 5
+
+
 def test_trust_show_lists_issuers_and_revocations(cli_world, device):
     kakao = json.loads(qrgate("issuer", "new", "--name", "kakao2", "--out", str(cli_world / "k2")).stdout)["kid"]
     shown = json.loads(qrgate("trust", "show", str(build(cli_world, 7, "--revoke", kakao)), "--config",

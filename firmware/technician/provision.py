@@ -188,9 +188,10 @@ def load_ca(path: Path, now: datetime.datetime) -> list[x509.Certificate]:
 
 
 def load_trust(path: Path, root, now: float) -> trustlist.TrustList:
-    data = _read(path, "trust list")
     try:
-        tl = trustlist.parse(data, root)
+        tl = trustlist.parse(trustlist.read_file(path), root)
+    except OSError as exc:
+        raise QrgateError(f"cannot read trust list {path}: {exc.strerror}") from None
     except TrustListError as exc:
         raise QrgateError(f"{path}: {exc} (checked against --root-key)") from None
     if tl.expired(now):

@@ -127,7 +127,7 @@ def check_trust(cfg: config.Config, now: float) -> Result:
         current = TrustStore(cfg.device.state_dir, root).current()
         pending = None
         if current is None and cfg.trust.list is not None:
-            pending = current = trustlist.parse(Path(cfg.trust.list).read_bytes(), root)
+            pending = current = trustlist.parse(trustlist.read_file(cfg.trust.list), root)
     except (QrgateError, OSError) as exc:
         return Result("trust", False, str(exc))
     if current is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 
 import cbor2
@@ -115,6 +116,15 @@ def build(
         ],
     }
     return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))
+
+
+def read_file(path: Path) -> bytes:
+    """A trust list file, read no further than the cap (a technician may name /dev/zero). Raises OSError."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise TrustListError(f"{path} is larger than 1 MiB: not a trust list")
+    return data
 
 
 def _int(obj: Mapping, name: str) -> int:

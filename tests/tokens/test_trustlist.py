@@ -291,3 +291,14 @@ def test_a_list_another_process_installed_raises_the_mark_too(trust_setup):
     TrustStore(trust_setup.state, trust_setup.root.public_key()).install(build(trust_setup, 3), NOW)
     daemon.refresh()
     assert daemon.current().seq == 3 and daemon.mark.read() == 3
+
+
+def test_a_trust_list_file_is_read_no_further_than_the_cap(tmp_path):
+    big = tmp_path / "big.cose"
+    big.write_bytes(bytes(trustlist.MAX_BYTES + 1))
+    for path in (big, "/dev/zero"):  # a technician's slip: an endless file
+        with pytest.raises(TrustListError, match="larger than 1 MiB"):
+            trustlist.read_file(path)
+    exact = tmp_path / "exact.cose"
+    exact.write_bytes(bytes(trustlist.MAX_BYTES))
+    assert len(trustlist.read_file(exact)) == trustlist.MAX_BYTES

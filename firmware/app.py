@@ -96,17 +96,22 @@ def open_store(path: Path, faults: Faults, stop: threading.Event, waiting: Calla
     in its place; one that cannot be opened at all (an unreadable card, a folder where the file should be)
     is the storage fault, shown while opening is tried again every REOPEN_S, `waiting` called meanwhile
     (the daemon is up and says why it cannot scan). None when stopped first."""
+    set_aside_once = False
     while True:
         try:
             return SqliteRecordStore(path)
         except CorruptStore as exc:
-            try:
-                aside = set_aside(path)
-            except OSError as moved:
-                faults.set("storage", f"{exc}; and it cannot be set aside: {moved.strerror}")
+            if set_aside_once:  # a store made new a moment ago is corrupt too: the card, not the file
+                faults.set("storage", str(exc))
             else:
-                logger.error("%s; kept aside as %s, a new store made in its place", exc, aside.name)
-                continue
+                try:
+                    aside = set_aside(path)
+                except OSError as moved:
+                    faults.set("storage", f"{exc}; and it cannot be set aside: {moved.strerror}")
+                else:
+                    logger.error("%s; kept aside as %s, a new store made in its place", exc, aside.name)
+                    set_aside_once = True
+                    continue
         except StorageError as exc:
             faults.set("storage", str(exc))
         waiting()

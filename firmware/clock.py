@@ -106,9 +106,9 @@ class ClockGuard:
 
     def problem(self, now: float) -> str | None:
         """None when the clock may be believed at `now`; else the reason, by name."""
-        if not self.sync.trusted():
-            return CLOCK_NOT_SYNCHRONISED
         synchronised = self.sync.synchronised()
+        if self.sync.require and not synchronised:  # ClockSync.trusted(), without asking the witnesses twice
+            return CLOCK_NOT_SYNCHRONISED
         with self._lock:
             mono = self._monotonic()
             if synchronised:

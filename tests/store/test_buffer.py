@@ -1,13 +1,14 @@
 """The sealed SQLite store on the card: one-time-use memory, durability settings, retention."""
 
 import sqlite3
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from firmware.errors import StorageError
 from firmware.keys import new_authority
-from firmware.store.buffer import RETENTION_S, SqliteRecordStore
+from firmware.store.buffer import RETENTION_S, CorruptStore, SqliteRecordStore, kept_aside, set_aside
 from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Claims
 
@@ -225,3 +226,44 @@ def test_deleted_records_are_not_left_readable_on_the_card(store_setup, how):
     # Neither in the database's free pages (secure_delete) nor in old WAL frames.
     data = card_bytes(store_setup)
     assert gone.wire() not in data and gone.wire()[-64:] not in data
+
+
+# --- a store that is not sound (issue 15, finding 7) ------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, b"SQLite format 3\x00" + bytes(4096)])
+def test_a_corrupt_file_is_named_corrupt(tmp_path, content):
+    (tmp_path / "visits.db").write_bytes(content)
+    with pytest.raises(CorruptStore):
+        SqliteRecordStore(tmp_path / "visits.db")
+
+
+def test_a_store_that_fails_its_integrity_check_is_named_corrupt(tmp_path):
+    path = tmp_path / "visits.db"
+    store = SqliteRecordStore(path)
+    store.close()
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE filler (x BLOB); INSERT INTO filler VALUES (randomblob(20000));"
+                     "PRAGMA wal_checkpoint(TRUNCATE);")
+    db.close()
+    data = bytearray(path.read_bytes())
+    data[-4096 : -4096 + 8] = b"\xff" * 8  # the filler's last page overwritten, as a dying card might
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptStore):
+        SqliteRecordStore(path)
+
+
+def test_an_unopenable_store_is_a_storage_error_but_not_corrupt(tmp_path):
+    (tmp_path / "visits.db").mkdir()
+    with pytest.raises(StorageError) as caught:
+        SqliteRecordStore(tmp_path / "visits.db")
+    assert not isinstance(caught.value, CorruptStore)
+
+
+def test_set_aside_moves_the_store_and_its_journal_under_a_dated_name(tmp_path):
+    path = tmp_path / "visits.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").write_bytes(suffix.encode() or b"db")
+    aside = set_aside(path, now=1_750_000_000)
+    assert aside.name == "visits.db.corrupt-20250615T150640Z"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [aside.name, aside.name + "-shm", aside.name + "-wal"]
+    assert kept_aside(path) == [aside]

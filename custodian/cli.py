@@ -21,6 +21,27 @@ def _milliseconds(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be over 0")
+    return value
+
+
+def certificate_cn(path: Path) -> str:
+    """The certificate's Common Name: the client id a broker binding ids to identities gives this process."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        names = x509.load_pem_x509_certificate(path.read_bytes()).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (OSError, ValueError) as exc:
+        raise QrgateError(f"cannot read the certificate {path}: {exc}") from None
+    if not names:
+        raise QrgateError(f"the certificate {path} has no Common Name")
+    return str(names[0].value)
+
+
 def cmd_ingest(args) -> int:
     from custodian.ingest import Ingest
     from custodian.storage import SqliteStorage
@@ -33,20 +54,22 @@ def cmd_ingest(args) -> int:
         if path is not None and not path.is_file():
             raise QrgateError(f"no such file: {path}")
     tls = Tls(args.ca, args.cert, args.key) if args.ca else None
+    client_id = args.client_id or (certificate_cn(args.cert) if args.cert else None)
     storage = SqliteStorage(args.db)
-    ingest = Ingest(args.host, args.port, args.group, storage, client_id=args.client_id, tls=tls,
-                    batch=args.batch, batch_window_s=args.batch_ms / 1000)
+    ingest = Ingest(args.host, args.port, args.group, storage, client_id=client_id, tls=tls,
+                    batch=args.batch, batch_window_s=args.batch_ms / 1000,
+                    device_rate_per_s=args.device_rate, device_burst=args.device_burst)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    ingest.start()
+    ingest.start(on_death=stop.set)
     try:
         stop.wait()
     finally:
         ingest.stop()
         storage.close()
     print(json.dumps(ingest.summary()), flush=True)
-    return 0
+    return 1 if ingest.died.is_set() else 0
 
 
 def cmd_purge(args) -> int:
@@ -82,6 +105,8 @@ def cmd_investigate(args) -> int:
 
 
 def register(subparsers) -> None:
+    from custodian.ingest import DEVICE_BURST, DEVICE_RATE_PER_S
+
     cust = subparsers.add_parser("custodian",
                                  help="the reference custodian (ingest, purge, investigate; fleet and scale runs)")
     sub = cust.add_subparsers(dest="sub", required=True, metavar="COMMAND")
@@ -95,13 +120,20 @@ def register(subparsers) -> None:
     s.add_argument("--ca", type=Path, help="CA certificate: connect with TLS")
     s.add_argument("--cert", type=Path, help="client certificate (mTLS)")
     s.add_argument("--key", type=Path, help="client private key (mTLS)")
-    s.add_argument("--client-id", help="a stable id per process, so a restart resumes its broker session "
-                   "(default GROUP-HOSTNAME: give each process on one host its own)")
+    s.add_argument("--client-id", help="a stable id per process, so a restart resumes its broker session (default: "
+                   "the --cert's Common Name, which the shipped broker config makes the id anyway; without a "
+                   "certificate GROUP-HOSTNAME: give each process on one host its own)")
     s.add_argument("--batch", type=positive_int, default=100, help="most records per commit (default 100)")
     s.add_argument("--batch-ms", type=_milliseconds, default=10.0, help="how long a batch gathers, ms (default 10)")
+    s.add_argument("--device-rate", type=_positive_float, default=DEVICE_RATE_PER_S, metavar="PER_S",
+                   help=f"records a second one device may add, beyond its burst, in this process "
+                   f"(default {DEVICE_RATE_PER_S:g}); more are rejected as rate_limited")
+    s.add_argument("--device-burst", type=positive_int, default=DEVICE_BURST, metavar="N",
+                   help=f"records one device may add at once, e.g. its backlog after an outage "
+                   f"(default {DEVICE_BURST:,})")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("purge", help="delete records whose visit is more than 28 days old")
+    s = sub.add_parser("purge", help="delete records the custodian received more than 28 days ago")
     s.add_argument("--db", required=True, type=Path)
     s.set_defaults(func=cmd_purge)
 

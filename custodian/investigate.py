@@ -39,16 +39,22 @@ class Findings:
 def parse_time(text: str) -> int:
     """Unix seconds, or an ISO 8601 time with a UTC offset (`Z` or `+09:00`); a bare local time is ambiguous."""
     try:
-        return int(float(text))
-    except ValueError:
-        pass
+        seconds = int(float(text))
+    except (ValueError, OverflowError):  # OverflowError: "1e999", an infinity
+        seconds = None
+    if seconds is None:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise QrgateError(f"{text!r} is neither Unix seconds nor an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise QrgateError(f"{text!r} has no UTC offset: write it as e.g. {text}Z or {text}+09:00")
+        seconds = int(moment.timestamp())
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise QrgateError(f"{text!r} is neither Unix seconds nor an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise QrgateError(f"{text!r} has no UTC offset: write it as e.g. {text}Z or {text}+09:00")
-    return int(moment.timestamp())
+        iso(seconds)  # the audit log writes it so; the database holds nothing a calendar does not
+    except (OverflowError, ValueError, OSError):
+        raise QrgateError(f"{text!r} is not a time between the years 1 and 9999") from None
+    return seconds
 
 
 def _token_id(cti) -> str:

@@ -2,8 +2,12 @@
 
 The custodian holds no key that opens a record; it stores what the wire carries
 (`[1, rid, venue, device, ts, enc_and_ct]`) and indexes the clear envelope so
-an investigation can pick one venue and window, and retention can drop what is
-past 28 days.
+an investigation can pick one venue and window, and retention can drop what
+arrived more than 28 days ago.
+
+Retention runs on `received_at`, the custodian's own clock at the commit, not
+on the device's `ts`: a device's word about time must not decide when its
+record goes (a far-future ts would never be purged, an old one at once).
 
 `SqliteStorage` is meant to be shared by several ingest PROCESSES on one file:
 WAL lets readers (an investigation, a count) run beside a writer, a busy
@@ -21,6 +25,7 @@ cost over many records.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -44,7 +49,21 @@ CREATE TABLE IF NOT EXISTS visits(
     received_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS visits_venue_ts ON visits(venue, ts);
+CREATE INDEX IF NOT EXISTS visits_received_at ON visits(received_at);
 """
+
+# What SQLite raises when it refuses a value (a constraint or trigger, a size, a type it cannot bind),
+# as against the database itself failing. OverflowError, ValueError and TypeError come from the binding
+# and are not sqlite3.Error at all.
+_REFUSED_VALUES = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
+
+
+class StorageUnavailable(QrgateError):
+    """The database cannot take or give records now (locked, full, failing, closed): nothing was written.
+
+    Transient by nature: the caller retries and acknowledges nothing meanwhile. Anything
+    else a Storage raises from `add` is the fault of the records it was given.
+    """
 
 
 class StoredRow(NamedTuple):
@@ -58,12 +77,16 @@ class StoredRow(NamedTuple):
 
 class Storage(Protocol):
     def add(self, records: list[tuple[SealedRecord, bytes]], received_at: float) -> int:
-        """Store (record, its wire bytes) pairs in one transaction; returns how many rids were new."""
+        """Store (record, its wire bytes) pairs in one transaction; returns how many rids were new.
+
+        Raises StorageUnavailable when the database fails; any other exception means it
+        refused one of these records (all or nothing: none of them was stored).
+        """
 
     def count(self) -> int: ...
 
     def purge(self, now: float, days: int = RETENTION_DAYS) -> int:
-        """Delete records whose visit time is more than `days` before `now`; returns how many."""
+        """Delete records received more than `days` before `now`; returns how many."""
 
     def between(self, venue: str, start_ts: int, end_ts: int) -> Iterator[StoredRow]:
         """The records of `venue` with start_ts <= ts <= end_ts, oldest first."""
@@ -108,17 +131,29 @@ class SqliteStorage:
             raise
         return db
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE … COMMIT under the lock; the database's own failures become StorageUnavailable."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+                        self._db.execute("ROLLBACK")
+                    raise
+            except _REFUSED_VALUES:
+                raise
+            except sqlite3.Error as exc:  # locked, busy, full, I/O, corrupt, closed: not the records' doing
+                raise StorageUnavailable(f"the custodian database {self.path}: {exc}") from exc
+
     def add(self, records: list[tuple[SealedRecord, bytes]], received_at: float) -> int:
         rows = [(r.rid, r.venue, r.device, r.ts, wire, received_at) for r, wire in records]
-        with self._lock:
+        with self._transaction():
             before = self._db.total_changes
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db.executemany("INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?)", rows)
             return self._db.total_changes - before
 
     def count(self) -> int:
@@ -126,16 +161,8 @@ class SqliteStorage:
             return self._db.execute("SELECT count(*) FROM visits").fetchone()[0]
 
     def purge(self, now: float, days: int = RETENTION_DAYS) -> int:
-        cutoff = now - days * DAY_S
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = self._db.execute("DELETE FROM visits WHERE ts < ?", (cutoff,)).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            return deleted
+        with self._transaction():
+            return self._db.execute("DELETE FROM visits WHERE received_at < ?", (now - days * DAY_S,)).rowcount
 
     def between(self, venue: str, start_ts: int, end_ts: int) -> Iterator[StoredRow]:
         with self._lock:

@@ -34,6 +34,18 @@ class Mosquitto:
         self.log_types = log_types
         self._proc: subprocess.Popen | None = None
 
+    def config_text(self) -> str:
+        """The whole mosquitto.conf (a subclass may bring its own listener and rules)."""
+        return (f"per_listener_settings true\nlistener {self.port} 127.0.0.1\n{self.extra}{self.persistence}"
+                + self.local_lines())
+
+    def local_lines(self) -> str:
+        """What any config needs to run here: the user (as root, mosquitto would switch to its own, which
+        cannot write this folder) and the log in this folder."""
+        user = "user root\n" if os.geteuid() == 0 else ""
+        return (f"{user}log_dest file {self.folder / 'mosquitto.log'}\n"
+                + "".join(f"log_type {t}\n" for t in self.log_types))
+
     def start(self, timeout: float = 10.0) -> "Mosquitto":
         exe = shutil.which("mosquitto") or next(
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
@@ -42,13 +54,7 @@ class Mosquitto:
             raise MosquittoError("mosquitto is not installed (apt-get install mosquitto)")
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = self.folder / "mosquitto.conf"
-        # As root, mosquitto would switch to its own user, which cannot write this folder.
-        user = "user root\n" if os.geteuid() == 0 else ""
-        conf.write_text(
-            f"{user}per_listener_settings true\nlistener {self.port} 127.0.0.1\n{self.extra}"
-            f"{self.persistence}log_dest file {self.folder / 'mosquitto.log'}\n"
-            + "".join(f"log_type {t}\n" for t in self.log_types)
-        )
+        conf.write_text(self.config_text())
         self._proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

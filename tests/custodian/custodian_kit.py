@@ -7,8 +7,10 @@ tests/conftest.py for the suites that import it by name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +23,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.ingest import Ingest
 from firmware import keys
+from firmware.broker import Mosquitto
 from firmware.store.records import SealedRecord, Visit
 from firmware.uplink import topics
-from firmware.uplink.mqtt import MqttUplink
+from firmware.uplink.mqtt import MqttUplink, Tls
 from tests.conftest import wait_until
+from tests.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "custodian" / "broker"
 
 
 @dataclass
@@ -51,9 +56,9 @@ def new_authority(tmp_path: Path) -> Authority:
 class Device:
     """One scanner's uplink: its own MQTT connection and client id, publishing at QoS 1."""
 
-    def __init__(self, port: int, venue: str, device: str):
+    def __init__(self, port: int, venue: str, device: str, tls: Tls | None = None):
         self.venue, self.device = venue, device
-        self.uplink = MqttUplink("127.0.0.1", port, client_id=f"dev-{venue}-{device}")
+        self.uplink = MqttUplink("127.0.0.1", port, client_id=f"dev-{venue}-{device}", tls=tls)
         self.published = self.acked = 0
         self._lock = threading.Lock()
 
@@ -72,8 +77,9 @@ class Device:
 
 
 @contextlib.contextmanager
-def connected_devices(port: int, *names: tuple[str, str]):
-    devs = [Device(port, venue, device) for venue, device in names]
+def connected_devices(port: int, *names: tuple[str, str], tls=lambda venue, device: None):
+    """`tls(venue, device)` gives each its certificate, or None for none."""
+    devs = [Device(port, venue, device, tls(venue, device)) for venue, device in names]
     for d in devs:
         d.uplink.start()
     try:
@@ -123,3 +129,48 @@ class IngestProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
+
+
+def identity(pki: Pki, cn: str) -> Tls:
+    """A certificate of the custodian CA for `cn` (made once)."""
+    cert = pki.folder / f"{cn}.crt"
+    if not cert.exists():
+        pki.issue(cn)
+    return Tls(pki.ca, cert, cert.with_suffix(".key"))
+
+
+class ShippedBroker(Mosquitto):
+    """The custodian's broker as shipped (custodian/broker/): its placeholders rendered to this folder, a free
+    loopback port and the test's CA; devices added live with add-device.sh, as an operator adds them."""
+
+    def __init__(self, folder: Path, pki: Pki, conf: str | None = None):
+        super().__init__(folder)
+        self.pki = pki
+        self.conf = (SHIPPED / "mosquitto.conf").read_text() if conf is None else conf
+
+    def identity(self, cn: str) -> Tls:
+        return identity(self.pki, cn)
+
+    def config_text(self) -> str:
+        plugins = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") +
+                         glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+        assert plugins, "Mosquitto's dynamic-security plugin is not installed (Debian's mosquitto has it)"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        dynsec = self.folder / "dynamic-security.json"
+        shutil.copyfile(SHIPPED / "dynamic-security.json", dynsec)
+        cert, key = self.pki.issue("broker", server=True)
+        text = self.conf
+        for name, value in {"PORT": f"{self.port} 127.0.0.1", "CAFILE": self.pki.ca, "CERTFILE": cert,
+                            "KEYFILE": key, "PERSISTENCE_DIR": f"{self.folder}/", "DYNSEC_PLUGIN": plugins[0],
+                            "DYNSEC_CONFIG": dynsec}.items():
+            text = text.replace(f"@{name}@", str(value))
+        assert "@" not in text, "a placeholder was left"
+        return f"{text}\n{self.local_lines()}"
+
+    def add_device(self, cn: str) -> None:
+        admin = self.identity("custodian:admin")
+        env = {**os.environ, "MOSQUITTO_CTRL_ARGS": f"-h 127.0.0.1 -p {self.port} --cafile {admin.ca} "
+               f"--cert {admin.cert} --key {admin.key}"}
+        run = subprocess.run([str(SHIPPED / "add-device.sh"), cn], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr

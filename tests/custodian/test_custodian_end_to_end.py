@@ -100,10 +100,10 @@ def test_two_ingest_processes_store_every_visit_once_and_the_authority_opens_one
         "dr-kim", "KDCA-2027-0042", "cafe-1", len(expected))
     assert {bytes.fromhex(r) for r in entry["rids"]} == set(expected)
 
-    # Retention: visits past 28 days go, the rest stay.
+    # Retention: records received over 28 days ago go, the rest stay.
     storage = SqliteStorage(db)
     old = [authority.visit(ts=now - 28 * DAY_S - 60)[1] for _ in range(3)]
-    storage.add([(r, r.wire()) for r in old], received_at=time.time())
+    storage.add([(r, r.wire()) for r in old], received_at=time.time() - 28 * DAY_S - 60)
     storage.close()
     run = _qrgate("custodian", "purge", "--db", str(db))
     assert run.returncode == 0, run.stderr

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 
 import cbor2
 import pytest
 from custodian_kit import connected_devices, new_authority, running_ingest
 
-from custodian.ingest import Ingest, check
+from custodian.ingest import TS_SKEW_S, Ingest, check
 from custodian.storage import DAY_S, SqliteStorage
 from firmware.broker import Mosquitto
+from firmware.store.records import MAX_WIRE, SealedRecord
 from tests.conftest import wait_until
 
 
@@ -31,15 +33,30 @@ def test_stores_each_visit_once_however_often_it_comes(tmp_path, broker):
 
 def test_check_names_what_is_wrong(tmp_path):
     authority = new_authority(tmp_path)
-    record = authority.visit("cafe-1", "door-1")[1]
-    assert check("qrgate/v1/cafe-1/door-1/visits", record.wire()) == record
-    assert check("qrgate/v1/cafe-1/door-2/visits", record.wire()) == "topic_mismatch"
-    assert check("qrgate/v1/gym-2/door-1/visits", record.wire()) == "topic_mismatch"
-    assert check("qrgate/v1/cafe-1/door-1/visits", b"\xff\x00garbage") == "malformed"
-    assert check("qrgate/v1/cafe-1/door-1/visits", cbor2.dumps([1, b"short", "cafe-1", "door-1", 1, b""])) \
-        == "malformed"
-    assert check("qrgate/v1/cafe-1/door-1/visits", cbor2.dumps([2, b"x" * 16, "cafe-1", "door-1", 1, b""])) \
-        == "malformed"
+    now = 1_800_000_000
+    record = authority.visit("cafe-1", "door-1", ts=now)[1]
+    topic = "qrgate/v1/cafe-1/door-1/visits"
+    assert check(topic, record.wire(), now) == record
+    assert check("qrgate/v1/cafe-1/door-2/visits", record.wire(), now) == "topic_mismatch"
+    assert check("qrgate/v1/gym-2/door-1/visits", record.wire(), now) == "topic_mismatch"
+    for elsewhere in ("qrgate/v2/cafe-1/door-1/visits", "qrgate/v1/cafe-1/door-1/status", "x/v1/cafe-1/door-1/visits",
+                      "$share/custodian/qrgate/v1/cafe-1/door-1/visits"):
+        assert check(elsewhere, record.wire(), now) == "topic_mismatch", elsewhere
+    assert check(topic, b"\xff\x00garbage", now) == "malformed"
+    assert check(topic, cbor2.dumps([1, b"short", "cafe-1", "door-1", now, b""]), now) == "malformed"
+    assert check(topic, cbor2.dumps([2, b"x" * 16, "cafe-1", "door-1", now, b""]), now) == "malformed"
+    assert check(topic, cbor2.dumps([1, b"x" * 16, "cafe-1", "door-1", -1, b""]), now) == "malformed"
+    assert check(topic, b"\x00" * (MAX_WIRE + 1), now) == "oversized"
+
+
+def test_check_takes_ts_only_from_28_days_before_arrival_to_a_short_skew_after():
+    now = 1_800_000_000
+    topic = "qrgate/v1/cafe-1/door-1/visits"
+    for ts, verdict in ((now - 28 * DAY_S, "ok"), (now + TS_SKEW_S, "ok"), (now - 28 * DAY_S - 1, "ts_out_of_range"),
+                        (now + TS_SKEW_S + 1, "ts_out_of_range"), (2**63, "ts_out_of_range"),
+                        (2**64 - 1, "ts_out_of_range"), (0, "ts_out_of_range")):
+        record = SealedRecord(b"r" * 16, "cafe-1", "door-1", ts, b"sealed")
+        assert check(topic, record.wire(), now) == (record if verdict == "ok" else verdict), ts
 
 
 def test_bad_payloads_are_rejected_counted_acked_and_never_logged(tmp_path, broker, caplog):
@@ -91,7 +108,8 @@ def test_acks_only_after_commit_so_an_ingest_stopped_before_commit_loses_nothing
     assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in records}
 
 
-def test_a_failed_commit_is_retried_until_it_succeeds(tmp_path, broker):
+def test_a_failed_commit_is_retried_until_it_succeeds(tmp_path, broker, caplog):
+    caplog.set_level(logging.ERROR, logger="custodian")
     authority = new_authority(tmp_path)
     db = tmp_path / "c.db"
     SqliteStorage(db).close()
@@ -102,30 +120,31 @@ def test_a_failed_commit_is_retried_until_it_succeeds(tmp_path, broker):
             connected_devices(broker.port, ("cafe-1", "door-1")) as (door,):
         for _ in range(3):
             door.publish(authority.visit()[1])
-        wait_until(lambda: ingest.received == 3)
-        assert ingest.stored == 0
+        wait_until(lambda: ingest.received == 3 and "retrying, unacknowledged" in caplog.text)
+        assert ingest.stored == 0 and ingest.rejected == 0  # a locked database is not the records' fault
         blocker.execute("ROLLBACK")
         wait_until(lambda: ingest.stored == 3)
     assert storage.count() == 3
 
 
-def test_purges_records_past_28_days_when_it_starts(tmp_path, broker):
+def test_purges_records_received_over_28_days_ago_when_it_starts(tmp_path, broker):
     authority = new_authority(tmp_path)
     storage = SqliteStorage(tmp_path / "c.db")
-    now = int(time.time())
-    old, recent = authority.visit(ts=now - 29 * DAY_S)[1], authority.visit(ts=now - 27 * DAY_S)[1]
-    storage.add([(old, old.wire()), (recent, recent.wire())], received_at=now)
+    now = time.time()
+    old, recent = authority.visit(ts=2**40)[1], authority.visit(ts=0)[1]  # their ts has no say
+    storage.add([(old, old.wire())], received_at=now - 29 * DAY_S)
+    storage.add([(recent, recent.wire())], received_at=now - 27 * DAY_S)
     with running_ingest(broker.port, storage, client_id="ingest-a") as ingest:
         wait_until(lambda: ingest.purged == 1)
-    assert [row.rid for row in storage.between("cafe-1", 0, now)] == [recent.rid]
+    assert [row.rid for row in storage.between("cafe-1", 0, 2**41)] == [recent.rid]
 
 
 def test_purges_again_every_period(tmp_path, broker):
     authority = new_authority(tmp_path)
     storage = SqliteStorage(tmp_path / "c.db")
     with running_ingest(broker.port, storage, client_id="ingest-a", purge_every_s=0.1) as ingest:
-        old = authority.visit(ts=int(time.time()) - 29 * DAY_S)[1]
-        storage.add([(old, old.wire())], received_at=time.time())
+        old = authority.visit()[1]
+        storage.add([(old, old.wire())], received_at=time.time() - 29 * DAY_S)
         wait_until(lambda: ingest.purged == 1)
     assert storage.count() == 0
 
@@ -146,3 +165,40 @@ def test_reconnects_and_subscribes_again_after_the_broker_restarts(tmp_path, bro
 def test_an_ingest_needs_a_storage():
     with pytest.raises(ValueError, match="storage"):
         Ingest("127.0.0.1", 1883)
+
+
+def test_the_ingest_command_takes_the_device_limits_and_names_itself_by_its_certificate(tmp_path):
+    from custodian.cli import certificate_cn
+    from custodian.ingest import DEVICE_BURST, DEVICE_RATE_PER_S
+    from firmware.cli import build_parser
+    from tests.pki import Pki
+
+    base = ["custodian", "ingest", "--host", "h", "--port", "1", "--db", "d"]
+    args = build_parser().parse_args(base)
+    assert (args.device_rate, args.device_burst) == (DEVICE_RATE_PER_S, DEVICE_BURST) == (1.0, 1_000_000)
+    args = build_parser().parse_args([*base, "--device-rate", "0.5", "--device-burst", "20"])
+    assert (args.device_rate, args.device_burst) == (0.5, 20)
+    for bad in (["--device-rate", "0"], ["--device-burst", "0"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*base, *bad])
+    cert, _ = Pki(tmp_path / "pki").issue("custodian:ingest-7")
+    assert certificate_cn(cert) == "custodian:ingest-7"
+
+
+def test_a_writer_that_dies_of_a_bug_ends_the_process_loudly(tmp_path, broker, monkeypatch, caplog):
+    """Not a stall that looks alive: the command stops (exit 1) so that its supervisor starts it again."""
+    import custodian.ingest as ingest_module
+
+    authority = new_authority(tmp_path)
+    monkeypatch.setattr(ingest_module, "check", lambda *a: 1 / 0)  # a bug the fuzzers missed
+    died = threading.Event()
+    ingest = Ingest("127.0.0.1", broker.port, storage=SqliteStorage(tmp_path / "c.db"), client_id="ingest-a")
+    ingest.start(on_death=died.set)
+    try:
+        wait_until(ingest.subscribed.is_set)
+        with connected_devices(broker.port, ("cafe-1", "door-1")) as (door,):
+            door.publish(authority.visit()[1])
+            assert died.wait(30)
+    finally:
+        ingest.stop()
+    assert ingest.died.is_set() and "the writer died" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import cbor2
@@ -14,7 +15,7 @@ from custodian.investigate import investigate, parse_time
 from custodian.storage import SqliteStorage
 from firmware import cli
 from firmware.errors import QrgateError
-from firmware.store.records import SealedRecord
+from firmware.store.records import SealedRecord, Visit
 
 T0 = 1_800_000_000
 
@@ -34,6 +35,9 @@ def test_parse_time_takes_unix_seconds_or_iso_with_an_offset():
         parse_time("2027-01-15T08:00:00")
     with pytest.raises(QrgateError, match="neither"):
         parse_time("yesterday")
+    for beyond in ("99999999999999999999", "253402300800", "-62135596801"):  # past SQLite's integers, a calendar's
+        with pytest.raises(QrgateError, match="between the years 1 and 9999"):
+            parse_time(beyond)
 
 
 def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_path):
@@ -123,7 +127,9 @@ def test_the_command_prints_json_lines_and_refuses_bad_input_clearly(tmp_path, c
 def test_purge_command(tmp_path, capsys):
     authority = new_authority(tmp_path)
     now = int(time.time())
-    _store(tmp_path, [authority.visit(ts=now - 29 * 86400)[1], authority.visit(ts=now)[1]]).close()
+    storage = _store(tmp_path, [authority.visit(ts=now)[1]])
+    storage.add([(r, r.wire()) for r in [authority.visit(ts=now)[1]]], received_at=now - 29 * 86400)
+    storage.close()
     code, out, _ = _run(capsys, "purge", "--db", str(tmp_path / "c.db"))
     assert (code, json.loads(out)) == (0, {"purged": 1, "left": 1, "days": 28})
     code, _, err = _run(capsys, "purge", "--db", str(tmp_path / "missing.db"))
@@ -139,3 +145,22 @@ def test_cbor_payload_not_a_map_is_bad_plaintext(tmp_path):
     storage = _store(tmp_path, [SealedRecord(rid, "cafe-1", "door-1", T0, ct)])
     found = investigate(storage, authority.key, "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "a.jsonl")
     assert found.failed == {"bad_plaintext": 1}
+
+
+def test_a_record_whose_issuer_is_bytes_is_bad_plaintext_and_the_audit_counts_what_is_printed(tmp_path, capsys):
+    """It used to stop the command after the audit line was written: the audit said 7 opened, 3 were printed."""
+    authority = new_authority(tmp_path)
+    good = [authority.visit(ts=T0 + i)[1] for i in range(6)]
+    iss_bytes = Visit(os.urandom(16), "cafe-1", "door-1", T0 + 3, b"naver", os.urandom(16))
+    _store(tmp_path, good + [iss_bytes.seal(authority.key.public_key())]).close()
+    audit = tmp_path / "audit.jsonl"
+    code, out, _ = _run(capsys, "investigate", "--db", str(tmp_path / "c.db"), "--key", str(authority.dir),
+                        "--venue", "cafe-1", "--from", str(T0), "--to", str(T0 + 10), "--investigator", "dr-kim",
+                        "--case", "C-1", "--audit-log", str(audit))
+    lines = [json.loads(line) for line in out.splitlines()]
+    printed, summary = lines[:-1], lines[-1]["summary"]
+    (entry,) = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert code == 0
+    assert len(printed) == summary["opened"] == entry["opened"] == 6
+    assert summary["failed"] == entry["failed"] == {"bad_plaintext": 1}
+    assert [v["rid"] for v in printed] == entry["rids"] == [r.rid.hex() for r in good]

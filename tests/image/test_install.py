@@ -34,7 +34,7 @@ def run(*args, **kwargs):
 def shell_scripts():
     scripts = sorted(IMAGE_BUILD.rglob("*.sh"))
     scripts += sorted(STAGE.glob("prerun.sh"))
-    scripts += [REPO / "dev", REPO / ".ci" / "run"]
+    scripts += [REPO / "dev", REPO / ".ci" / "run", *sorted((REPO / "custodian").rglob("*.sh"))]
     # Not the work folder build.sh leaves behind (a pi-gen clone), if any.
     return sorted({p for p in scripts if IMAGE_BUILD / "work" not in p.parents})
 
@@ -48,6 +48,7 @@ def test_every_script_passes_shellcheck():
     scripts = shell_scripts()
     assert INSTALL in scripts and IMAGE_BUILD / "build.sh" in scripts
     assert STAGE / "prerun.sh" in scripts and STAGE / "00-qrgate" / "01-run.sh" in scripts
+    assert REPO / "custodian" / "broker" / "add-device.sh" in scripts
     result = run("shellcheck", "--external-sources", *scripts, cwd=IMAGE_BUILD)
     assert result.returncode == 0, result.stdout + result.stderr
     # pi-gen's config is a bash fragment that pi-gen sources.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from firmware.errors import ConfigError
 from firmware.tokens.kp1 import ATTRIBUTES
+from firmware.uplink import topics
 
 
 def _opt(default=dataclasses.MISSING, *, choices=None, lo=None, hi=None, pattern=None, help=""):
@@ -29,7 +30,7 @@ def _opt(default=dataclasses.MISSING, *, choices=None, lo=None, hi=None, pattern
 
 
 # A venue or device id is one MQTT topic level: no '/', '+', '#' and nothing odd.
-TOPIC_LEVEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+TOPIC_LEVEL = topics.ID
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from firmware import strictcbor
 from firmware.store import seal
 from firmware.tokens.verdict import Claims
+from firmware.uplink import topics
 
 WIRE_VERSION = 1
 MAX_WIRE = 4096  # a sealed record is about 250 bytes; anything near this is not one
-MAX_ID = 64  # venue and device ids: MQTT topic levels of 1-64 characters (config.TOPIC_LEVEL)
+MAX_ID = 64  # an issuer name's length, like a venue's or device's id (topics.ID)
 RID_BYTES = 16
 KINDS = ("KP1", "DCC")
 
@@ -93,8 +94,8 @@ class SealedRecord:
         r.end()
         if len(rid) != RID_BYTES:
             raise strictcbor.CborError("its rid is not 16 bytes")
-        if not (0 < len(venue) <= MAX_ID and 0 < len(device) <= MAX_ID):
-            raise strictcbor.CborError("its venue or device is not an id of 1-64 characters")
+        if not (topics.ID.fullmatch(venue) and topics.ID.fullmatch(device)):
+            raise strictcbor.CborError("its venue or device is not an id (one topic level of 1-64 characters)")
         return cls(rid, venue, device, ts, enc_and_ct)
 
     def open(self, authority: X25519PrivateKey) -> dict:
@@ -114,7 +115,8 @@ class SealedRecord:
             raise PlaintextError(f"the plaintext: {exc}") from None
         if not (type(plain) is dict and set(plain) == {"v", "rid", "venue", "device", "ts", "iss", "cti", "kind"}):
             raise PlaintextError("the plaintext is not a visit's map")
-        if tuple(plain[k] for k in ("rid", "venue", "device", "ts")) != (self.rid, self.venue, self.device, self.ts):
+        sealed = tuple(plain[k] for k in ("rid", "venue", "device", "ts"))
+        if sealed != (self.rid, self.venue, self.device, self.ts) or tuple(map(type, sealed)) != (bytes, str, str, int):
             raise EnvelopeMismatch("the clear envelope does not match the sealed record")
         iss, cti, kind = plain["iss"], plain["cti"], plain["kind"]
         if type(plain["v"]) is not int or plain["v"] != 1:

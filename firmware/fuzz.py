@@ -1,4 +1,4 @@
-"""`qrgate fuzz kp1|dcc`: mutated tokens thrown at the verifier, judged by an oracle.
+"""`qrgate fuzz kp1|dcc|trustlist|ingest`: mutated inputs thrown at what reads them, judged by an oracle.
 
 The claim under test is the issue's: over at least 1,000,000 inputs derived from
 valid tokens, the verifier never lets an exception escape (`verify_raising`) and
@@ -9,7 +9,10 @@ function under test, the oracle, how COSE bytes become a text, the keys to
 re-sign with and how to spoil its claims. Two exist: KP1 and the EU DCC (`HC1:`,
 zlib inside base45, ES256 and PS256 document signers, the door's DccVerifier with
 the default [dcc] rules), which adds its own mutators (the zlib stream, the hcert
-payload) to the shared ones; see "the DCC target" below for its oracle.
+payload) to the shared ones; see "the DCC target" below for its oracle. The
+wire targets (firmware.fuzz_wire: the trust list, the custodian's ingest) bring
+inputs of their own (bytes, MQTT messages) through `Target.mutant` and an oracle
+that reads what the function under test returned through `Target.judge`.
 
 Mutants come in three levels, 1 to 4 stacked per input, drawn from a
 `random.Random` seeded by --seed and the worker's index (so any finding is
@@ -30,6 +33,7 @@ one seed; every finding's text is saved (--out) for replay.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -45,6 +49,7 @@ from typing import Callable
 import cbor2
 
 from firmware.cli import positive_int
+from firmware.fuzz_cbor import head
 from firmware.keys import Issuer
 
 NOW = 1_750_000_000  # the fixed moment at which every seed is minted and every mutant judged
@@ -58,30 +63,41 @@ HANG_S = 10.0  # a worker whose input counter stands still this long is stuck on
 
 @dataclass(frozen=True)
 class Seed:
-    text: str
-    body: bytes  # the COSE_Sign1 bytes inside the text
+    text: object  # the input as `verify` takes it: a token's text (a wire target's: bytes, or a message)
+    body: bytes  # the COSE_Sign1 bytes inside the text (a wire target's: the bytes themselves)
     expect: str  # the verdict the oracle's own model gives it: "accepted" or a rejection reason
+
+
+# What a wire target's `judge` answers for one input: its verdict's label, whether it was let
+# through, and (when the oracle refuses the answer) what is wrong with it, or None.
+Judgement = tuple[str, bool, "str | None"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """One token kind under test: seeds + the verify function + the oracle, and what mutators need."""
+    """One thing under test: seeds + the verify function + the oracle, and what mutators need.
+
+    A token kind (KP1, DCC) fills in the token fields, which the shared mutators below use; a
+    target of other inputs brings `mutant` and `judge` instead and leaves those empty."""
 
     name: str
-    prefix: str
     seeds: tuple[Seed, ...]
-    verify: Callable[[str], object]  # returns a Verdict; an exception escaping it is a crash
-    may_accept: Callable[[str], bool]  # the oracle: may this exact text be accepted?
-    wrap: Callable[[bytes], str]  # COSE bytes -> text (KP1: prefix + base45; DCC: prefix + base45(zlib))
-    signers: dict[bytes, Issuer]  # kid -> key held by the harness, to re-sign structure mutants
-    break_claims: Callable[[random.Random, dict, Issuer], bytes]  # a payload invalid whatever else
-    forger: Issuer  # a key no trust list holds: what it signs is never genuine, under any kid
+    verify: Callable[[object], object]  # a token's Verdict (or what `judge` reads); an exception is a crash
+    may_accept: Callable[[object], bool]  # the oracle: may this exact input be accepted?
+    prefix: str = ""
+    wrap: Callable[[bytes], str] | None = None  # COSE bytes -> text (KP1: prefix + base45; DCC: base45(zlib))
+    signers: dict[bytes, Issuer] = field(default_factory=dict)  # kid -> key held by the harness, to re-sign
+    break_claims: Callable[[random.Random, dict, Issuer], bytes] | None = None  # a payload invalid whatever else
+    forger: Issuer | None = None  # a key no trust list holds: what it signs is never genuine, under any kid
     kids: tuple[bytes, ...] = field(default=())  # kids to swap in, beyond the signers'
     alg: int = -8  # the COSE algorithm the seeds are signed with (KP1: EdDSA; DCC: ES256)
     malleate: Callable[[bytes], bytes] | None = None  # the signature's algebraic twin (KP1: s + L)
     levels: tuple | None = None  # (mutator, weight) pairs; None: _LEVELS
     wrap_mutant: Callable[[random.Random, bytes], str] | None = None  # a mutant's COSE -> text, randomly
     untagged: bool = False  # the verifier takes a COSE_Sign1 without its tag 18: mutate those too
+    mutant: Callable[[random.Random, "Target", Counter], object] | None = None  # own inputs; None: token texts
+    judge: Callable[[object, object], Judgement] | None = None  # (input, verify's answer); None: a Verdict's
+    max_verify_us: float | None = None  # an input slower than this is a finding (None: only reported)
 
 
 _B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
@@ -203,7 +219,7 @@ def _break_kp1_claims(rng: random.Random, claims: dict, signer: Issuer, names: t
         if form == 1:
             return b"\xbf" + b"".join(items) + b"\xff"
         items.insert(rng.randrange(len(items) + 1), rng.choice(items))
-        return _head(5, len(items)) + b"".join(items)
+        return head(5, len(items)) + b"".join(items)
     return cbor2.dumps(c)
 
 
@@ -213,7 +229,20 @@ def _dcc_target(seed: int = 0) -> Target:
     return dcc_target(seed)
 
 
-TARGETS: dict[str, Callable[[int], Target]] = {"kp1": kp1_target, "dcc": _dcc_target}
+def _trustlist_target(seed: int = 0) -> Target:
+    from firmware.fuzz_wire import trustlist_target
+
+    return trustlist_target(seed)
+
+
+def _ingest_target(seed: int = 0) -> Target:
+    from firmware.fuzz_wire import ingest_target
+
+    return ingest_target(seed)
+
+
+TARGETS: dict[str, Callable[[int], Target]] = {"kp1": kp1_target, "dcc": _dcc_target,
+                                               "trustlist": _trustlist_target, "ingest": _ingest_target}
 
 
 # --- mutators ------------------------------------------------------------------------------------
@@ -263,7 +292,8 @@ def _text(rng: random.Random, s: str, t: Target) -> str:
     return (s * (2048 // max(n, 1) + 1))[: rng.choice((1023, 1024, 1025, 2048))]
 
 
-def _bytes(rng: random.Random, data: bytes, t: Target) -> bytes:
+def mutate_bytes(rng: random.Random, data: bytes, t: Target | None = None) -> bytes:
+    """One byte-level change: a flip, a CBOR head byte, an off-by-one length, an insertion, a cut, a run."""
     b = bytearray(data) or bytearray(b"\x00")
     i = rng.randrange(len(b))
     k = rng.randrange(10)
@@ -287,15 +317,6 @@ def _bytes(rng: random.Random, data: bytes, t: Target) -> bytes:
         run = rng.choice(_CBOR_RUNS)
         b[i : i + len(run)] = run
     return bytes(b)
-
-
-def _head(major: int, n: int, wide: bool = False) -> bytes:
-    """A CBOR head; `wide` spends one size more than preferred serialization allows (where one is left)."""
-    if n < 24 and not wide:
-        return bytes((major << 5 | n,))
-    fits = [(info, size) for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)) if n < 1 << 8 * size]
-    info, size = fits[1] if wide and n >= 24 and len(fits) > 1 else fits[0]
-    return bytes((major << 5 | info,)) + n.to_bytes(size, "big")
 
 
 def _loose(data: object) -> object:
@@ -323,7 +344,7 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
     elif isinstance(obj, cbor2.CBORTag) and type(obj.value) in (list, tuple) and len(obj.value) == 4:
         tag, (prot, unprot, payload, sig) = obj.tag, obj.value
     else:
-        return _bytes(rng, data, t)
+        return mutate_bytes(rng, data, t)
     alg, other_alg = t.alg, -7 if t.alg == -8 else -8
     items = [prot, unprot, payload, sig]
     k = rng.randrange(12)
@@ -405,12 +426,12 @@ def _malleate_ed25519(sig: bytes) -> bytes:
 def _noncanonical(rng: random.Random, tag: int, items: list) -> bytes:
     """The envelope with one head longer than needed or of indefinite length: values equal, bytes not."""
     parts = [cbor2.dumps(x) for x in items]
-    tag_head, array_head, end = b"" if tag is None else _head(6, tag), _head(4, len(items)), b""
+    tag_head, array_head, end = b"" if tag is None else head(6, tag), head(4, len(items)), b""
     k = rng.randrange(5)
     if k == 0:
-        tag_head = _head(6, tag if tag is not None else 18, wide=True)
+        tag_head = head(6, tag if tag is not None else 18, wide=True)
     elif k == 1:
-        array_head, end = (_head(4, 4, wide=True), b"") if rng.random() < 0.5 else (b"\x9f", b"\xff")
+        array_head, end = (head(4, 4, wide=True), b"") if rng.random() < 0.5 else (b"\x9f", b"\xff")
     elif k == 2 and items[1] == {}:
         parts[1] = rng.choice((b"\xb8\x00", b"\xbf\xff"))
     else:
@@ -418,13 +439,13 @@ def _noncanonical(rng: random.Random, tag: int, items: list) -> bytes:
         x = items[i]
         if isinstance(x, bytes):
             cut = rng.randrange(len(x) + 1)
-            parts[i] = (_head(2, len(x), wide=True) + x if rng.random() < 0.5 else
-                        b"\x5f" + _head(2, cut) + x[:cut] + _head(2, len(x) - cut) + x[cut:] + b"\xff")
+            parts[i] = (head(2, len(x), wide=True) + x if rng.random() < 0.5 else
+                        b"\x5f" + head(2, cut) + x[:cut] + head(2, len(x) - cut) + x[cut:] + b"\xff")
     return tag_head + array_head + b"".join(parts) + end
 
 
 # Relative weights: structure first (it reaches the deep checks), then bytes, then text.
-_LEVELS = ((_structure, 5), (_bytes, 4), (_text, 2))
+_LEVELS = ((_structure, 5), (mutate_bytes, 4), (_text, 2))
 
 
 def _mutant(rng: random.Random, t: Target, stats: Counter) -> str:
@@ -442,7 +463,7 @@ def _mutant(rng: random.Random, t: Target, stats: Counter) -> str:
             data = op(rng, data, t)
         except Exception:  # a mutator's own surprise (cbor2 refusing a value): mutate plainly instead
             stats["mutator_fallbacks"] += 1
-            data = _bytes(rng, data, t)
+            data = mutate_bytes(rng, data, t)
     return text if text is not None else wrap(data)
 
 
@@ -455,26 +476,59 @@ def _label(verdict) -> str:
     return verdict.reason.value if verdict.reason is not None else verdict.kind.value
 
 
-def _save(out: Path | None, saved: Counter, kind: str, t: Target, seed: int, worker: int, n: int, text: str,
+def _judge_verdict(text: str, verdict, may_accept: Callable[[str], bool]) -> Judgement:
+    """A token's Verdict: green is a false accept unless the oracle allows that exact text."""
+    return _label(verdict), verdict.green, repr(verdict) if verdict.green and not may_accept(text) else None
+
+
+def _judge(t: Target) -> Callable[[object, object], Judgement]:
+    return t.judge or partial(_judge_verdict, may_accept=t.may_accept)
+
+
+def _saved_input(x: object) -> dict:
+    """A finding's input as written to its file: a text as itself and in hex, bytes in hex, a message by parts."""
+    if isinstance(x, str):
+        return {"text": x, "hex": x.encode("utf-8", "surrogatepass").hex()}
+    if isinstance(x, bytes | bytearray):
+        return {"hex": bytes(x).hex()}
+    return {"parts": [_saved_input(part) for part in x]}
+
+
+def _save(out: Path | None, saved: Counter, kind: str, t: Target, seed: int, worker: int, n: int, text: object,
           detail: str) -> None:
-    """The only place a token text is written: a finding's file, so that it can be replayed."""
+    """The only place an input is written: a finding's file, so that it can be replayed."""
     saved[kind] += 1
     if out is None or saved[kind] > MAX_SAVED:
         return
     record = {"kind": kind, "target": t.name, "seed": seed, "worker": worker, "input": n, "detail": detail,
-              "text": text, "hex": text.encode("utf-8", "surrogatepass").hex()}
+              **_saved_input(text)}
     (out / f"{t.name}-{kind}-s{seed}-w{worker}-{n}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
+def _retime(verify: Callable, text: object, took: int) -> int:
+    """The least of four timings: a preempted process is not a slow input."""
+    clock = time.perf_counter_ns
+    for _ in range(3):
+        start = clock()
+        try:
+            verify(text)
+        except Exception:
+            pass
+        took = min(took, clock() - start)
+    return took
+
+
 def _work(t: Target, seed: int, worker: int, count: int, out: Path | None, conn, progress) -> None:
+    gc.freeze()  # the world the harness built is not the code under test's heap: out of the collector's sight
     rng = random.Random(f"{seed}:{worker}")
     verdicts, crash_types, stats, saved = Counter(), Counter(), Counter(), Counter()
-    verify, may_accept, clock = t.verify, t.may_accept, time.perf_counter_ns
+    verify, judge, mutant, clock = t.verify, _judge(t), t.mutant or _mutant, time.perf_counter_ns
+    limit = None if t.max_verify_us is None else t.max_verify_us * 1000
     slowest = total = 0
     slowest_label = None
     for n in range(count):
         progress[worker] = n  # watched by the parent: a hang shows as a counter standing still
-        text = _mutant(rng, t, stats)
+        text = mutant(rng, t, stats)
         start = clock()
         try:
             verdict = verify(text)
@@ -485,25 +539,22 @@ def _work(t: Target, seed: int, worker: int, count: int, out: Path | None, conn,
             _save(out, saved, "crash", t, seed, worker, n, text, traceback.format_exc())
         else:
             took = clock() - start
-            label = _label(verdict)
-            if verdict.green:
-                if may_accept(text):
-                    stats["seed_accepts"] += 1
-                else:
-                    stats["false_accepts"] += 1
-                    _save(out, saved, "false_accept", t, seed, worker, n, text, repr(verdict))
+            label, green, refused = judge(text, verdict)
+            if refused is not None:
+                stats["false_accepts"] += 1
+                _save(out, saved, "false_accept", t, seed, worker, n, text, refused)
+            elif green:
+                stats["seed_accepts"] += 1
         verdicts[label] += 1
         total += took
-        if took > slowest:  # time a new maximum again: a preempted process is not a slow input
-            for _ in range(3):
-                start = clock()
-                try:
-                    verify(text)
-                except Exception:
-                    pass
-                took = min(took, clock() - start)
+        over = limit is not None and took > limit
+        if took > slowest or over:
+            took = _retime(verify, text, took)
             if took > slowest:
                 slowest, slowest_label = took, label
+            if limit is not None and took > limit:
+                stats["slow_inputs"] += 1
+                _save(out, saved, "slow", t, seed, worker, n, text, f"{label}: {took / 1000:.0f} us")
     conn.send({"count": count, "verdicts": verdicts, "crash_types": crash_types, "stats": stats,
                "slowest_ns": slowest, "slowest_label": slowest_label, "total_ns": total})
     conn.close()
@@ -539,22 +590,22 @@ def _collect(jobs: dict, progress, hang_s: float) -> tuple[list[dict], Counter]:
 
 def _check_seeds(t: Target) -> dict:
     """Each seed unmutated must get the oracle's verdict: proof the oracle and the world are live."""
-    wrong = Counter()
+    wrong, judge = Counter(), _judge(t)
     for s in t.seeds:
         try:
-            got = _label(t.verify(s.text))
+            got, green, refused = judge(s.text, t.verify(s.text))
         except Exception as exc:
-            got = f"crash:{type(exc).__name__}"
-        if got != s.expect or (s.expect == "accepted") != t.may_accept(s.text):
+            got, green, refused = f"crash:{type(exc).__name__}", False, None
+        if got != s.expect or refused is not None or green != t.may_accept(s.text):
             wrong[f"{s.expect}->{got}"] += 1
-    valid = sum(s.expect == "accepted" for s in t.seeds)
+    valid = sum(bool(t.may_accept(s.text)) for s in t.seeds)
     return {"seeds": len(t.seeds), "valid": valid, "as_expected": len(t.seeds) - sum(wrong.values()),
             "wrong": dict(wrong)}
 
 
 def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | None = None, seed: int = 0,
         out: Path | None = None, hang_s: float = HANG_S) -> dict:
-    """Fuzz `target` with `count` mutants over `workers` forked processes; the result as a dict (no token texts)."""
+    """Fuzz `target` with `count` mutants over `workers` forked processes; the result as a dict (no inputs)."""
     t = TARGETS[target](seed) if isinstance(target, str) else target
     workers = max(1, min(workers or os.cpu_count() or 1, count or 1))
     if out is not None:
@@ -584,6 +635,7 @@ def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | Non
     done = sum(p["count"] for p in parts)
     slow = max(parts, key=lambda p: p["slowest_ns"], default={"slowest_ns": 0, "slowest_label": None})
     crashes, false_accepts = sum(crash_types.values()), stats["false_accepts"]
+    limit = {} if t.max_verify_us is None else {"max_verify_us": t.max_verify_us, "slow_inputs": stats["slow_inputs"]}
     return {
         "target": t.name,
         "count": done,
@@ -598,11 +650,13 @@ def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | Non
         "false_accepts": false_accepts,
         "slowest_verify_us": round(slow["slowest_ns"] / 1000, 1),
         "slowest_verdict": slow["slowest_label"],
+        **limit,
         "mean_verify_us": round(sum(p["total_ns"] for p in parts) / max(done, 1) / 1000, 2),
         "mutator_fallbacks": stats["mutator_fallbacks"],
         "seed_check": seed_check,
         "out": str(out) if out is not None else None,
-        "ok": crashes == 0 and false_accepts == 0 and seed_check["as_expected"] == seed_check["seeds"],
+        "ok": crashes == 0 and false_accepts == 0 and seed_check["as_expected"] == seed_check["seeds"]
+        and not stats["slow_inputs"],
     }
 
 
@@ -611,13 +665,13 @@ def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | Non
 
 def register(subparsers) -> None:
     """Add `qrgate fuzz TARGET [--count N] [--workers W] [--seed S] [--out DIR]`."""
-    s = subparsers.add_parser("fuzz", help="mutated tokens against the verifier: one JSON result, exit 1 on a finding")
-    s.add_argument("target", choices=sorted(TARGETS), help="the token kind")
+    s = subparsers.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
+    s.add_argument("target", choices=sorted(TARGETS), help="a token kind, or the trust list or the ingest")
     s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                    help="forked processes (default: the CPU count)")
     s.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the keys and every mutation (default 0)")
-    s.add_argument("--out", type=Path, metavar="DIR", help="write each crashing or falsely accepted input here")
+    s.add_argument("--out", type=Path, metavar="DIR", help="write each crashing, falsely accepted or too slow input here")
     s.set_defaults(func=main)
 
 

@@ -2,12 +2,14 @@
 
 The harness and the mutators shared with KP1 are in firmware.fuzz; this adds
 the world (document signers, a trust list with their certificates), the seeds,
-the DCC's own mutators (the zlib stream, the hcert payload) and its oracle,
-which judges the signed content rather than the text (see below).
+the DCC's own mutators (the zlib stream, the hcert payload, hostile CBOR from
+firmware.fuzz_cbor) and its oracle, which judges the signed content rather than
+the text (see below).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -19,8 +21,9 @@ from functools import partial
 import cbor2
 
 from firmware import utc
-from firmware.fuzz import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _bytes, _loose, _parts, _sign, _signer,
-                           _structure, _text, b45encode)
+from firmware.fuzz import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _loose, _parts, _sign, _signer,
+                           _structure, _text, b45encode, mutate_bytes)
+from firmware.fuzz_cbor import LENIENT_REFUSES, bomb, item, random_path, splice, spoil
 from firmware.tokens import dcc, dcc_issuer
 from firmware.tokens.dcc import CLAIM_HCERT as HCERT
 from firmware.tokens.dcc import MAX_INFLATED
@@ -296,11 +299,11 @@ def _hcert(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
     rescue a broken payload, so a broken one stays broken."""
     parts = _parts(data)
     if parts is None or not isinstance(parts[2], bytes) or not isinstance(parts[0], bytes):
-        return _bytes(rng, data, t)
+        return mutate_bytes(rng, data, t)
     prot, unprot, payload, _ = parts
     c = _plain(_loose(payload))
     if c is None:
-        return _bytes(rng, data, t)
+        return mutate_bytes(rng, data, t)
     old = _digest(payload)
     was_broken = [kid for kid in (None, *t.signers) if (old if kid is None else (kid, old)) in broken]
     hcert, doc, kind, entry = _dcc_parts(c)
@@ -355,6 +358,45 @@ def _same(rng: random.Random, data: bytes, t: Target) -> bytes:
 
 
 
+def _hostile(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
+    """Hostile CBOR as the COSE itself, or as or in its payload re-signed by the key its kid names (recorded
+    as broken where the DCC's decoder must refuse it: it allows indefinite lengths and duplicate keys)."""
+    parts = _parts(data)
+    k = rng.randrange(3)
+    if k == 0 or parts is None or not isinstance(parts[0], bytes) or not isinstance(parts[2], bytes):
+        # the 189-character HC1: that cost the door 0.4 s was a zlib-compressed tag-4 number
+        return bomb(rng, MAX_INFLATED) if rng.random() < 0.5 else item(rng, MAX_INFLATED).data
+    prot, unprot, payload, _ = parts
+    if k == 1:  # no CWT at all: refused whoever signs it
+        new = _finish(broken, item(rng, MAX_INFLATED).data)
+    else:
+        new, flaw = _hostile_payload(rng, payload)
+        if flaw in LENIENT_REFUSES:
+            _finish(broken, new)
+    return cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, new, _sign(_signer(t, prot, rng), prot, new)]))
+
+
+def _hostile_payload(rng: random.Random, payload: bytes) -> tuple[bytes, str]:
+    """The payload truncated, with bytes after it, in a tag or indefinite; or a hostile piece inside it."""
+    claims = _loose(payload)
+    if rng.random() < 0.5 or not isinstance(claims, dict):
+        piece = spoil(rng, payload)
+        return piece.data, piece.flaw
+    piece = item(rng, MAX_INFLATED // 4)
+    return splice(claims, random_path(rng, claims), piece.data, cbor2.dumps), piece.flaw
+
+
+def _hostile_wrap_mutant(rng: random.Random, data: bytes, t: Target, broken: set) -> str:
+    """Now and then hostile CBOR, then the text. Last of a mutant's changes: the others decode what they
+    change with plain cbor2, which a tag-4 bomb would hold for seconds."""
+    if rng.random() < 0.15:
+        try:
+            data = _hostile(rng, data, t, broken)
+        except ValueError:  # a splice marker that was not unique: vanishingly rare
+            pass
+    return _dcc_wrap_mutant(rng, data)
+
+
 def _dcc_wrap_mutant(rng: random.Random, data: bytes) -> str:
     """COSE bytes -> `HC1:` text: zlib at any level or none, the compressed stream mutated, a bomb."""
     k = rng.randrange(40) - 20
@@ -363,7 +405,7 @@ def _dcc_wrap_mutant(rng: random.Random, data: bytes) -> str:
     elif k < 11:  # uncompressed, as some issuers send it
         wire = data
     elif k < 16:  # the compressed stream's bytes
-        wire = _bytes(rng, zlib.compress(data, rng.choice((1, 6, 9))), None)
+        wire = mutate_bytes(rng, zlib.compress(data, rng.choice((1, 6, 9))), None)
     elif k == 16:  # another window, raw deflate, gzip
         z = zlib.compressobj(rng.randrange(10), zlib.DEFLATED, rng.choice((9, 10, 12, 15, -15, 31)))
         wire = z.compress(data) + z.flush()
@@ -515,7 +557,7 @@ def dcc_target(seed: int = 0) -> Target:
 
     genuine = frozenset(pair for s in seeds if s.expect == "accepted" for pair in _dcc_contents(s.text))
     signers = {s.kid: s for s in (rogue, old, new, de, fr, nl)}
-    return Target(
+    target = Target(
         name="dcc",
         prefix="HC1:",
         seeds=tuple(seeds),
@@ -528,10 +570,10 @@ def dcc_target(seed: int = 0) -> Target:
         kids=(rng.randbytes(8), bytes(8), rogue.kid),
         alg=-7,
         malleate=_malleate_es256,
-        levels=((_structure, 5), (_bytes, 3), (partial(_hcert, broken=broken), 4), (_same, 1), (_text, 2)),
-        wrap_mutant=_dcc_wrap_mutant,
+        levels=((_structure, 5), (mutate_bytes, 3), (partial(_hcert, broken=broken), 4), (_same, 1), (_text, 2)),
         untagged=True,
     )
+    return dataclasses.replace(target, wrap_mutant=partial(_hostile_wrap_mutant, t=target, broken=broken))
 
 
 def _DER():

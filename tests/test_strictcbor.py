@@ -64,8 +64,26 @@ def test_the_size_cap_comes_before_any_decoding(monkeypatch):
 
 def test_reader_reads_fields_in_order_and_checks_the_end():
     r = strictcbor.Reader(cbor2.dumps([7, b"ab", "cd", 2**40]), 100)
-    assert (r.array("a"), r.uint("n"), r.bstr("b"), r.tstr("t"), r.uint("big")) == (4, 7, b"ab", "cd", 2**40)
+    assert (r.array("a", 4), r.uint("n"), r.bstr("b"), r.tstr("t"), r.uint("big")) == (4, 7, b"ab", "cd", 2**40)
     r.end()
+
+
+def test_reader_refuses_more_items_than_the_schema_allows_before_reading_them():
+    with pytest.raises(CborError, match="holds 5 items, over 4"):
+        strictcbor.Reader(cbor2.dumps([0] * 5), 100).array("list", 4)
+    with pytest.raises(CborError, match="holds 3 pairs, over 2"):
+        strictcbor.Reader(cbor2.dumps({1: 1, 2: 2, 3: 3}), 100).map("map", 2)
+
+
+def test_reader_takes_fixed_size_byte_strings_in_one_slice():
+    kids = [bytes([i]) * 8 for i in range(5)]
+    r = strictcbor.Reader(cbor2.dumps(kids), 100)
+    assert r.bstrs(r.array("kids", 10), 8, "kids") == kids
+    r.end()
+    for bad in ([b"x" * 8, b"y" * 7], [b"x" * 8, "y" * 8]):
+        r = strictcbor.Reader(cbor2.dumps(bad), 100)
+        with pytest.raises(CborError, match="not all 8-byte"):
+            r.bstrs(r.array("kids", 10), 8, "kids")
 
 
 @pytest.mark.parametrize("data", [

@@ -5,22 +5,25 @@ of DESIGN.md and the authority's sealing keys. It arrives from outside (a
 retained MQTT message anyone on the broker may have written, a file a
 technician copies), so `parse` caps its size, reads the envelope by position
 and checks the root's signature before a single byte of CBOR is decoded; the
-signed payload is then decoded strictly (no semantic tags) and every field's
-shape checked. The caller decides about seq (no rollback) and expiry.
+signed payload is then read by its schema (strictcbor.Reader: each field of its
+type, each count under its cap, no other key, no general decoder), so that no
+list, signed or not, costs more than a list at every cap. The caller decides
+about seq (no rollback) and expiry.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Mapping
 
 import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from firmware import strictcbor
 from firmware.errors import TrustListError
 from firmware.keys import Issuer, kid_of, raw_public
 from firmware.tokens import cose, dcc
@@ -127,39 +130,97 @@ def read_file(path: Path) -> bytes:
     return data
 
 
-def _int(obj: Mapping, name: str) -> int:
-    value = obj.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 40:
-        raise TrustListError(f"trust list field {name!r} is not a valid integer")
+# What one list may hold. Far above any real list (a few dozen KP1 issuers; the EU's document signers
+# number some hundreds), and what bounds the work of reading one whatever its bytes: each count is
+# checked at its array's head, before any item is read.
+MAX_ISSUERS = 512
+MAX_REVOKED = 16384
+MAX_DSC = 4096
+MAX_AUTHORITY = 16
+MAX_TIME = 1 << 40
+MAX_ISS = 64  # kp1's limit on an issuer name
+
+
+def _time(r: strictcbor.Reader, name: str) -> int:
+    value = r.uint(name)
+    if value >= MAX_TIME:
+        raise strictcbor.CborError(f"its {name} is not a time")
     return value
 
 
-def _issuer(entry: object) -> IssuerKey:
-    if not cose.is_map(entry):
-        raise TrustListError("trust list issuer entry is not a map")
-    kid, iss, alg, key = (entry.get(k) for k in ("kid", "iss", "alg", "key"))
-    if not (isinstance(kid, bytes) and len(kid) == 8):
-        raise TrustListError("trust list issuer kid is not 8 bytes")
-    if not isinstance(iss, str) or alg != "EdDSA" or not (isinstance(key, bytes) and len(key) == 32):
-        raise TrustListError("trust list issuer entry has a bad iss, alg or key")
+def _schema(readers: dict) -> dict[bytes, tuple]:
+    """Field readers by the UTF-8 of their key, as `_fields` looks them up."""
+    return {key.encode(): (key, read) for key, read in readers.items()}
+
+
+def _fields(r: strictcbor.Reader, what: str, schema: dict[bytes, tuple], required: tuple[str, ...]) -> dict:
+    """A map of text keys, each read by its own reader, in any order, each once; no other key."""
+    out: dict = {}
+    for _ in range(r.map(what, len(schema))):
+        key, read = r.one_of(schema, f"{what}'s key")
+        if key in out:
+            raise strictcbor.CborError(f"its {what} repeats a key")
+        out[key] = read(r)
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise strictcbor.CborError(f"its {what} lacks {', '.join(missing)}")
+    return out
+
+
+def _fixed(r: strictcbor.Reader, name: str, size: int) -> bytes:
+    value = r.bstr(name)
+    if len(value) != size:
+        raise strictcbor.CborError(f"its {name} is not {size} bytes")
+    return value
+
+
+def _exactly(r: strictcbor.Reader, name: str, want: str) -> str:
+    return r.one_of({want.encode(): want}, name)
+
+
+def _iss(r: strictcbor.Reader) -> str:
+    iss = r.tstr("issuer name")
+    if not 0 < len(iss) <= MAX_ISS:
+        raise strictcbor.CborError("its issuer name is not 1-64 characters")
+    return iss
+
+
+_ISSUER = _schema({
+    "kid": lambda r: _fixed(r, "issuer kid", 8),
+    "iss": _iss,
+    "alg": lambda r: _exactly(r, "issuer alg", "EdDSA"),
+    "key": lambda r: _fixed(r, "issuer key", 32),
+    "not_before": lambda r: _time(r, "not_before"),
+    "not_after": lambda r: _time(r, "not_after"),
+})
+_AUTHORITY = _schema({
+    "alg": lambda r: _exactly(r, "authority alg", SEALING_ALG),
+    "key": lambda r: _fixed(r, "authority key", 32),
+    "not_before": lambda r: _time(r, "not_before"),
+    "not_after": lambda r: _time(r, "not_after"),
+})
+
+
+_ISSUER_KEYS = tuple(key for key, _ in _ISSUER.values())
+_AUTHORITY_KEYS = tuple(key for key, _ in _AUTHORITY.values())
+
+
+def _issuer(r: strictcbor.Reader) -> IssuerKey:
+    f = _fields(r, "issuer entry", _ISSUER, _ISSUER_KEYS)
     try:
-        public = Ed25519PublicKey.from_public_bytes(key)
+        key = Ed25519PublicKey.from_public_bytes(f["key"])
     except ValueError:
         raise TrustListError("trust list issuer key is not an Ed25519 key") from None
-    return IssuerKey(kid, iss, alg, public, _int(entry, "not_before"), _int(entry, "not_after"))
+    return IssuerKey(f["kid"], f["iss"], f["alg"], key, f["not_before"], f["not_after"])
 
 
-def _authority(entry: object) -> AuthorityKey:
-    if not cose.is_map(entry):
-        raise TrustListError("trust list authority entry is not a map")
-    alg, key = entry.get("alg"), entry.get("key")
-    if alg != SEALING_ALG or not (isinstance(key, bytes) and len(key) == 32):
-        raise TrustListError("trust list authority entry is not a 32-byte X25519 key")
+def _authority(r: strictcbor.Reader) -> AuthorityKey:
+    f = _fields(r, "authority entry", _AUTHORITY, _AUTHORITY_KEYS)
     try:
-        X25519PublicKey.from_public_bytes(key)
+        X25519PublicKey.from_public_bytes(f["key"])
     except ValueError:
         raise TrustListError("trust list authority key is not an X25519 key") from None
-    return AuthorityKey(key, alg, _int(entry, "not_before"), _int(entry, "not_after"))
+    return AuthorityKey(f["key"], f["alg"], f["not_before"], f["not_after"])
 
 
 def _certificate(der: object) -> bytes:
@@ -169,6 +230,21 @@ def _certificate(der: object) -> bytes:
     except (TypeError, ValueError):
         raise TrustListError("trust list dsc entry is not a DER X.509 certificate") from None
     return der
+
+
+def _many(r: strictcbor.Reader, name: str, most: int, read) -> list:
+    return [read(r) for _ in range(r.array(name, most))]
+
+
+_PAYLOAD = _schema({
+    "seq": lambda r: _time(r, "seq"),
+    "issued_at": lambda r: _time(r, "issued_at"),
+    "not_after": lambda r: _time(r, "not_after"),
+    "issuers": lambda r: _many(r, "issuers", MAX_ISSUERS, _issuer),
+    "revoked": lambda r: r.bstrs(r.array("revoked", MAX_REVOKED), 8, "revoked kids"),
+    "dsc": lambda r: [_certificate(der) for der in _many(r, "dsc", MAX_DSC, lambda r: r.bstr("dsc entry"))],
+    "authority": lambda r: _many(r, "authority", MAX_AUTHORITY, _authority),
+})
 
 
 def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
@@ -187,25 +263,18 @@ def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
         if not envelope.verify(root):
             raise TrustListError("trust list signature does not verify")
     try:
-        body = cose.strict_loads(envelope.payload)
-    except cose.CoseError as exc:
+        reader = strictcbor.Reader(envelope.payload, MAX_BYTES)
+        body = _fields(reader, "payload", _PAYLOAD, ("seq", "issued_at", "not_after"))
+        reader.end()
+    except strictcbor.CborError as exc:
         raise TrustListError(f"trust list payload: {exc}") from None
-    if not cose.is_map(body):
-        raise TrustListError("trust list payload is not a map")
-    issuers_raw, revoked_raw, dsc_raw, authority_raw = (body.get(k, []) for k in ("issuers", "revoked", "dsc",
-                                                                                      "authority"))
-    if not all(cose.is_array(x) for x in (issuers_raw, revoked_raw, dsc_raw, authority_raw)):
-        raise TrustListError("trust list issuers, revoked, dsc and authority must be lists")
-    if not all(isinstance(k, bytes) for k in (*revoked_raw, *dsc_raw)):
-        raise TrustListError("trust list revoked kids and dsc must be byte strings")
-    issuers = {entry.kid: entry for entry in map(_issuer, issuers_raw)}
     return TrustList(
-        seq=_int(body, "seq"),
-        issued_at=_int(body, "issued_at"),
-        not_after=_int(body, "not_after"),
-        issuers=issuers,
-        revoked=frozenset(revoked_raw),
-        dsc=tuple(map(_certificate, dsc_raw)),
-        authority=tuple(map(_authority, authority_raw)),
+        seq=body["seq"],
+        issued_at=body["issued_at"],
+        not_after=body["not_after"],
+        issuers={entry.kid: entry for entry in body.get("issuers", ())},
+        revoked=frozenset(body.get("revoked", ())),
+        dsc=tuple(body.get("dsc", ())),
+        authority=tuple(body.get("authority", ())),
         raw=data,
     )

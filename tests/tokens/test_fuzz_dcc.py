@@ -37,6 +37,7 @@ def test_a_short_run_has_no_crash_no_hang_and_no_false_accept(result):
     assert result["target"] == "dcc" and result["count"] == COUNT and result["workers"] == 2
     assert result["crashes"] == 0 and result["crash_types"] == {}  # a hang or a dead worker would be listed here
     assert result["false_accepts"] == 0 and result["ok"] is True
+    assert result["slowest_verify_us"] < 50_000  # hostile CBOR among the mutants: no bomb costs the door
     assert sum(result["verdicts"].values()) == COUNT
     assert "HC1:" not in json.dumps(result)
 
@@ -135,6 +136,21 @@ def test_an_exception_tokens_dcc_swallows_is_still_a_crash(target, monkeypatch):
     assert dcc.verify(target.seeds[0].text, {}, fuzz.NOW).reason is not None  # dcc.verify alone: no exception
     result = fuzz.run(target, count=400, workers=2, seed=0)
     assert result["crashes"] > 0 and set(result["crash_types"]) == {"ZeroDivisionError"} and result["ok"] is False
+
+
+def test_hostile_cbor_reaches_the_decoder(monkeypatch):
+    """With the plain cbor2 decoder that cost the door 0.4 s for one 189-character QR, the run finds a slow one."""
+    import io
+
+    def plain(data: bytes):
+        try:
+            return cbor2.CBORDecoder(io.BytesIO(data)).decode()
+        except Exception:  # noqa: BLE001
+            raise dcc._Stop(Reason.MALFORMED) from None
+
+    monkeypatch.setattr(dcc, "_loads", plain)  # the forked workers inherit it
+    result = fuzz.run("dcc", count=1_500, workers=2, seed=1)
+    assert result["slowest_verify_us"] > 50_000 and result["slowest_verdict"] == "malformed"
 
 
 def test_the_command_takes_dcc(capsys):

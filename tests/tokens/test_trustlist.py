@@ -245,7 +245,7 @@ def test_a_signed_payload_holding_any_semantic_tag_is_refused(trust_setup, tag):
     payload = cbor2.loads(cose.parse_eddsa_sign1(build(trust_setup, 1)).payload)
     payload["issued_at"] = cbor2.CBORTag(tag, 1)
     signed = cose.sign1(cbor2.dumps(payload), trust_setup.root, kid_of(trust_setup.root.public_key()))
-    with pytest.raises(TrustListError, match=f"semantic tag {tag} "):
+    with pytest.raises(TrustListError, match="issued_at is of CBOR major type 6"):  # a tag is never read as a value
         trustlist.parse(signed, trust_setup.root.public_key())
 
 

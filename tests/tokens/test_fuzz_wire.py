@@ -1,0 +1,315 @@
+"""`qrgate fuzz trustlist|ingest`: a sample of each finds nothing, reaches every check, holds every input to
+50 ms; and the oracle is live: a parse or an ingest stage that accepts too much, raises, is slow or hangs is
+reported as such."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+
+import cbor2
+import pytest
+
+from custodian import investigate
+from firmware import fuzz, fuzz_wire
+from firmware.store import seal
+from firmware.store.records import SealedRecord
+from firmware.tokens import trustlist
+from firmware.tokens.trustlist import TrustList
+
+COUNT = 20_000
+LIST_VERDICTS = {"accepted", "bad_envelope", "bad_signature", "wrong_root", "bad_payload", "bad_content", "too_large"}
+
+
+@pytest.fixture(scope="module")
+def list_result():
+    return fuzz.run("trustlist", count=COUNT, workers=2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def ingest_result():
+    return fuzz.run("ingest", count=COUNT, workers=2, seed=1)
+
+
+def assert_clean(result):
+    assert result["count"] == COUNT and sum(result["verdicts"].values()) == COUNT
+    assert result["crashes"] == 0 and result["crash_types"] == {}  # a hang or a dead worker is listed here
+    assert result["false_accepts"] == 0
+    assert result["slow_inputs"] == 0 and result["slowest_verify_us"] < fuzz_wire.MAX_VERIFY_US
+    assert result["seed_check"]["as_expected"] == result["seed_check"]["seeds"] and result["ok"] is True
+
+
+# --- the trust list ------------------------------------------------------------------------------
+
+
+def test_a_sample_of_trust_lists_finds_nothing(list_result):
+    assert_clean(list_result)
+
+
+def test_trust_list_mutants_reach_every_check(list_result):
+    verdicts = list_result["verdicts"]
+    assert set(verdicts) == LIST_VERDICTS, verdicts
+    assert 0 < verdicts["accepted"] == list_result["seed_accepts"]  # seeds that came back as they are
+    # what the root signs must reach the schema reader and the keys' and certificates' checks, not die at the envelope
+    assert verdicts["bad_payload"] > 0.2 * COUNT and verdicts["bad_content"] > 0.001 * COUNT
+
+
+def test_the_trust_list_seeds_check_out():
+    target = fuzz_wire.trustlist_target(0)
+    check = fuzz._check_seeds(target)
+    assert check["as_expected"] == check["seeds"] and check["wrong"] == {} and check["valid"] >= 10
+    valid = [s.text for s in target.seeds if s.expect == "accepted"]
+    sizes = sorted(len(s) for s in valid)
+    assert sizes[0] < 200 and sizes[-1] == trustlist.MAX_BYTES  # from the empty list to the cap itself
+    assert any(65_536 + 88 <= n < trustlist.MAX_BYTES for n in sizes)  # a payload head of four bytes
+    lists = [trustlist.parse(s, target.verify.keywords["root"]) for s in valid]
+    assert max(len(tl.issuers) for tl in lists) == trustlist.MAX_ISSUERS
+    assert max(len(tl.revoked) for tl in lists) >= trustlist.MAX_REVOKED // 2
+    assert max(len(tl.authority) for tl in lists) == trustlist.MAX_AUTHORITY
+    assert any(tl.dsc and tl.authority and tl.revoked for tl in lists)
+    assert {s.expect for s in target.seeds} == LIST_VERDICTS
+
+
+def test_the_security_reviews_message_is_a_seed_and_is_refused_at_once():
+    """The ~320 KB tag 4 over a huge integer, unsigned, signed by the root, and without an envelope."""
+    target = fuzz_wire.trustlist_target(0)
+    bombs = [s for s in target.seeds if len(s.text) > 300_000 and s.text.count(b"\xff" * 1000) > 100]
+    assert {s.expect for s in bombs} == {"bad_signature", "bad_payload", "bad_envelope"}
+    for s in bombs:
+        start = time.perf_counter()
+        assert fuzz._judge(target)(s.text, target.verify(s.text))[0] == s.expect
+        assert time.perf_counter() - start < 0.05
+
+
+def test_the_world_and_every_mutation_come_from_the_seed():
+    a, b = (fuzz.run("trustlist", count=1_000, workers=2, seed=7) for _ in range(2))
+    assert a["verdicts"] == b["verdicts"]
+    assert [s.text for s in fuzz_wire.trustlist_target(3).seeds] == [s.text for s in fuzz_wire.trustlist_target(3).seeds]
+
+
+def test_a_parse_that_accepts_everything_is_reported():
+    yes = fuzz_wire.trustlist_target(0, parse=lambda data, root: TrustList(seq=1, issued_at=0, not_after=0, issuers={}))
+    result = fuzz.run(yes, count=2_000, workers=2, seed=0)
+    assert result["false_accepts"] == 2_000 and result["ok"] is False
+    assert result["seed_check"]["as_expected"] == 0  # valid seeds too: not read as signed
+
+
+def test_a_parse_that_skips_the_signature_is_reported():
+    unchecked = fuzz_wire.trustlist_target(0, parse=lambda data, root: trustlist.parse(data, None))
+    result = fuzz.run(unchecked, count=2_000, workers=2, seed=0)
+    assert result["false_accepts"] > 20 and result["crashes"] == 0 and result["ok"] is False
+
+
+def test_a_parse_that_raises_is_reported_with_its_input_saved_as_hex(tmp_path):
+    def flaky(data: bytes, root):
+        if len(data) % 7 == 0:
+            raise ZeroDivisionError("planted")
+        return trustlist.parse(data, root)
+
+    result = fuzz.run(fuzz_wire.trustlist_target(0, parse=flaky), count=600, workers=2, seed=0, out=tmp_path)
+    assert 0 < result["crashes"] < fuzz.MAX_SAVED and set(result["crash_types"]) == {"ZeroDivisionError"}
+    saved = [json.loads(p.read_text()) for p in tmp_path.glob("trustlist-crash-*.json")]
+    assert len(saved) == result["crashes"]
+    for record in saved:
+        assert len(bytes.fromhex(record["hex"])) % 7 == 0 and "planted" in record["detail"] and "text" not in record
+
+
+def test_a_slow_parse_is_a_finding_with_its_verdict(tmp_path):
+    def slow(data: bytes, root):
+        if len(data) % 50 == 0:
+            time.sleep(0.06)  # a parse that takes 60 ms: what the oracle must catch (not synchronisation)
+        return trustlist.parse(data, root)
+
+    result = fuzz.run(fuzz_wire.trustlist_target(0, parse=slow), count=1_000, workers=2, seed=0, out=tmp_path)
+    assert result["slow_inputs"] > 0 and result["ok"] is False
+    assert result["slowest_verify_us"] >= 60_000 and result["slowest_verdict"] in LIST_VERDICTS
+    assert result["crashes"] == 0 and result["false_accepts"] == 0
+    assert all(len(bytes.fromhex(json.loads(p.read_text())["hex"])) % 50 == 0
+               for p in tmp_path.glob("trustlist-slow-*.json"))
+
+
+def test_a_parse_that_hangs_is_reported_with_the_input_number():
+    parent = os.getpid()
+
+    def stuck(data: bytes, root):
+        if os.getpid() != parent and len(data) % 5 == 0:
+            threading.Event().wait()  # never returns: the hostile input this harness exists to find
+        return trustlist.parse(data, root)
+
+    result = fuzz.run(fuzz_wire.trustlist_target(0, parse=stuck), count=200, workers=2, seed=0, hang_s=0.5)
+    assert result["crashes"] == 2 and all("hung on input" in kind for kind in result["crash_types"])
+
+
+# --- the ingest ----------------------------------------------------------------------------------
+
+
+def test_a_sample_of_messages_finds_nothing(ingest_result):
+    assert_clean(ingest_result)
+
+
+def test_messages_reach_every_check_and_the_opening(ingest_result):
+    checked = {label.split("/")[0] for label in ingest_result["verdicts"]}
+    opened = {label.split("/")[1] for label in ingest_result["verdicts"]}
+    assert checked >= {"accepted", "malformed", "topic_mismatch", "ts_out_of_range", "oversized"}, checked
+    assert opened >= {"opened", "malformed", "wrong_key_or_tampered", "bad_plaintext", "envelope_mismatch"}, opened
+    # records the storage takes, and re-sealed plaintexts the opening refuses
+    assert ingest_result["verdicts"]["accepted/bad_plaintext"] > 0.05 * COUNT
+    assert ingest_result["verdicts"]["accepted/opened"] > 0.01 * COUNT
+
+
+def test_the_ingest_seeds_check_out():
+    target = fuzz_wire.ingest_target(0)
+    check = fuzz._check_seeds(target)
+    assert check["as_expected"] == check["seeds"] >= 12 and check["wrong"] == {}
+    records = [SealedRecord.from_wire(s.body) for s in target.seeds]
+    model = target.judge.keywords["model"]
+    assert {r.ts for r in records} >= {model.oldest, model.newest, fuzz.NOW}  # the window's edges
+    assert {len(r.venue) for r in records} >= {1, 64}
+    assert [s.text[0] for s in target.seeds] == [f"qrgate/v1/{r.venue}/{r.device}/visits" for r in records]
+
+
+def test_the_model_takes_only_a_record_as_a_device_writes_it():
+    target = fuzz_wire.ingest_target(0)
+    model = target.judge.keywords["model"]
+    topic, wire = target.seeds[0].text
+    fields = cbor2.loads(wire)
+    assert model.why_not(topic, wire) is None
+    for ts, ok in ((model.oldest, True), (model.oldest - 1, False), (model.newest, True), (model.newest + 1, False),
+                   (2**63, False), (2**64 - 1, False)):
+        assert (model.why_not(topic, cbor2.dumps([*fields[:4], ts, fields[5]])) is None) is ok, ts
+    for bad_topic in (topic + "/", topic.replace("qrgate", "QRGATE"), topic.replace("visits", "status"),
+                      topic.replace("/v1/", "/v2/"), "x/y/" + "/".join(topic.split("/")[2:4]) + "/z"):
+        assert model.why_not(bad_topic, wire) is not None, bad_topic
+    assert model.why_not(topic, b"\x86\x18\x01" + wire[2:]) is not None  # a version head one size wide
+    assert model.why_not(topic, wire + b"\x00") is not None
+
+
+def test_the_model_remembers_only_valid_plaintexts():
+    model = fuzz_wire.ingest_target(0).judge.keywords["model"]
+    before = len(model.sealed)
+    visit = {"v": 1, "rid": bytes(16), "venue": "v", "device": "d", "ts": 1, "iss": "naver", "cti": bytes(16),
+             "kind": "KP1"}
+    for bad in ({**visit, "iss": b"naver"}, {**visit, "ts": 1.0}, {**visit, "kind": "DCC"}, {**visit, "v": True},
+                {k: v for k, v in visit.items() if k != "cti"}, {**visit, "x": 0}):
+        model.note(cbor2.dumps(bad), bad)
+    model.note(cbor2.dumps(visit) + b"\x00", visit)
+    assert len(model.sealed) == before
+    model.note(cbor2.dumps(visit), visit)
+    assert len(model.sealed) == before + 1
+
+
+def the_check_before_the_window(topic: str, payload: bytes, received_at: float):
+    """check() as it was before issue 15: any ts, the topic compared by two levels."""
+    try:
+        record = SealedRecord.from_wire(payload)
+    except ValueError:
+        return "malformed"
+    levels = topic.split("/")
+    return record if len(levels) == 5 and (levels[2], levels[3]) == (record.venue, record.device) else "topic_mismatch"
+
+
+def test_the_poison_pill_is_a_crash_in_the_storage_and_a_false_accept():
+    result = fuzz.run(fuzz_wire.ingest_target(0, check=the_check_before_the_window), count=2_000, workers=2, seed=0)
+    assert result["crash_types"].get("OverflowError", 0) > 0  # ts >= 2**63: SQLite cannot hold it
+    assert result["false_accepts"] > 0 and result["ok"] is False  # a ts outside the window, stored
+
+
+def test_an_opening_that_does_not_check_the_plaintext_is_reported():
+    def unchecked(wire: bytes, key):
+        try:
+            record = SealedRecord.from_wire(wire)
+            plain = cbor2.loads(seal.open_sealed(record.enc_and_ct, key, seal.aad_for(record.rid, record.venue,
+                                                                                      record.device)))
+        except Exception:  # noqa: BLE001
+            return "did_not_open"
+        cti = plain.get("cti") if isinstance(plain, dict) else None
+        return {"rid": record.rid.hex(), "device": record.device, "ts": record.ts, "time": "",
+                "kind": str(plain.get("kind")) if isinstance(plain, dict) else "",
+                "iss": plain.get("iss") if isinstance(plain, dict) else "",  # bytes, when the plaintext says so
+                "cti": cti.hex() if isinstance(cti, bytes) else str(cti)}
+
+    result = fuzz.run(fuzz_wire.ingest_target(0, opener=unchecked), count=2_000, workers=2, seed=0)
+    assert result["false_accepts"] > 100 and result["crashes"] == 0 and result["ok"] is False
+
+
+def test_an_opening_that_raises_on_a_bad_plaintext_is_a_crash():
+    def raising(wire: bytes, key):
+        opened = investigate._open(wire, key)
+        if opened == "bad_plaintext":
+            raise TypeError("planted: a record whose iss is bytes")
+        return opened
+
+    result = fuzz.run(fuzz_wire.ingest_target(0, opener=raising), count=1_000, workers=2, seed=0)
+    assert result["crashes"] > 0 and set(result["crash_types"]) == {"TypeError"} and result["ok"] is False
+
+
+def test_a_storage_that_refuses_a_record_is_a_crash():
+    from custodian.storage import SqliteStorage
+
+    class Refusing(SqliteStorage):
+        def add(self, records, received_at):
+            if any(r.venue == "x" for r, _ in records):
+                raise OverflowError("planted: SQLite refusing a value")
+            return super().add(records, received_at)
+
+    result = fuzz.run(fuzz_wire.ingest_target(0, storage=lambda: Refusing(":memory:")), count=1_000, workers=2,
+                      seed=0)
+    assert result["crash_types"].get("OverflowError", 0) > 0 and result["ok"] is False
+    assert result["seed_check"]["as_expected"] < result["seed_check"]["seeds"]  # the seeds of venue x
+
+
+def test_a_slow_check_is_a_finding():
+    from custodian import ingest
+
+    def slow(topic: str, payload: bytes, received_at: float):
+        if len(payload) % 40 == 0:
+            time.sleep(0.06)  # a check that takes 60 ms: what the oracle must catch (not synchronisation)
+        return ingest.check(topic, payload, received_at)
+
+    result = fuzz.run(fuzz_wire.ingest_target(0, check=slow), count=1_000, workers=2, seed=0)
+    assert result["slow_inputs"] > 0 and result["slowest_verify_us"] >= 60_000 and result["ok"] is False
+
+
+def test_a_check_that_hangs_is_reported_with_the_input_number():
+    from custodian import ingest
+
+    parent = os.getpid()
+
+    def stuck(topic: str, payload: bytes, received_at: float):
+        if os.getpid() != parent and len(payload) % 5 == 0:
+            threading.Event().wait()
+        return ingest.check(topic, payload, received_at)
+
+    result = fuzz.run(fuzz_wire.ingest_target(0, check=stuck), count=200, workers=2, seed=0, hang_s=0.5)
+    assert result["crashes"] == 2 and all("hung on input" in kind for kind in result["crash_types"])
+
+
+def test_a_finding_keeps_its_topic_and_payload(tmp_path):
+    def flaky(topic: str, payload: bytes, received_at: float):
+        raise ZeroDivisionError("planted")
+
+    fuzz.run(fuzz_wire.ingest_target(0, check=flaky), count=50, workers=1, seed=0, out=tmp_path)
+    record = json.loads(next(tmp_path.glob("ingest-crash-*.json")).read_text())
+    topic, payload = record["parts"]
+    assert topic["text"].encode("utf-8", "surrogatepass").hex() == topic["hex"] and bytes.fromhex(payload["hex"])
+
+
+def test_the_results_hold_no_input(list_result, ingest_result):
+    for result in (list_result, ingest_result):
+        text = json.dumps(result)
+        assert len(text) < 4_000 and "qrgate/v1/" not in text and '"hex"' not in text
+
+
+def test_the_command_takes_the_wire_targets(capsys):
+    parser = argparse.ArgumentParser(prog="qrgate")
+    fuzz.register(parser.add_subparsers(dest="command", required=True))
+    for name in ("trustlist", "ingest"):
+        args = parser.parse_args(["fuzz", name, "--count", "200", "--workers", "1", "--seed", "3"])
+        code = args.func(args)
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 1
+        result = json.loads(lines[0])
+        assert result["target"] == name and result["count"] == 200 and code == (0 if result["ok"] else 1)

@@ -87,7 +87,7 @@ class SealedRecord:
     def from_wire(cls, data: bytes) -> "SealedRecord":
         """Raises strictcbor.CborError (a ValueError) for anything but a version 1 record as `wire` writes it."""
         r = strictcbor.Reader(data, MAX_WIRE)
-        if r.array("record") != 6 or r.uint("version") != WIRE_VERSION:
+        if r.array("record", 6) != 6 or r.uint("version") != WIRE_VERSION:
             raise strictcbor.CborError("not a version 1 sealed visit record")
         rid, venue, device = r.bstr("rid"), r.tstr("venue"), r.tstr("device")
         ts, enc_and_ct = r.uint("ts"), r.bstr("sealed part")

@@ -102,6 +102,15 @@ def running_ingest(port: int, storage, **kw):
         ingest.stop()
 
 
+def assert_nothing_comes_back(port: int, storage, authority: "Authority", client_id: str = "ingest-a") -> None:
+    """The same session, resumed, is given only the one new visit: all before it was acknowledged."""
+    with running_ingest(port, storage, client_id=client_id) as again, \
+            connected_devices(port, ("cafe-1", "door-1")) as (door,):
+        door.publish(authority.visit()[1])
+        wait_until(lambda: again.stored == 1)
+    assert (again.received, again.rejected) == (1, 0)
+
+
 class IngestProcess:
     """`qrgate custodian ingest` as a real process; its log goes to a file the test can poll."""
 

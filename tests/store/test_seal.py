@@ -162,3 +162,13 @@ def test_open_refuses_a_sealed_envelope_that_is_not_the_clear_one(seal_setup, ch
     plain = {**seal_setup.sealed.open(seal_setup.authority), **change}  # 1750000002.0 == 1750000002 in Python
     with pytest.raises(records.EnvelopeMismatch):
         _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain)).open(seal_setup.authority)
+
+
+def test_a_record_from_the_wire_never_meets_a_general_cbor_decoder(seal_setup, monkeypatch):
+    """The custodian's decode was plain cbor2.loads: one tag-4 record held every ingest for seconds (finding 2)."""
+    refuse = lambda *a, **kw: pytest.fail("a general CBOR decoder read a record from the wire")  # noqa: E731
+    monkeypatch.setattr(cbor2, "loads", refuse)
+    monkeypatch.setattr(cbor2, "CBORDecoder", refuse)
+    assert SealedRecord.from_wire(seal_setup.sealed.wire()) == seal_setup.sealed
+    with pytest.raises(ValueError):
+        SealedRecord.from_wire(b"\x86\x01\xc4\x82\x21\xc2\x5a\x00\x01\x00\x00" + b"\xff" * 65536)

@@ -160,7 +160,9 @@ def run(
     kernel's NTP state (tests give a stand-in; by default both are real);
     `stats` lets a benchmark keep every frame's figures. Under systemd
     (Type=notify) it says READY once the store is open and the camera has
-    delivered a frame, and the scan loop feeds the watchdog.
+    delivered a frame (or at once, with the fault as its status, while the
+    store cannot be opened: up and amber, not restarted in a loop), and the
+    scan loop feeds the watchdog.
     """
     stop = stop or threading.Event()
     failed = threading.Event()

@@ -60,10 +60,11 @@ class MqttUplink:
         on_state: Callable[[bool, str], None] = lambda up, why: None,
         session_expiry_s: int = 86400,
         backoff: Backoff | None = None,
-        max_packet: int | None = None,
+        max_packet: int = 1 << 16,
     ):
         """`max_packet`: the largest packet the broker may send us (MQTT v5 Maximum Packet Size); a larger
-        one it drops instead of delivering, so no message can make this client hold more than that."""
+        one it drops instead of delivering, so no message can make this client hold more than that. The
+        daemon raises it to a trust list's size; a technician's check subscribes to nothing."""
         self.host, self.port, self.keepalive = host, port, keepalive
         self.max_packet = max_packet
         self.session_expiry_s = session_expiry_s
@@ -95,8 +96,7 @@ class MqttUplink:
     def start(self) -> None:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.session_expiry_s
-        if self.max_packet is not None:
-            properties.MaximumPacketSize = self.max_packet
+        properties.MaximumPacketSize = self.max_packet
         self._retry_later()
         self._client.connect_async(self.host, self.port, self.keepalive, clean_start=False, properties=properties)
         self._client.loop_start()

@@ -56,13 +56,9 @@ class TrustStore:
         self._seen_file = signature
         try:
             new = trustlist.parse(trustlist.read_file(self.path), self.root)
+            self._refuse_rollback(new.seq)
         except (OSError, TrustListError) as exc:
             logger.error("kept trust list %s is unusable: %s", self.path, exc)
-            return
-        held = self.mark.read()
-        if new.seq < held:
-            logger.error("kept trust list %s is seq %d, older than seq %d this device has held: refused",
-                         self.path, new.seq, held)
             return
         with self._lock:
             old = self._current
@@ -83,9 +79,7 @@ class TrustStore:
                 raise TrustListError(f"trust list seq {new.seq} is past its not_after")
             if old is not None and new.seq <= old.seq:
                 raise TrustListError(f"trust list seq {new.seq} is not higher than the installed seq {old.seq}")
-            held = self.mark.read()
-            if new.seq < held:
-                raise TrustListError(f"trust list seq {new.seq} is older than seq {held}, which this device has held")
+            self._refuse_rollback(new.seq)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 write_atomic(self.path, data, owner_of=self.path.parent)
@@ -98,6 +92,11 @@ class TrustStore:
                     len(new.revoked), len(new.dsc))
         return new
 
+    def _refuse_rollback(self, seq: int) -> None:
+        held = self.mark.read()
+        if seq < held:
+            raise TrustListError(f"trust list seq {seq} is older than seq {held}, which this device has held")
+
     def _raise_mark(self, seq: int) -> None:
         try:
             self.mark.raise_to(seq)
@@ -109,7 +108,7 @@ class TrustStore:
         try:
             return self.offer(trustlist.read_file(path), now)
         except (OSError, TrustListError) as exc:
-            logger.warning("trust list %s refused: %s", path, getattr(exc, "strerror", None) or exc)
+            logger.warning("trust list %s refused: %s", path, exc.strerror if isinstance(exc, OSError) else exc)
             return False
 
     def offer(self, data: bytes, now: float) -> bool:

@@ -16,8 +16,13 @@ unacknowledged QoS 1 messages out to one process than fit one batch; QoS 0
 messages bypass Receive Maximum, and devices publish visits at QoS 1 only, so
 a QoS 0 message is rejected as it arrives, never queued. The inbox is bounded
 all the same: past it a message is dropped unacknowledged, and the broker
-resends it after a reconnect. The CONNECT also sets a Maximum Packet Size, so
-the broker does not even send this process a message far larger than a record.
+resends it after a reconnect. The CONNECT's Maximum Packet Size is the
+broker's own (topics.MAX_PACKET): Mosquitto 2.0.11 never frees the in-flight
+slot of a QoS 1 message it drops as too large for a client, and `batch` of
+them would stop this process for good, so it takes every packet the broker
+admits, keeps no more of one than a record's size, and rejects the rest as
+oversized. A broker that does not say it admits no more than that (CONNACK's
+Maximum Packet Size) is named in a warning at every connection.
 
 An ack belongs to the connection its message came on: after a disconnect the
 broker resends the unacknowledged ones, so acks of an older connection are
@@ -61,7 +66,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from custodian.storage import DAY_S, RETENTION_DAYS, Storage, StorageUnavailable
-from firmware.store.records import MAX_ID, MAX_WIRE, SealedRecord
+from firmware.store.records import MAX_WIRE, SealedRecord
 from firmware.uplink import topics
 from firmware.uplink.mqtt import Tls
 
@@ -70,9 +75,6 @@ logger = logging.getLogger(__name__)
 VISITS_FILTER = "qrgate/v1/+/+/visits"
 TS_SKEW_S = 300  # how far ahead of the custodian's clock a device's may run
 MAX_AGE_S = RETENTION_DAYS * DAY_S  # a device purges its own records at 28 days: none comes older
-# A PUBLISH of the largest record on the longest topic: fixed header (5), topic (2 + its length), packet id (2),
-# properties (their length, 4, and room for the few a broker adds).
-MAX_PACKET = MAX_WIRE + 5 + 2 + len(topics.visits("v" * MAX_ID, "d" * MAX_ID)) + 2 + 4 + 64
 INBOX_BATCHES = 4  # a batch in hand, Receive Maximum's worth from the broker, and what older connections left
 SESSION_TAKEN_OVER = 0x8E
 LOG_EVERY_S = 60.0
@@ -226,7 +228,7 @@ class Ingest:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.session_expiry_s
         properties.ReceiveMaximum = min(self.batch, 65535)
-        properties.MaximumPacketSize = MAX_PACKET
+        properties.MaximumPacketSize = topics.MAX_PACKET
         self._writer = threading.Thread(target=self._write_or_die, args=(on_death,), name=f"ingest-{self.client_id}",
                                         daemon=True)
         self._writer.start()
@@ -285,6 +287,12 @@ class Ingest:
         self.connected.set()
         logger.info("ingest %s connected (%s)", self.client_id,
                     "session resumed" if flags.session_present else "new session")
+        admits = getattr(properties, "MaximumPacketSize", None)
+        if admits is None or admits > topics.MAX_PACKET:
+            logger.warning("the broker admits packets of %s, larger than the %d bytes this ingest takes: a flood of "
+                           "larger messages would stop it; set max_packet_size %d in mosquitto.conf "
+                           "(custodian/broker/mosquitto.conf)", f"up to {admits} bytes" if admits else "any size",
+                           topics.MAX_PACKET, topics.MAX_PACKET)
         client.subscribe(share_filter(self.group), options=SubscribeOptions(qos=1))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -316,8 +324,9 @@ class Ingest:
             self._log.note("rejected as qos0", message.topic)
             return
         try:
-            self._inbox.put_nowait(_Message(message.mid, message.qos, message.topic, message.payload,
-                                            self._connection))
+            # No more of a payload than check() needs to call it oversized: the inbox holds records, not packets.
+            self._inbox.put_nowait(_Message(message.mid, message.qos, message.topic,
+                                            message.payload[:MAX_WIRE + 1], self._connection))
         except queue.Full:  # unacknowledged: the broker resends it after a reconnect
             self.inbox_full += 1
             self._log.note("dropped unacknowledged, the inbox is full", message.topic)

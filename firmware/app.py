@@ -34,7 +34,6 @@ from firmware.scanner.sources.replay import ReplaySource
 from firmware.stats import Stats
 from firmware.store.buffer import CorruptStore, SqliteRecordStore, kept_aside, set_aside
 from firmware.store.marks import CLOCK, Mark
-from firmware.tokens import trustlist
 from firmware.tokens.dcc_verifier import DccVerifier
 from firmware.tokens.kp1 import Verifier
 from firmware.tokens.verifier import TokenVerifier
@@ -48,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 CHECK_S = 5.0  # clock and trust list (also checked on every decision); delivered bytes scrubbed
 PURGE_S = 3600.0  # 28-day retention
-# What the broker may send: a trust list at its cap, with room for the topic and the packet's properties.
-MAX_PACKET = trustlist.MAX_BYTES + 4096
 REOPEN_S = 2.0  # a store that cannot be opened is tried again this often, the watchdog fed meanwhile
 
 
@@ -257,7 +254,7 @@ def run(
                 on_state=lambda up, why: logger.info("broker %s:%d %s", m.host, m.port, why),
                 session_expiry_s=m.session_expiry_s,
                 backoff=Backoff(m.reconnect_min_s, max(m.reconnect_min_s, m.reconnect_max_s)),
-                max_packet=MAX_PACKET,
+                max_packet=topics.MAX_PACKET,
             )
             drain = Drain(
                 store, uplink, topics.visits(dev.venue, dev.id), topics.status(dev.venue, dev.id),

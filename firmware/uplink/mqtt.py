@@ -145,8 +145,12 @@ class MqttUplink:
             self.reconnects += 1
         self.session_present = bool(flags.session_present)
         self.connected.set()
+        # Subscriptions are to retained state (the trust list), which comes again with every subscribe, so
+        # QoS 0 loses nothing a reconnect does not bring back; and Mosquitto 2.0.11 never frees the in-flight
+        # slot of a QoS 1 message it drops as larger than our Maximum Packet Size: 20 of those, from a broker
+        # not configured as shipped, would stop every later message to us.
         for topic in self._subscriptions:
-            client.subscribe(topic, qos=1)
+            client.subscribe(topic, qos=0)
         self._on_state(True, "connected (session resumed)" if self.session_present else "connected (new session)")
         self._on_connected()
 

@@ -3,6 +3,12 @@
 import re
 
 TRUSTLIST = "qrgate/v1/trustlist"
+# The largest MQTT packet on a qrgate broker: a signed trust list of 1 MiB (trustlist.MAX_BYTES) on TRUSTLIST,
+# with room for its headers. Every client that subscribes takes packets this large, and the shipped broker
+# (custodian/broker/mosquitto.conf, max_packet_size) admits nothing larger: Mosquitto 2.0.11 keeps an in-flight
+# slot for every QoS 1 message it drops as too large for a client, so a flood of them would stop that client's
+# deliveries for good.
+MAX_PACKET = (1 << 20) + 1024
 # A venue or device id: one topic level (no "/", "+" or "#"), and part of a certificate's CN "venue:device".
 ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 

@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import cbor2
 import paho.mqtt.client as mqtt
@@ -23,8 +24,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from custodian.ingest import INBOX_BATCHES, MAX_PACKET, TS_SKEW_S, DeviceBuckets, Ingest
+import custodian
+from custodian.ingest import INBOX_BATCHES, TS_SKEW_S, DeviceBuckets, Ingest
 from custodian.storage import DAY_S, SqliteStorage
+from firmware.broker import Mosquitto
 from firmware.store.records import MAX_WIRE
 from firmware.uplink import topics
 from tests.conftest import wait_until
@@ -96,18 +99,53 @@ def test_a_full_inbox_drops_unacknowledged_and_pahos_thread_never_waits(tmp_path
     assert ingest.summary()["dropped_inbox_full"] == 5 and ingest.rejected_by_reason == {"qos0": 3}
 
 
-def test_the_broker_sends_the_ingest_nothing_larger_than_its_maximum_packet_size(tmp_path, broker):
+def test_the_ingest_takes_what_the_broker_admits_and_rejects_anything_larger_than_a_record(tmp_path, broker):
     authority = new_authority(tmp_path)
     storage = SqliteStorage(tmp_path / "c.db")
-    assert MAX_WIRE < MAX_PACKET < MAX_WIRE + 512
     with running_ingest(broker.port, storage, client_id="ingest-a") as ingest, \
             connected_devices(broker.port, ("cafe-1", "door-1")) as (door,):
-        door.publish(os.urandom(MAX_PACKET + 1))  # the broker acknowledges it to the device, sends it nowhere
+        door.publish(os.urandom(topics.MAX_PACKET + 1))  # the broker acknowledges it to the device, sends it nowhere
+        door.publish(os.urandom(topics.MAX_PACKET - 1024))
         door.publish(cbor2.dumps([1, os.urandom(16), "cafe-1", "door-1", int(time.time()), os.urandom(MAX_WIRE)]))
         good = authority.visit()[1]
-        door.publish(good)  # after both, on one connection: when it is stored, they have been dealt with
+        door.publish(good)  # after them all, on one connection: when it is stored, they have been dealt with
         wait_until(lambda: ingest.stored == 1 and door.all_acked())
-    assert (ingest.received, ingest.rejected_by_reason) == (2, {"oversized": 1})
+    assert (ingest.received, ingest.rejected_by_reason) == (3, {"oversized": 2})
+
+
+def test_the_inbox_keeps_no_more_of_a_payload_than_a_records_size(tmp_path):
+    ingest = Ingest("127.0.0.1", 1, storage=SqliteStorage(tmp_path / "c.db"))
+    message = mqtt.MQTTMessage(mid=1, topic=topics.visits("cafe-1", "door-1").encode())
+    message.qos, message.payload = 1, bytes(topics.MAX_PACKET - 1024)
+    ingest._on_message(None, None, message)
+    assert len(ingest._inbox.get_nowait().payload) == MAX_WIRE + 1
+
+
+@pytest.mark.parametrize("broker_says", ["nothing", "the shipped max_packet_size"])
+def test_a_broker_that_admits_larger_packets_than_the_ingest_takes_is_named_at_connect(tmp_path, caplog, broker_says):
+    shipped = (Path(custodian.__file__).parent / "broker" / "mosquitto.conf").read_text()
+    assert f"\nmax_packet_size {topics.MAX_PACKET}\n" in shipped
+    extra = "allow_anonymous true\n" + (f"max_packet_size {topics.MAX_PACKET}\n" if broker_says != "nothing" else "")
+    with Mosquitto(tmp_path / "broker", extra=extra) as b, caplog.at_level(logging.WARNING, "custodian.ingest"), \
+            running_ingest(b.port, SqliteStorage(tmp_path / "c.db"), client_id="ingest-a"):
+        pass
+    named = f"set max_packet_size {topics.MAX_PACKET} in mosquitto.conf" in caplog.text
+    assert named == (broker_says == "nothing")
+
+
+def test_a_flood_of_messages_too_large_for_a_record_never_wedges_the_ingests_session(tmp_path, broker):
+    """Mosquitto 2.0.11 keeps an in-flight slot for every QoS 1 message it drops as larger than a client's
+    Maximum Packet Size, and never frees it: 20 such messages (its max_inflight_messages) and nothing more
+    reaches that client. The ingest takes every packet the broker admits and rejects the large ones itself."""
+    authority = new_authority(tmp_path)
+    storage = SqliteStorage(tmp_path / "c.db")
+    with running_ingest(broker.port, storage, client_id="ingest-a") as ingest, \
+            connected_devices(broker.port, ("cafe-1", "door-1")) as (door,):
+        for _ in range(ingest.batch + 1):  # the ingest's Receive Maximum, and one more
+            door.publish(os.urandom(MAX_WIRE + 512))
+        door.publish(authority.visit()[1])
+        wait_until(lambda: ingest.stored == 1 and door.all_acked())
+    assert ingest.rejected_by_reason == {"oversized": ingest.batch + 1}
 
 
 def test_a_door_draining_28_days_of_backlog_is_never_refused_by_the_default_rate():

@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from conftest import load, running_daemon, wait_until, write_frames
 from firmware import app, keys
 from firmware.tokens import cose, trustlist
+from firmware.uplink import topics
 from tests.e2e.test_systemd_notify import NotifySocket
 
 TOPIC = "qrgate/v1/trustlist"
@@ -39,7 +40,7 @@ def hostile_lists(world, tmp_path) -> dict[str, bytes]:
         "tag-4 bomb in the root's layout, signed by a stranger": cose.sign1(bomb, stranger, root_kid),
         "bignum bomb, signed by a stranger": cose.sign1(cbor2.dumps({"seq": 2**800_000}), stranger, root_kid),
         "half a million nested arrays": cose.sign1(nested, stranger, root_kid),
-        "over the packet cap": cose.sign1(bytes(app.MAX_PACKET), stranger, root_kid),
+        "over the packet cap": cose.sign1(bytes(topics.MAX_PACKET), stranger, root_kid),
     }
 
 

@@ -29,7 +29,14 @@ def test_a_new_connection_resumes_the_session_with_clean_start_false(broker):
     assert "c0" in broker.log_tail(50)  # the CONNECT asked for no clean start
 
 
-def test_messages_for_the_device_wait_in_its_session_while_it_is_away(broker):
+def authority(port: int) -> mqtt.Client:
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="authority", protocol=mqtt.MQTTv5)
+    sender.connect("127.0.0.1", port)
+    sender.loop_start()
+    return sender
+
+
+def test_a_list_published_while_the_device_is_away_reaches_it_when_it_reconnects(broker):
     got, arrived = [], threading.Event()
 
     def on_trustlist(data: bytes) -> None:
@@ -40,18 +47,38 @@ def test_messages_for_the_device_wait_in_its_session_while_it_is_away(broker):
     first.start()
     assert first.connected.wait(10)
     first.stop()
-    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="authority", protocol=mqtt.MQTTv5)
-    sender.connect("127.0.0.1", broker.port)
-    sender.loop_start()
-    sender.publish("qrgate/v1/trustlist", b"list seq 2", qos=1).wait_for_publish(10)
+    sender = authority(broker.port)
+    sender.publish("qrgate/v1/trustlist", b"list seq 2", qos=1, retain=True).wait_for_publish(10)
     sender.disconnect()
     sender.loop_stop()
     second = uplink(broker.port, subscriptions={"qrgate/v1/trustlist": on_trustlist})
     second.start()
     try:
-        assert arrived.wait(10) and got == [b"list seq 2"]  # queued in the session (not retained)
+        assert arrived.wait(10) and got == [b"list seq 2"]  # retained: it comes with the subscribe
     finally:
         second.stop()
+
+
+def test_a_flood_of_messages_too_large_for_the_device_never_stops_the_next_list(broker):
+    """Mosquitto 2.0.11 keeps an in-flight slot for every QoS 1 message it drops as larger than a client's
+    Maximum Packet Size and never frees it: after 20 of them (its max_inflight_messages) nothing more
+    reaches that client. The device takes its subscriptions at QoS 0, which holds no slot."""
+    got: list[bytes] = []
+    link = uplink(broker.port, subscriptions={"qrgate/v1/trustlist": got.append}, max_packet=1 << 12)
+    link.start()
+    sender = authority(broker.port)
+    try:
+        assert link.connected.wait(10)
+        wait_until(lambda: "Received SUBSCRIBE from qrgate-cafe-1-door-1" in broker.log_tail(200))
+        for _ in range(40):
+            sender.publish("qrgate/v1/trustlist", bytes(1 << 13), qos=1).wait_for_publish(10)
+        sender.publish("qrgate/v1/trustlist", b"list seq 2", qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: got == [b"list seq 2"])
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        link.stop()
+    assert broker.log_tail(2000).count("Dropping too large outgoing PUBLISH for qrgate-cafe-1-door-1") == 40
 
 
 def test_reconnects_are_counted_after_the_broker_comes_back(tmp_path):

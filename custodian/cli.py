@@ -9,7 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from firmware.cli import positive_int
+from firmware.argtypes import positive_int
+from firmware.cli import lazy
 from firmware.errors import QrgateError
 from firmware.logs import setup_logging
 
@@ -104,7 +105,18 @@ def cmd_investigate(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of device counts, e.g. 10,100,1000") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("device counts must be 1 or more")
+    return sizes
+
+
+def add_commands(subparsers, groups) -> None:
+    """Add `qrgate custodian …` (the `qrgate.commands` entry point)."""
     from custodian.ingest import DEVICE_BURST, DEVICE_RATE_PER_S
 
     cust = subparsers.add_parser("custodian",
@@ -149,7 +161,28 @@ def register(subparsers) -> None:
     s.add_argument("--audit-log", required=True, type=Path, help="append-only JSON lines file")
     s.set_defaults(func=cmd_investigate)
 
-    from custodian import fleet, scale
+    s = sub.add_parser("fleet", help="simulated scanners publishing sealed visits to a broker; JSON summary")
+    s.add_argument("--host", default="127.0.0.1", help="the broker (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=1883, help="the broker's port (default 1883)")
+    s.add_argument("--devices", type=int, default=100, help="simulated scanners, one connection each (default 100)")
+    s.add_argument("--rate", type=float, default=200.0, help="visits per second, the whole fleet (default 200)")
+    s.add_argument("--seconds", type=float, default=10.0, help="how long the visits are offered (default 10)")
+    s.add_argument("--devices-per-worker", type=int, default=None,
+                   help="devices per worker process (default: fleet.DEVICES_PER_WORKER)")
+    s.add_argument("--seed", type=int, default=0, help="seeds the schedule (default 0)")
+    s.set_defaults(func=lazy("custodian.fleet:command"))
 
-    fleet.register(sub)
-    scale.register(sub)
+    s = sub.add_parser("scale", help="a simulated fleet into ingest processes on a local Mosquitto: "
+                              "stored/s, latency, losses; one JSON object per fleet size")
+    s.add_argument("--devices", type=_sizes, default=[10, 100, 1000], metavar="N,N,...",
+                   help="fleet sizes, one run each (default 10,100,1000)")
+    s.add_argument("--rate", type=float, default=2200.0, help="offered visits per second, whole fleet (default 2200)")
+    s.add_argument("--seconds", type=float, default=20.0, help="how long the visits are offered (default 20)")
+    s.add_argument("--ingest", type=int, default=2, help="`qrgate custodian ingest` processes (default 2)")
+    s.add_argument("--settle", type=float, default=15.0, dest="settle_s",
+                   help="how long to wait for the last visits to be stored (default 15 s)")
+    s.add_argument("--devices-per-worker", type=int, default=None,
+                   help="simulated devices per simulator process (default: fleet.DEVICES_PER_WORKER)")
+    s.add_argument("--folder", type=Path, help="where the temporary folder of brokers and databases goes, removed at the end "
+                   "(default: the system's temporary folder)")
+    s.set_defaults(func=lazy("custodian.scale:command"))

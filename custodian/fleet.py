@@ -312,22 +312,8 @@ def run(host: str, port: int, devices: int, rate: float, seconds: float,
 # -- `qrgate custodian fleet` ------------------------------------------------------------------------------------
 
 
-def register(subparsers) -> None:
-    """Add `fleet --host H --port P [--devices N] [--rate R] [--seconds S] [--devices-per-worker W]`."""
-    s = subparsers.add_parser("fleet", help="simulated scanners publishing sealed visits to a broker; JSON summary")
-    s.add_argument("--host", default="127.0.0.1", help="the broker (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=1883, help="the broker's port (default 1883)")
-    s.add_argument("--devices", type=int, default=100, help="simulated scanners, one connection each (default 100)")
-    s.add_argument("--rate", type=float, default=200.0, help="visits per second, the whole fleet (default 200)")
-    s.add_argument("--seconds", type=float, default=10.0, help="how long the visits are offered (default 10)")
-    s.add_argument("--devices-per-worker", type=int, default=DEVICES_PER_WORKER,
-                   help=f"devices per worker process (default {DEVICES_PER_WORKER})")
-    s.add_argument("--seed", type=int, default=0, help="seeds the schedule (default 0)")
-    s.set_defaults(func=command)
-
-
 def command(args: argparse.Namespace) -> int:
-    published = run(args.host, args.port, args.devices, args.rate, args.seconds, args.devices_per_worker, args.seed)
+    published = run(args.host, args.port, args.devices, args.rate, args.seconds, args.devices_per_worker or DEVICES_PER_WORKER, args.seed)
     print(json.dumps(published.summary), flush=True)
     ok = published.summary["acked"] == published.summary["offered_visits"]
     return 0 if ok else 1

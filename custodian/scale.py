@@ -51,8 +51,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published
 from custodian.storage import SqliteStorage
-from firmware.bench.machine import cpu_model
-from firmware.broker import Mosquitto
+from lab.bench.machine import cpu_model
+from lab.broker import Mosquitto
 from firmware.errors import QrgateError
 
 GOAL = {"devices_connected": 1000, "stored_per_s": 2000.0, "latency_p99_s": 1.0}
@@ -265,38 +265,10 @@ def _rounded(x: float | None) -> float | None:
 # -- `qrgate custodian scale` ------------------------------------------------------------------------------------
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError("a comma-separated list of device counts, e.g. 10,100,1000") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError("device counts must be 1 or more")
-    return sizes
-
-
-def register(subparsers) -> None:
-    """Add `scale [--devices 10,100,1000] [--rate R] [--seconds S] [--ingest N] [--folder DIR] ...`."""
-    s = subparsers.add_parser("scale", help="a simulated fleet into ingest processes on a local Mosquitto: "
-                              "stored/s, latency, losses; one JSON object per fleet size")
-    s.add_argument("--devices", type=_sizes, default=[10, 100, 1000], metavar="N,N,...",
-                   help="fleet sizes, one run each (default 10,100,1000)")
-    s.add_argument("--rate", type=float, default=2200.0, help="offered visits per second, whole fleet (default 2200)")
-    s.add_argument("--seconds", type=float, default=20.0, help="how long the visits are offered (default 20)")
-    s.add_argument("--ingest", type=int, default=2, help="`qrgate custodian ingest` processes (default 2)")
-    s.add_argument("--settle", type=float, default=15.0, dest="settle_s",
-                   help="how long to wait for the last visits to be stored (default 15 s)")
-    s.add_argument("--devices-per-worker", type=int, default=DEVICES_PER_WORKER,
-                   help=f"simulated devices per simulator process (default {DEVICES_PER_WORKER})")
-    s.add_argument("--folder", type=Path, help="where the temporary folder of brokers and databases goes, removed at the end "
-                   "(default: the system's temporary folder)")
-    s.set_defaults(func=command)
-
-
 def command(args: argparse.Namespace) -> int:
     clean = True
     for result in run(args.devices, args.rate, args.seconds, args.ingest, args.folder, args.settle_s,
-                      args.devices_per_worker):
+                      args.devices_per_worker or DEVICES_PER_WORKER):
         print(json.dumps(result), flush=True)
         clean = clean and result["goals_met"]["lost"] and result["goals_met"]["duplicates"]
     return 0 if clean else 1

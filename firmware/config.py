@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware import paths
 from firmware.errors import ConfigError
 from firmware.tokens.kp1 import ATTRIBUTES
 from firmware.uplink import topics
@@ -36,19 +37,20 @@ TOPIC_LEVEL = topics.ID
 class DeviceConfig:
     venue: str = _opt(pattern=TOPIC_LEVEL, help="venue id, part of the MQTT topic")
     id: str = _opt(pattern=TOPIC_LEVEL, help="device id, part of the MQTT topic")
-    state_dir: Path = _opt(Path("/var/lib/qrgate"), help="store, trust list and device state")
+    state_dir: Path = _opt(paths.STATE_DIR, help="store, trust list and device state")
     runtime_dir: Path = _opt(Path("/run/qrgate"), help="the daemon's status.json, read by `qrgate status`")
     min_free_mb: int = _opt(32, lo=0, hi=1_000_000, help="less free space on the card is the fault storage_low")
 
 
 @dataclass(frozen=True)
 class CameraConfig:
-    source: str = _opt("picamera", choices=("picamera", "opencv", "replay"))
+    source: str = _opt("picamera", choices=("picamera", "opencv", "replay"),
+                      help="the Pi camera, a USB camera (index), or a recording (path)")
     path: Path | None = _opt(None, help="replay: a video file or a folder of images")
     index: int = _opt(0, lo=0, hi=63, help="opencv: /dev/videoN")
-    width: int = _opt(640, lo=64, hi=4096)
+    width: int = _opt(640, lo=64, hi=4096, help="frame size the loop decodes (picamera: the lores stream)")
     height: int = _opt(480, lo=64, hi=4096)
-    fps: float = _opt(30.0, lo=1.0, hi=240.0)
+    fps: float = _opt(30.0, lo=1.0, hi=240.0, help="frames per second asked of the camera, or the replay's pace")
     paced: bool = _opt(True, help="replay: deliver at fps (false: as fast as possible)")
     loop: bool = _opt(False, help="replay: start again at the end (false: the daemon stops)")
     exposure_us: int = _opt(0, lo=0, hi=1_000_000, help="picamera: fixed exposure in µs (0: auto, short)")
@@ -63,21 +65,22 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    backend: str = _opt("zxing", choices=("zxing", "zbar"))
+    backend: str = _opt("zxing", choices=("zxing", "zbar"), help="the QR decoder")
     hold_s: float = _opt(1.5, lo=0.0, hi=60.0, help="a code still in view within this time is not decided again")
 
 
 @dataclass(frozen=True)
 class GpioConfig:
-    backend: str = _opt("auto", choices=("auto", "mock"), help="mock: gpiozero's MockFactory")
-    green: int = _opt(17, lo=0, hi=27)
+    backend: str = _opt("auto", choices=("auto", "mock"),
+                       help="auto: gpiozero's choice (lgpio on a Pi); mock: gpiozero's MockFactory")
+    green: int = _opt(17, lo=0, hi=27, help="BCM pin numbers of the LEDs, the buzzer and the door relay")
     red: int = _opt(27, lo=0, hi=27)
     amber: int = _opt(22, lo=0, hi=27)
     buzzer: int = _opt(18, lo=0, hi=27)
-    buzzer_kind: str = _opt("tonal", choices=("tonal", "active"))
+    buzzer_kind: str = _opt("tonal", choices=("tonal", "active"), help="a passive buzzer played as tones, or an on/off one")
     door: int = _opt(23, lo=0, hi=27)
-    door_enabled: bool = _opt(False, help="pulse the door relay on a green answer")
-    door_pulse_s: float = _opt(1.0, lo=0.1, hi=10.0)
+    door_enabled: bool = _opt(False, help="pulse the door relay on a new visit (unmanned stores)")
+    door_pulse_s: float = _opt(1.0, lo=0.1, hi=10.0, help="how long the relay is pulsed")
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class PolicyConfig:
                              help="the tokens this venue takes: KP1 entry tokens, EU DCCs (vaccination "
                                   "passes), or both")
     require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every KP1 token must carry")
-    skew_s: int = _opt(5, lo=0, hi=120)
+    skew_s: int = _opt(5, lo=0, hi=120, help="clock difference allowed between issuer and door, seconds")
 
 
 @dataclass(frozen=True)
@@ -126,19 +129,20 @@ class AuthorityConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    enabled: bool = _opt(True)
-    host: str = _opt("localhost")
+    enabled: bool = _opt(True, help="false: no broker; records stay on the card")
+    host: str = _opt("localhost", help="the custodian's broker")
     port: int = _opt(8883, lo=1, hi=65535)
-    tls: bool = _opt(True)
-    ca: Path | None = _opt(None)
-    cert: Path | None = _opt(None)
-    key: Path | None = _opt(None)
-    keepalive_s: int = _opt(30, lo=5, hi=3600)
+    tls: bool = _opt(True, help="TLS to the broker (then ca, and cert and key for mutual TLS)")
+    ca: Path | None = _opt(None, help="the custodian CA's certificate (PEM)")
+    cert: Path | None = _opt(None, help="this device's certificate (PEM)")
+    key: Path | None = _opt(None, help="its private key; under systemd read from the credential of the same name, "
+                              "so the file stays root-only")
+    keepalive_s: int = _opt(30, lo=5, hi=3600, help="MQTT keepalive")
     window: int = _opt(16, lo=1, hi=100, help="sealed records in flight at once")
-    status_interval_s: float = _opt(30.0, lo=1.0, hi=3600.0)
+    status_interval_s: float = _opt(30.0, lo=1.0, hi=3600.0, help="the retained status is published this often")
     drain_on_exit_s: float = _opt(3.0, lo=0.0, hi=60.0, help="on stop, time given to deliver what waits")
     session_expiry_s: int = _opt(86400, lo=0, hi=30 * 86400, help="the broker keeps the session this long offline")
-    reconnect_min_s: float = _opt(1.0, lo=0.1, hi=60.0)
+    reconnect_min_s: float = _opt(1.0, lo=0.1, hi=60.0, help="the first wait before reconnecting")
     reconnect_max_s: float = _opt(60.0, lo=1.0, hi=3600.0, help="the cap of the jittered exponential backoff")
 
 
@@ -308,7 +312,7 @@ def load(path: Path) -> Config:
     return load_layers(path).config
 
 
-DEFAULT_PATH = Path("/etc/qrgate/qrgate.toml")
+DEFAULT_PATH = paths.CONFIG
 
 
 def toml_value(value) -> str:

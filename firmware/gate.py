@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -16,13 +16,26 @@ from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
-from firmware.readiness import Readiness
-from firmware.store.buffer import SqliteRecordStore
-from firmware.store.records import Visit
-from firmware.tokens.verifier import TokenVerifier
+from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Kind, Verdict
 
 logger = logging.getLogger(__name__)
+
+
+class Verifier(Protocol):
+    def verify(self, text: str, now: float) -> Verdict:
+        """A verdict for any input; never raises on bad input (tokens.verifier.TokenVerifier)."""
+
+
+class VisitStore(Protocol):
+    def admit(self, cti: bytes, seen_until: int, now: int, make_record: Callable[[], SealedRecord]) -> bool:
+        """True for a new visit, False for a token already seen; returns only once durable, else raises
+        StorageError (store.buffer.SqliteRecordStore)."""
+
+
+class Ready(Protocol):
+    def blocking(self, now: float) -> str | None:
+        """The reason the device may not judge now, or None (readiness.Readiness)."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +59,13 @@ class Answer:
 class Gate:
     def __init__(
         self,
-        verifier: TokenVerifier,
-        store: SqliteRecordStore,
+        verifier: Verifier,
+        store: VisitStore,
         authority: X25519PublicKey,
         venue: str,
         device: str,
         faults: Faults,
-        readiness: Readiness,
+        readiness: Ready,
         on_recorded: Callable[[], None] = lambda: None,
     ):
         self.verifier, self.store, self.authority = verifier, store, authority

@@ -8,9 +8,7 @@ a root folder `root.key` and `root.pub`; an authority folder `authority.key`
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -74,78 +72,35 @@ def load_public(path: Path, want: type, what: str):
     return _load(path, serialization.load_pem_public_key, want, what)
 
 
-def _new_folder(out: Path, marker: str) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / marker).exists():
-        raise KeyFileError(f"{out / marker} exists already; refusing to overwrite a key")
-    return out
 
 
-@dataclass(frozen=True)
-class Issuer:
-    iss: str
-    key: Ed25519PrivateKey
-
-    @property
-    def kid(self) -> bytes:
-        return kid_of(self.key.public_key())
 
 
-def new_issuer(name: str, out: Path) -> Issuer:
-    if not name or len(name) > 64:
-        raise KeyFileError("an issuer name is 1 to 64 characters")
-    out = _new_folder(out, "issuer.key")
-    issuer = Issuer(name, Ed25519PrivateKey.generate())
-    write_private(out / "issuer.key", issuer.key)
-    (out / "issuer.json").write_text(json.dumps({"iss": name, "kid": issuer.kid.hex()}) + "\n")
-    return issuer
 
 
-def load_issuer(folder: Path) -> Issuer:
-    folder = Path(folder)
-    key = load_private(folder / "issuer.key", Ed25519PrivateKey, "Ed25519 issuer key")
-    try:
-        meta = json.loads((folder / "issuer.json").read_text())
-        name = meta["iss"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise KeyFileError(f"{folder / 'issuer.json'} is missing or has no 'iss'") from None
-    return Issuer(str(name), key)
 
 
-def _new_pair(out: Path, name: str, key):
-    """A folder with `name`.key (0600) and `name`.pub."""
-    out = _new_folder(out, f"{name}.key")
-    write_private(out / f"{name}.key", key)
-    write_public(out / f"{name}.pub", key.public_key())
-    return key
 
 
-def _in_folder(path: Path, filename: str) -> Path:
+def in_folder(path: Path, filename: str) -> Path:
     """A key is named by its file or by the folder `qrgate … new` made for it."""
     path = Path(path)
     return path / filename if path.is_dir() else path
 
 
-def new_root(out: Path) -> Ed25519PrivateKey:
-    return _new_pair(out, "root", Ed25519PrivateKey.generate())
 
 
-def load_root(folder: Path) -> Ed25519PrivateKey:
-    return load_private(_in_folder(folder, "root.key"), Ed25519PrivateKey, "Ed25519 root key")
 
 
 def load_root_public(path: Path) -> Ed25519PublicKey:
-    return load_public(_in_folder(path, "root.pub"), Ed25519PublicKey, "Ed25519 root public key")
+    return load_public(in_folder(path, "root.pub"), Ed25519PublicKey, "Ed25519 root public key")
 
 
-def new_authority(out: Path) -> X25519PrivateKey:
-    return _new_pair(out, "authority", X25519PrivateKey.generate())
 
 
 def load_authority_private(path: Path) -> X25519PrivateKey:
-    return load_private(_in_folder(path, "authority.key"), X25519PrivateKey, "X25519 authority key")
+    return load_private(in_folder(path, "authority.key"), X25519PrivateKey, "X25519 authority key")
 
 
 def load_authority_public(path: Path) -> X25519PublicKey:
-    return load_public(_in_folder(path, "authority.pub"), X25519PublicKey, "X25519 authority public key")
+    return load_public(in_folder(path, "authority.pub"), X25519PublicKey, "X25519 authority public key")

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from firmware import app, config, keys, render
-from firmware.broker import Mosquitto
-from firmware.tokens import dcc_issuer, kp1, trustlist
+from firmware import app, config, keys
+from lab import render
+from lab.broker import Mosquitto
+from lab import dcc_issuer
+from lab import signers
 
 DATA = Path(__file__).parent / "data"
 
@@ -26,17 +28,17 @@ class World:
     that names them all."""
 
     dir: Path
-    naver: keys.Issuer
-    kakao: keys.Issuer
-    rogue: keys.Issuer
+    naver: signers.Issuer
+    kakao: signers.Issuer
+    rogue: signers.Issuer
     root_dir: Path
     authority_dir: Path
     trust_file: Path
     dsc: dcc_issuer.Signer
 
-    def trust_list(self, issuers: list[keys.Issuer], seq: int, issued_at: int | None = None, **kw) -> bytes:
+    def trust_list(self, issuers: list[signers.Issuer], seq: int, issued_at: int | None = None, **kw) -> bytes:
         """Another list from the world's root, naming the world's authority key."""
-        return trustlist.build(keys.load_root(self.root_dir), issuers, seq=seq,
+        return signers.build_trust_list(signers.load_root(self.root_dir), issuers, seq=seq,
                                issued_at=int(time.time()) if issued_at is None else issued_at,
                                authority=[keys.load_authority_public(self.authority_dir)], **kw)
 
@@ -44,12 +46,12 @@ class World:
         """An EU DCC (a vaccination by default) signed by the trusted document signer."""
         return dcc_issuer.mint(self.dsc, at if at is not None else time.time(), **kw)
 
-    def mint(self, issuer: keys.Issuer | None = None, at: float | None = None, **kw) -> str:
-        return kp1.mint(issuer or self.naver, int(at if at is not None else time.time()), **kw)
+    def mint(self, issuer: signers.Issuer | None = None, at: float | None = None, **kw) -> str:
+        return signers.mint(issuer or self.naver, int(at if at is not None else time.time()), **kw)
 
     def forge(self, at: float | None = None) -> str:
         """Signed by the rogue key under naver's kid."""
-        return kp1.mint(self.rogue, int(at if at is not None else time.time()), kid=self.naver.kid)
+        return signers.mint(self.rogue, int(at if at is not None else time.time()), kid=self.naver.kid)
 
     def config_toml(self, state: Path, frames: Path, mqtt_port: int | None = None, **sections: str) -> str:
         mqtt = f"host = \"127.0.0.1\"\nport = {mqtt_port}\ntls = false\n" if mqtt_port else "enabled = false\n"
@@ -85,14 +87,14 @@ require_sync = false
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     d = tmp_path / "world"
-    naver = keys.new_issuer("naver", d / "naver")
-    kakao = keys.new_issuer("kakao", d / "kakao")
-    rogue = keys.new_issuer("rogue", d / "rogue")
-    root = keys.new_root(d / "root")
-    authority = keys.new_authority(d / "authority")
+    naver = signers.new_issuer("naver", d / "naver")
+    kakao = signers.new_issuer("kakao", d / "kakao")
+    rogue = signers.new_issuer("rogue", d / "rogue")
+    root = signers.new_root(d / "root")
+    authority = signers.new_authority(d / "authority")
     dsc = dcc_issuer.make_signer("KR")
     trust_file = d / "trustlist.cose"
-    trust_file.write_bytes(trustlist.build(root, [naver, kakao], seq=1, issued_at=int(time.time()), dsc=[dsc.der],
+    trust_file.write_bytes(signers.build_trust_list(root, [naver, kakao], seq=1, issued_at=int(time.time()), dsc=[dsc.der],
                                            authority=[authority.public_key()]))
     return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file, dsc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from firmware import demo
+from lab import demo
 
 
 def test_the_demo_answers_every_visitor_and_the_authority_opens_every_record(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Amber before the card is full: free space below device.min_free_mb is the fault storage_low."""
 
-from firmware.app import low_space
+from firmware.housekeeping import low_space
 from firmware.faults import Faults
 
 

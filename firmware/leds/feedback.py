@@ -1,4 +1,5 @@
-"""Drives the LEDs, buzzer and door relay through gpiozero, with an injected pin factory.
+"""Drives the LEDs, the buzzer and the door relay (all of the `leds` package's outputs) through gpiozero, with an
+injected pin factory.
 
 `show` never blocks the scan loop: patterns play on one worker thread, and a
 new pattern cuts the one playing short (the next visitor matters more). The
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from gpiozero import LED, Buzzer, DigitalOutputDevice, TonalBuzzer
 from gpiozero.tones import Tone
 
+from firmware.config import GpioConfig
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
 
@@ -31,6 +33,20 @@ class Pins:
     tonal_buzzer: bool = True  # False: an active (on/off) buzzer
     door_enabled: bool = False
     door_pulse_s: float = 1.0
+
+    @classmethod
+    def of(cls, g: GpioConfig) -> "Pins":
+        return cls(green=g.green, red=g.red, amber=g.amber, buzzer=g.buzzer, door=g.door,
+                   tonal_buzzer=g.buzzer_kind == "tonal", door_enabled=g.door_enabled, door_pulse_s=g.door_pulse_s)
+
+
+def default_pin_factory(g: GpioConfig):
+    """gpiozero's mock pins when `[gpio] backend = "mock"`; else None, gpiozero's own choice (lgpio on a Pi)."""
+    if g.backend == "mock":
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        return MockFactory(pin_class=MockPWMPin)
+    return None
 
 
 class GpioFeedback:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from firmware.faults import Faults
 from firmware.scanner.frames import Frame, FrameSource
-from firmware.uplink.backoff import Backoff
+from firmware.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

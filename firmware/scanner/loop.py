@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 from firmware.events import Decision
-from firmware.gate import Answer, Gate
+from firmware.gate import Answer
 from firmware.leds import patterns
-from firmware.leds.feedback import GpioFeedback
+from firmware.leds.patterns import Pattern
 from firmware.scanner.decode import Decoder
-from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.dedupe import Dedupe
 from firmware.scanner.frames import Frame
 from firmware.stats import Stats
@@ -28,13 +27,31 @@ from firmware.tokens.verdict import Kind
 logger = logging.getLogger(__name__)
 
 
+class Camera(Protocol):
+    """Frames until `stop`, or None on a turn with no frame (scanner.camera.SupervisedCamera)."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame | None]: ...
+
+
+class Decider(Protocol):
+    def decide(self, text: str, now: float) -> Answer: ...  # gate.Gate
+
+
+class Feedback(Protocol):
+    def show(self, pattern: Pattern, door: bool = False) -> None:
+        """Start `pattern` (and pulse the door relay); never blocks the loop (leds.feedback.GpioFeedback)."""
+
+
 class ScanLoop:
     def __init__(
         self,
-        camera: SupervisedCamera,
+        camera: Camera,
         decoder: Decoder,
-        gate: Gate,
-        feedback: GpioFeedback,
+        gate: Decider,
+        feedback: Feedback,
         stats: Stats,
         on_decision: Callable[[Decision], None],
         hold_s: float = 1.5,

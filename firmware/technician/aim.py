@@ -30,15 +30,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, TextIO
+from typing import Iterator, TextIO
 
-from firmware.cli import positive_int
+import cv2
+import numpy as np
+import zxingcpp
+
+from firmware import config, paths
+from firmware.scanner.sources import open_source
 from firmware.errors import QrgateError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-# cv2 and numpy are imported where used: `register` runs for every qrgate command.
 
 # A real camera's first frames come while auto exposure, white balance and
 # (Camera Module 3) autofocus converge: skip them for this long, and at least
@@ -47,7 +47,7 @@ SETTLE_S = 1.5
 SETTLE_FRAMES = 10
 NO_FRAME_S = 5.0  # a live camera silent this long is an error
 WATCH_INTERVAL_S = 0.25  # a live camera's --watch: one line this often (a replay: one per frame)
-DEFAULT_OUT = Path("aim.png")
+DEFAULT_OUT = paths.AIM_PNG
 MIN_CODE_PX = 10  # a QR code has 21 modules or more a side: anything smaller is no code
 MAX_ELONGATION = 2.5  # an unread candidate's longest side over its shortest; a QR code tilted 60° is 2
 SAME_CODE_OVERLAP = 0.1  # of the smaller box: candidates overlapping this much are one code
@@ -84,7 +84,6 @@ class Measure:
 
 def sharpness(gray: np.ndarray) -> float:
     """The variance of the Laplacian: higher is sharper (0 for a flat or tiny patch)."""
-    import cv2
 
     if gray.shape[0] < 3 or gray.shape[1] < 3:
         return 0.0
@@ -128,9 +127,6 @@ def locate(gray: np.ndarray) -> list[Code]:
     one code, outlined by the hull of their corners. Only `valid` and
     `position` are looked at; the text never leaves zxing-cpp's objects.
     """
-    import cv2
-    import numpy as np
-    import zxingcpp
 
     height, width = gray.shape
     found = []
@@ -197,7 +193,6 @@ def summary(m: Measure, png: Path | None) -> dict:
 
 def _label(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], scale: float = 0.5) -> int:
     """`text` on a black band with its baseline at y (kept inside the image); returns the band's height."""
-    import cv2
 
     font = cv2.FONT_HERSHEY_SIMPLEX
     (tw, th), base = cv2.getTextSize(text, font, scale, 1)
@@ -211,8 +206,6 @@ def _label(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, 
 
 def annotate(gray: np.ndarray, m: Measure) -> np.ndarray:
     """The frame in gray as BGR, each code outlined and labelled, the figures at the top left."""
-    import cv2
-    import numpy as np
 
     image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     for code in m.codes:
@@ -233,7 +226,6 @@ def annotate(gray: np.ndarray, m: Measure) -> np.ndarray:
 
 
 def write_png(path: Path, gray: np.ndarray, m: Measure) -> None:
-    import cv2
 
     if not cv2.imwrite(str(path), annotate(gray, m)):
         raise QrgateError(f"cannot write {path}")
@@ -254,10 +246,9 @@ def watch_line(m: Measure, best: float | None) -> str:
 
 def _open(cfg):
     """The camera source the config names, entered; a live camera's failure says who may hold it."""
-    from firmware import app
 
     try:
-        source = app.make_source(cfg)
+        source = open_source(cfg.camera)
         source.__enter__()
     except ModuleNotFoundError as exc:
         raise QrgateError(f"cannot open the camera: {exc.name} is not installed (on a Pi: apt install "
@@ -275,7 +266,6 @@ def _grays(source, live: bool) -> Iterator[np.ndarray]:
     A source may yield None while its camera delivers nothing (picamera's
     bounded wait); silence for NO_FRAME_S is an error, not a hang.
     """
-    import numpy as np
 
     frames = source.frames()
     last = time.monotonic()
@@ -374,25 +364,8 @@ def watch(cfg, frames: int | None = None, out: Path | None = None, stream: TextI
 # --- the command ---------------------------------------------------------------------------------
 
 
-def register(subparsers) -> None:
-    """Add `qrgate aim [--config FILE] [--out PNG] [--watch] [--frames N]`."""
-    from firmware import config
-
-    s = subparsers.add_parser(
-        "aim", help="a camera frame as a PNG with the QR codes located outlined and the sharpness, to aim and "
-                    "focus (stop qrgate.service first: it holds the camera)")
-    s.add_argument("--config", type=Path, default=config.DEFAULT_PATH, metavar="FILE", help="TOML configuration file "
-                   f"(default {config.DEFAULT_PATH}); its [camera] section names the camera")
-    s.add_argument("--out", type=Path, metavar="PNG", help=f"the PNG to write (default ./{DEFAULT_OUT}; with --watch: none "
-                   "unless given, then the last frame)")
-    s.add_argument("--watch", action="store_true", help="a line per frame, live: sharpness, brightness, "
-                   "whether a code is read, until Ctrl-C")
-    s.add_argument("--frames", type=positive_int, metavar="N", help="with --watch: stop after N lines")
-    s.set_defaults(func=main)
-
 
 def main(args: argparse.Namespace) -> int:
-    from firmware import config
 
     if args.frames is not None and not args.watch:
         raise QrgateError("--frames goes with --watch")

@@ -42,14 +42,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from firmware import config, keys
+from firmware import config, keys, paths
 from firmware.errors import QrgateError, TrustListError
 from firmware.store.statefiles import fsync_dir, write_atomic
 from firmware.tokens import trustlist
 from firmware.utc import iso
 
-DEFAULT_ETC = Path("/etc/qrgate")
-DEFAULT_STATE_DIR = Path("/var/lib/qrgate")
+DEFAULT_ETC = paths.ETC
+DEFAULT_STATE_DIR = paths.STATE_DIR
 MQTTS_PORT, MQTT_PORT = 8883, 1883
 
 _PEM = serialization.Encoding.PEM
@@ -613,39 +613,3 @@ def main(args: argparse.Namespace) -> int:
         return provision(args)
     except PermissionError as exc:
         raise QrgateError(f"cannot write {exc.filename}: permission denied (run it with sudo)") from None
-
-
-def register(subparsers) -> None:
-    """Add `qrgate provision …`, `qrgate provision --install-cert FILE`, `qrgate provision --generate-key`."""
-    s = subparsers.add_parser(
-        "provision", help="make this device the custodian's: check and install keys, CA, trust list and config, "
-                          "make the device key and print its CSR; then --install-cert the certificate",
-        description="Run on the device, with sudo. Every input is checked before anything is written; running "
-                    "it again is safe (the device key is kept). Prints a JSON summary line, then the CSR to send "
-                    "to the custodian's CA.")
-    mode = s.add_mutually_exclusive_group()
-    mode.add_argument("--install-cert", type=Path, metavar="FILE",
-                      help="install the certificate the custodian's CA made from the CSR (checked against this "
-                           "device's key, the installed CA and the config's venue:device CN)")
-    mode.add_argument("--generate-key", action="store_true",
-                      help="only make the device key if it is missing (the image's first boot)")
-    s.add_argument("--venue", metavar="ID", help="venue id (an MQTT topic level)")
-    s.add_argument("--device", metavar="ID", help="device id, unique in the venue (an MQTT topic level)")
-    s.add_argument("--broker", metavar="URL", help="the custodian's broker, mqtts://HOST[:PORT] (port 8883 by "
-                   "default)")
-    s.add_argument("--insecure-no-tls", action="store_true",
-                   help="allow an mqtt:// broker without TLS (a lab only; --ca is then optional)")
-    s.add_argument("--ca", type=Path, metavar="FILE", help="the custodian CA's certificate (PEM): it signs the "
-                   "broker's certificate and this device's")
-    s.add_argument("--authority-key", type=Path, metavar="FILE",
-                   help="the health authority's X25519 public key (authority.pub, PEM); the trust list must vouch "
-                        "for it")
-    s.add_argument("--root-key", type=Path, metavar="FILE",
-                   help="the trust-list root public key (root.pub, Ed25519 PEM): needed to check --trust, and "
-                        "every later list (issue 6's command line left it out)")
-    s.add_argument("--trust", type=Path, metavar="FILE", help="a signed trust list (trustlist.cose)")
-    s.add_argument("--etc", type=Path, default=DEFAULT_ETC, metavar="DIR",
-                   help=f"the config folder (default {DEFAULT_ETC})")
-    s.add_argument("--state-dir", type=Path, metavar="DIR",
-                   help=f"the daemon's state folder, written into the config (default {DEFAULT_STATE_DIR})")
-    s.set_defaults(func=main)

@@ -42,9 +42,8 @@ class Result:
 
 
 def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
-    from firmware import app
     from firmware.leds import patterns
-    from firmware.leds.feedback import GpioFeedback
+    from firmware.leds.feedback import GpioFeedback, Pins, default_pin_factory
     from firmware.leds.patterns import Pattern, Step
 
     g = cfg.gpio
@@ -54,7 +53,7 @@ def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
     steps += [Step(3 * STEP_S, "buzzer", patterns.HIGH), Step(3 * STEP_S + patterns.BEEP, "buzzer", 0)]
     walk = Pattern("selftest", tuple(steps))
     try:
-        feedback = GpioFeedback(app.make_pins(cfg), pin_factory or app.make_pin_factory(cfg))
+        feedback = GpioFeedback(Pins.of(cfg.gpio), pin_factory or default_pin_factory(cfg.gpio))
     except Exception as exc:  # noqa: BLE001 - gpiozero's errors are many; the message says which pin
         return Result("outputs", False, f"cannot drive the pins: {exc}{BUSY_HINT}")
     try:
@@ -68,10 +67,10 @@ def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
 
 
 def check_camera(cfg: config.Config) -> Result:
-    from firmware import app  # OpenCV and the camera libraries: loaded only when a check needs them
+    from firmware.scanner.sources import open_source  # OpenCV and the camera libraries: only when checked
 
     try:
-        with app.make_source(cfg) as source:
+        with open_source(cfg.camera) as source:
             deadline = time.monotonic() + CAMERA_TIMEOUT_S
             for frame in source.frames():
                 if frame is not None:
@@ -194,10 +193,3 @@ def cmd_selftest(args) -> int:
     print(f"\nselftest: {len(results) - len(failed)} of {len(results)} checks ok"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
-
-
-def register(sub) -> None:
-    s = sub.add_parser("selftest", help="walk the LEDs and buzzer, capture a frame, check store, broker and clock")
-    s.add_argument("--config", type=Path, default=config.DEFAULT_PATH)
-    s.set_defaults(func=cmd_selftest)
-

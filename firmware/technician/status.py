@@ -11,7 +11,6 @@ Exit status 0 when all is well, 1 when anything needs a technician.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,14 +21,14 @@ from firmware.errors import QrgateError, StorageError
 from firmware.store.buffer import inspect
 from firmware.technician import sysinfo
 from firmware.trust import TrustStore
-from firmware.uplink import status as status_message
+from firmware import health
 
 STALE_S = 20.0  # the daemon rewrites its status every 5 s
 
 
 def _daemon(runtime_dir: Path, now: float) -> dict:
     try:
-        report = json.loads((Path(runtime_dir) / status_message.FILE).read_text())
+        report = json.loads((Path(runtime_dir) / health.FILE).read_text())
     except (OSError, ValueError):
         return {"running": False, "why": f"no status from the daemon in {runtime_dir}"}
     age = now - report.get("written_at", 0)
@@ -147,12 +146,3 @@ def cmd_status(args) -> int:
     report = collect(cfg, args.sys_root)
     print(json.dumps(report) if args.json else render(report), end="\n" if args.json else "")
     return 0 if report["ok"] else 1
-
-
-def register(sub) -> None:
-    s = sub.add_parser("status", help="the device's health at a glance (exit 1 when something needs attention)")
-    s.add_argument("--config", type=Path, default=config.DEFAULT_PATH)
-    s.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    s.add_argument("--sys-root", type=Path, default=Path(os.sep),
-                   help="where /sys and /run/systemd are read from (default /; tests give a fixture tree)")
-    s.set_defaults(func=cmd_status)

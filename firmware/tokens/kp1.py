@@ -1,6 +1,6 @@
 """KP1 one-time entry tokens: `KP1:` + base45(COSE_Sign1(Ed25519, CWT claims)).
 
-`mint` is the test issuer; `Verifier.verify` is what the door runs. Verify is
+`Kp1Verifier.verify` is what the door runs (the lab's test issuer mints: lab.signers). Verify is
 pure (it is given `now`) and returns a Verdict for every input: anything that
 does not parse at some layer is `malformed`, never an exception. Every layer is
 strict (prefix, base45, CBOR, COSE, claims), so that a token has exactly one
@@ -10,14 +10,12 @@ accepted text and hostile input is turned away as early and cheaply as possible.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import base45
 import cbor2
 
-from firmware.keys import Issuer
 from firmware.tokens import b45, cose
 from firmware.tokens.trustlist import TrustList
 from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
@@ -38,34 +36,6 @@ CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_CTI, CLAIM_ATT = 1, 4, 6, 7, -70001
 # Every KP1 envelope begins with the same six bytes (cose.parse_eddsa_sign1), so every
 # KP1 body begins with their nine base45 characters: a free first filter for other QR codes.
 _BODY_START = base45.b45encode(bytes.fromhex("d2844da20127")).decode("ascii")
-
-
-def mint(
-    issuer: Issuer,
-    now: int,
-    ttl: int = DEFAULT_TTL,
-    att: Iterable[str] = (),
-    cti: bytes | None = None,
-    kid: bytes | None = None,
-) -> str:
-    """Issue one token, as an issuer app would show it on a phone.
-
-    `kid` overrides the key's own kid: that is how tests and the demo forge a
-    token claiming a trusted issuer.
-    """
-    if not 0 < ttl <= MAX_WINDOW:
-        raise ValueError(f"ttl must be 1..{MAX_WINDOW} seconds")
-    claims: dict = {
-        CLAIM_ISS: issuer.iss,
-        CLAIM_IAT: now,
-        CLAIM_EXP: now + ttl,
-        CLAIM_CTI: cti if cti is not None else os.urandom(16),
-    }
-    att = list(att)
-    if att:
-        claims[CLAIM_ATT] = att
-    signed = cose.sign1(cbor2.dumps(claims), issuer.key, kid or issuer.kid)
-    return PREFIX + base45.b45encode(signed).decode("ascii")
 
 
 def _time(value: object) -> int:
@@ -95,7 +65,7 @@ def parse_claims(payload: bytes) -> Claims:
 
 
 @dataclass
-class Verifier:
+class Kp1Verifier:
     """Checks KP1 tokens against the trust list in force and the venue's policy."""
 
     trust: Callable[[], TrustList | None]

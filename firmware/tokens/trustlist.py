@@ -14,18 +14,16 @@ about seq (no rollback) and expiry.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cbor2
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from firmware import strictcbor
 from firmware.errors import TrustListError
-from firmware.keys import Issuer, kid_of, raw_public
+from firmware.keys import kid_of, raw_public
 from firmware.tokens import cose, dcc
 
 MAX_BYTES = cose.MAX_BYTES  # 1 MiB
@@ -78,47 +76,6 @@ class TrustList:
     def dcc_signers(self) -> dict[bytes, list[x509.Certificate]]:
         """The document signers by DCC kid, parsed once per list (parse() has checked every one loads)."""
         return dcc.signers_by_kid(x509.load_der_x509_certificate(der) for der in self.dsc)
-
-
-def build(
-    root: Ed25519PrivateKey,
-    issuers: Iterable[Issuer],
-    seq: int,
-    issued_at: int,
-    valid_days: int = 30,
-    revoked: Iterable[bytes] = (),
-    issuer_valid_days: int = 365,
-    dsc: Iterable[bytes] = (),
-    authority: Iterable[X25519PublicKey] = (),
-) -> bytes:
-    """`dsc`: the DER of each EU DCC document signer certificate the devices are to trust;
-    `authority`: the health authority's sealing keys, each valid as long as the list."""
-    if seq < 0:
-        raise TrustListError("seq must not be negative")
-    payload = {
-        "seq": seq,
-        "issued_at": issued_at,
-        "not_after": issued_at + valid_days * 86400,
-        "issuers": [
-            {
-                "kid": i.kid,
-                "iss": i.iss,
-                "alg": "EdDSA",
-                "key": raw_public(i.key.public_key()),
-                "not_before": issued_at - 86400,
-                "not_after": issued_at + issuer_valid_days * 86400,
-            }
-            for i in issuers
-        ],
-        "revoked": list(revoked),
-        "dsc": [_certificate(der) for der in dsc],
-        "authority": [
-            {"alg": SEALING_ALG, "key": raw_public(k), "not_before": issued_at - 86400,
-             "not_after": issued_at + valid_days * 86400}
-            for k in authority
-        ],
-    }
-    return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))
 
 
 def read_file(path: Path) -> bytes:
@@ -223,7 +180,7 @@ def _authority(r: strictcbor.Reader) -> AuthorityKey:
     return AuthorityKey(f["key"], f["alg"], f["not_before"], f["not_after"])
 
 
-def _certificate(der: object) -> bytes:
+def certificate_entry(der: object) -> bytes:
     """A document signer entry: the DER of an X.509 certificate, or the list is refused."""
     try:
         x509.load_der_x509_certificate(der)
@@ -242,7 +199,7 @@ _PAYLOAD = _schema({
     "not_after": lambda r: _time(r, "not_after"),
     "issuers": lambda r: _many(r, "issuers", MAX_ISSUERS, _issuer),
     "revoked": lambda r: r.bstrs(r.array("revoked", MAX_REVOKED), 8, "revoked kids"),
-    "dsc": lambda r: [_certificate(der) for der in _many(r, "dsc", MAX_DSC, lambda r: r.bstr("dsc entry"))],
+    "dsc": lambda r: [certificate_entry(der) for der in _many(r, "dsc", MAX_DSC, lambda r: r.bstr("dsc entry"))],
     "authority": lambda r: _many(r, "authority", MAX_AUTHORITY, _authority),
 })
 

@@ -19,7 +19,7 @@ KINDS = ("KP1", "DCC")
 
 @dataclass
 class TokenVerifier:
-    kp1: kp1.Verifier
+    kp1: kp1.Kp1Verifier
     dcc: DccVerifier
     accept: tuple[str, ...] = ("KP1",)
 

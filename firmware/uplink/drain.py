@@ -23,13 +23,12 @@ import json
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterable, Protocol
 
 from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.stats import Stats
-from firmware.store.buffer import SqliteRecordStore
-from firmware.uplink.mqtt import MqttUplink
+from firmware.uplink.mqtt import AckCallback
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +36,34 @@ HANDOFF = 4  # records handed to paho per message it may have on the wire
 FLUSH_S = 0.1  # acknowledged records are deleted this often, together
 
 
+class Outbox(Protocol):
+    """The sealed store as the drain reads it (store.buffer.SqliteRecordStore)."""
+
+    def after(self, position: int | None, limit: int) -> list[tuple[int, bytes, bytes]]:
+        """Up to `limit` (position, rid, wire) rows past `position` (None: from the oldest)."""
+
+    def delete(self, rids: Iterable[bytes]) -> None:
+        """Forget delivered records; raises StorageError when the card fails."""
+
+    def depth(self) -> tuple[int, int | None]:
+        """Records waiting, and the oldest one's time."""
+
+
+class Uplink(Protocol):
+    """The broker connection as the drain uses it (uplink.mqtt.MqttUplink)."""
+
+    connected: threading.Event
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                on_ack: AckCallback | None = None) -> bool:
+        """False when it cannot take the message now; `on_ack(ok, reason)` on its PUBACK."""
+
+
 class Drain:
     def __init__(
         self,
-        store: SqliteRecordStore,
-        uplink: MqttUplink,
+        store: Outbox,
+        uplink: Uplink,
         visits_topic: str,
         status_topic: str,
         status: Callable[[], dict],

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware.uplink.backoff import Backoff
+from firmware.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from firmware.bench import drain
+from lab.bench import drain
 
 RECORDS = 2_000
 

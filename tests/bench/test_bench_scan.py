@@ -33,7 +33,7 @@ def test_bench_scan_reports_every_figure_side_by_side(tmp_path):
 def test_bench_scan_reads_a_labelled_folder(tmp_path, world):
     import numpy as np
 
-    from firmware import render
+    from lab import render
 
     frames = tmp_path / "given"
     frames.mkdir()

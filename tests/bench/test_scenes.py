@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from firmware.bench import scenes
+from lab.bench import scenes
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 VISITORS, PER_VISITOR, GAP = 14, 2, 1  # two visitors per condition

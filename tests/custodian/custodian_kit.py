@@ -22,13 +22,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.ingest import Ingest
-from firmware import keys
-from firmware.broker import Mosquitto
+from lab.broker import Mosquitto
 from firmware.store.records import SealedRecord, Visit
 from firmware.uplink import topics
 from firmware.uplink.mqtt import MqttUplink, Tls
 from tests.conftest import wait_until
 from tests.pki import Pki
+from lab import signers
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "custodian" / "broker"
@@ -50,7 +50,7 @@ class Authority:
 
 def new_authority(tmp_path: Path) -> Authority:
     folder = tmp_path / "authority"
-    return Authority(folder, keys.new_authority(folder))
+    return Authority(folder, signers.new_authority(folder))
 
 
 class Device:

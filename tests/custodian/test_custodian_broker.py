@@ -21,7 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from custodian.ingest import share_filter
 from custodian.storage import SqliteStorage
-from firmware.broker import Mosquitto
+from lab.broker import Mosquitto
 from firmware.uplink import topics
 from firmware.uplink.mqtt import Tls
 from tests.conftest import wait_until

@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 import custodian
 from custodian.ingest import INBOX_BATCHES, TS_SKEW_S, DeviceBuckets, Ingest
 from custodian.storage import DAY_S, SqliteStorage
-from firmware.broker import Mosquitto
+from lab.broker import Mosquitto
 from firmware.store.records import MAX_WIRE
 from firmware.uplink import topics
 from tests.conftest import wait_until

@@ -13,7 +13,7 @@ from custodian_kit import assert_nothing_comes_back, connected_devices, new_auth
 
 from custodian.ingest import TS_SKEW_S, Ingest, check
 from custodian.storage import DAY_S, SqliteStorage
-from firmware.broker import Mosquitto
+from lab.broker import Mosquitto
 from firmware.store.records import MAX_WIRE, SealedRecord
 from tests.conftest import wait_until
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -11,16 +10,18 @@ from custodian import fleet, scale
 from firmware import cli
 
 
-def test_scale_and_fleet_register_as_custodian_subcommands():
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="sub", required=True)
-    scale.register(sub)
-    fleet.register(sub)
-    args = parser.parse_args(["scale", "--devices", "10,100", "--rate", "50", "--ingest", "3"])
-    assert (args.devices, args.rate, args.ingest, args.func) == ([10, 100], 50.0, 3, scale.command)
-    assert parser.parse_args(["fleet", "--port", "1884"]).func is fleet.command
+def test_scale_and_fleet_are_custodian_subcommands(monkeypatch):
+    parser = cli.build_parser()
+    ran = []
+    monkeypatch.setattr(scale, "command", lambda args: ran.append(("scale", args.devices, args.rate, args.ingest)) or 0)
+    monkeypatch.setattr(fleet, "command", lambda args: ran.append(("fleet", args.port)) or 0)
+    for argv in (["custodian", "scale", "--devices", "10,100", "--rate", "50", "--ingest", "3"],
+                 ["custodian", "fleet", "--port", "1884"]):
+        args = parser.parse_args(argv)
+        assert args.func(args) == 0
+    assert ran == [("scale", [10, 100], 50.0, 3), ("fleet", 1884)]
     with pytest.raises(SystemExit):
-        parser.parse_args(["scale", "--devices", "10,ten"])
+        parser.parse_args(["custodian", "scale", "--devices", "10,ten"])
 
 
 def test_a_small_fleet_is_stored_whole_once_and_promptly(tmp_path, capsys):

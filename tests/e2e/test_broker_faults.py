@@ -24,8 +24,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from conftest import load, store_rows, wait_until
-from firmware import app, render
-from firmware.broker import Mosquitto
+from firmware import app
+from lab import render
+from lab.broker import Mosquitto
 from firmware.store.records import SealedRecord
 
 

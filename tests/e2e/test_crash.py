@@ -24,7 +24,7 @@ from pathlib import Path
 
 from conftest import write_frames
 from crashharness import Custodian, Daemon, EventFile, LatencyProxy, inspect_store, unpublished_wal_frames, wait_for
-from firmware.broker import Mosquitto
+from lab.broker import Mosquitto
 
 KILLS = 100
 TOKENS = 5  # distinct valid tokens per cycle's replay, a new one every 3 frames

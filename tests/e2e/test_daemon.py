@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
 from firmware import app, keys
-from firmware.broker import Mosquitto, free_port
+from lab.broker import Mosquitto, free_port
 from firmware.store.records import SealedRecord
 
 

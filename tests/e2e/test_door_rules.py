@@ -13,9 +13,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
-from firmware import app, keys
+from firmware import app
 from firmware.clock import TIME_ERROR, TIMESYNCD_FLAG, ClockSync
 from firmware.tokens import cose, kp1, trustlist
+from lab import signers
 
 QRGATE = str(Path(sys.executable).parent / "qrgate")
 
@@ -83,7 +84,7 @@ def test_a_kept_trust_list_past_not_after_is_a_fault(tmp_path, world, pins):
 
 
 def test_a_list_installed_by_a_technician_takes_effect_in_the_running_daemon(tmp_path, world, pins):
-    newcomer = keys.new_issuer("pass", tmp_path / "pass")
+    newcomer = signers.new_issuer("pass", tmp_path / "pass")
     seq2 = tmp_path / "seq2.cose"
     seq2.write_bytes(world.trust_list([world.naver, newcomer], seq=2))
     frames = write_frames(tmp_path / "frames", [world.mint(newcomer, ttl=300), world.mint(newcomer, ttl=300)])
@@ -106,8 +107,8 @@ def test_a_list_installed_by_a_technician_takes_effect_in_the_running_daemon(tmp
 def test_trust_lists_arrive_over_mqtt_under_the_same_checks(tmp_path, world, pins, broker, caplog):
     now = int(time.time())
     seq2 = world.trust_list([world.naver, world.kakao], seq=2)
-    other_root = keys.new_root(tmp_path / "other-root")
-    forged = trustlist.build(other_root, [world.rogue], seq=9, issued_at=now)
+    other_root = signers.new_root(tmp_path / "other-root")
+    forged = signers.build_trust_list(other_root, [world.rogue], seq=9, issued_at=now)
     rollback = world.trust_list([world.rogue], seq=1)
     cfg = load(tmp_path, world.config_toml(tmp_path / "state", write_frames(tmp_path / "frames", []),
                                            mqtt_port=broker.port, camera="loop = true"))

@@ -8,12 +8,14 @@ import os
 import time
 
 from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
-from firmware import app, keys
+from firmware import app, housekeeping, keys
+from firmware.store import opener
 from firmware.clock import TIME_ERROR, TIMESYNCD_FLAG, ClockSync
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import Visit
 from firmware.tokens.verdict import Claims
 from tests.e2e.test_systemd_notify import NotifySocket
+from lab import signers
 
 DAY = 86400
 
@@ -46,7 +48,7 @@ def test_a_corrupt_store_is_set_aside_and_the_door_goes_on_amber_until_a_technic
 
 
 def test_an_unreadable_store_is_the_storage_fault_until_it_can_be_opened(tmp_path, world, pins, monkeypatch):
-    monkeypatch.setattr(app, "REOPEN_S", 0.1)
+    monkeypatch.setattr(opener, "REOPEN_S", 0.1)
     state = tmp_path / "state"
     (state / "visits.db").mkdir(parents=True)  # what should be the store cannot be opened as one
     frames = write_frames(tmp_path / "frames", [world.mint(ttl=300)])
@@ -82,7 +84,7 @@ def _old_record(state, world, age_s: int) -> None:
 
 def test_no_purge_on_a_clock_that_is_not_believed(tmp_path, world, pins, monkeypatch):
     """A Pi without an RTC can boot weeks off: purging on that clock would wipe undelivered visits."""
-    monkeypatch.setattr(app, "CHECK_S", 0.1)
+    monkeypatch.setattr(housekeeping, "CHECK_S", 0.1)
     state = tmp_path / "state"
     state.mkdir()
     _old_record(state, world, 29 * DAY)  # past 28 days by this machine's clock, which the daemon may not believe yet
@@ -100,7 +102,7 @@ def test_no_purge_on_a_clock_that_is_not_believed(tmp_path, world, pins, monkeyp
 
 
 def test_an_authority_key_the_trust_list_does_not_vouch_for_seals_nothing(tmp_path, world, pins):
-    keys.new_authority(tmp_path / "stranger")  # its public key provisioned by mistake, or by an attacker
+    signers.new_authority(tmp_path / "stranger")  # its public key provisioned by mistake, or by an attacker
     cfg_text = world.config_toml(tmp_path / "state", write_frames(tmp_path / "frames", [world.mint()]))
     cfg_text = cfg_text.replace(str(world.authority_dir / "authority.pub"), str(tmp_path / "stranger" /
                                                                                  "authority.pub"))

@@ -22,16 +22,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import load, running_daemon, wait_until, write_frames
-from firmware import app, keys
+from firmware import housekeeping, keys
 from firmware.tokens import cose, trustlist
 from firmware.uplink import topics
 from tests.e2e.test_systemd_notify import NotifySocket
+from lab import signers
 
 TOPIC = "qrgate/v1/trustlist"
 
 
 def hostile_lists(world, tmp_path) -> dict[str, bytes]:
-    stranger = keys.new_root(tmp_path / "stranger")
+    stranger = signers.new_root(tmp_path / "stranger")
     root_kid = keys.kid_of(keys.load_root_public(world.root_dir))
     bomb = cbor2.dumps(cbor2.CBORTag(4, [-2, 10 ** 770_000]))  # about 320 KB
     nested = b"\x81" * 500_000 + b"\x00"
@@ -69,7 +70,7 @@ class StatusWatcher:
 
 
 def test_hostile_retained_lists_never_stall_the_door(tmp_path, world, pins, broker, monkeypatch, caplog):
-    monkeypatch.setattr(app, "CHECK_S", 0.2)
+    monkeypatch.setattr(housekeeping, "CHECK_S", 0.2)
     notify = NotifySocket()
     monkeypatch.setenv("NOTIFY_SOCKET", notify.name)
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # a keep-alive due every 0.1 s

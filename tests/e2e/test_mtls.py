@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import changes, load, running_daemon, store_rows, wait_until, write_frames
 from firmware import app
-from firmware.broker import Mosquitto
+from lab.broker import Mosquitto
 from firmware.store.records import SealedRecord
 from pki import Pki
 

@@ -16,7 +16,8 @@ import uuid
 import numpy as np
 import pytest
 
-from firmware import app, render
+from firmware import app
+from lab import render
 from firmware.events import Decision
 from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.decode import ZxingDecoder

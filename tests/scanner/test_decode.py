@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from firmware import render
+from lab import render
 from firmware.scanner.decode import DECODERS
 from firmware.scanner.dedupe import Dedupe
 

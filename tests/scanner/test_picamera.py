@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import numpy as np
-from firmware import app, render
+from firmware import app
+from lab import render
 from firmware.scanner.sources.picamera import AF_RANGE_MACRO, PicameraSource, camera_controls
 from tests.conftest import changes, load
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from firmware.errors import StorageError
-from firmware.keys import new_authority
+from lab.signers import new_authority
 from firmware.store.buffer import RETENTION_S, CorruptStore, SqliteRecordStore, kept_aside, set_aside
 from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Claims

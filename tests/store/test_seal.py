@@ -8,7 +8,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from firmware.keys import new_authority
+from lab.signers import new_authority
 from firmware.store import records, seal
 from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Claims

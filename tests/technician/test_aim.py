@@ -1,4 +1,4 @@
-"""`qrgate aim`: real QR frames (firmware.render) on a replay camera, read by the real zxing-cpp.
+"""`qrgate aim`: real QR frames (lab.render) on a replay camera, read by the real zxing-cpp.
 
 What the technician relies on: the PNG is the frame with each code outlined
 (green read, orange located but not read), the JSON line has the figures and
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from firmware import render
+from lab import render
 from firmware.technician import aim
 from firmware.errors import QrgateError
 from tests.conftest import load, write_frames

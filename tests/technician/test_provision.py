@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from firmware import cli, config, keys
-from firmware.broker import Mosquitto
-from firmware.tokens import trustlist
+from lab.broker import Mosquitto
 from firmware.uplink.mqtt import MqttUplink, Tls
 from pki import Pki
+from lab import signers
 
 VENUE, DEVICE = "cafe-1", "door-1"
 CN = f"{VENUE}:{DEVICE}"
@@ -202,7 +202,7 @@ def test_the_device_id_is_asked_for_not_taken_from_the_images_hostname(capsys, m
 
 
 def test_provision_refuses_an_authority_key_the_trust_list_does_not_vouch_for(capsys, tmp_path, world, pki, etc):
-    keys.new_authority(tmp_path / "stranger")
+    signers.new_authority(tmp_path / "stranger")
     code, _, err = run(capsys, args(world, pki, etc, authority_key=str(tmp_path / "stranger" / "authority.pub")))
     stranger = keys.fingerprint(keys.load_authority_public(tmp_path / "stranger"))
     assert code == 2 and "not a key the trust list seq 1 vouches for" in err and stranger in err
@@ -227,15 +227,15 @@ def test_a_lab_broker_without_tls_needs_the_explicit_flag(capsys, world, pki, et
 
 
 def _another_root_list(tmp_path, world) -> str:
-    other = keys.new_root(tmp_path / "other-root")
+    other = signers.new_root(tmp_path / "other-root")
     path = tmp_path / "other.cose"
-    path.write_bytes(trustlist.build(other, [world.naver], seq=2, issued_at=int(time.time())))
+    path.write_bytes(signers.build_trust_list(other, [world.naver], seq=2, issued_at=int(time.time())))
     return str(path)
 
 
 def _expired_list(tmp_path, world) -> str:
     path = tmp_path / "old.cose"
-    path.write_bytes(trustlist.build(keys.load_root(world.root_dir), [world.naver], seq=2,
+    path.write_bytes(signers.build_trust_list(signers.load_root(world.root_dir), [world.naver], seq=2,
                                      issued_at=int(time.time()) - 40 * 86400, valid_days=30))
     return str(path)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from firmware import cli
-from firmware.broker import free_port
+from lab.broker import free_port
 from firmware.clock import ClockSync
 from firmware.technician import selftest
 from tests.conftest import changes, load, write_frames

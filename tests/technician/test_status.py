@@ -11,7 +11,7 @@ import pytest
 
 from firmware import cli
 from firmware.technician import sysinfo
-from firmware.uplink import status as status_message
+from firmware import health
 from tests.conftest import load, running_daemon, wait_until, write_frames
 
 
@@ -41,8 +41,8 @@ def test_a_running_daemon_at_a_glance(tmp_path, world, pins, broker, capsys):
                                            camera="loop = true"))
     root = fixture_root(tmp_path / "root")
     with running_daemon(cfg, pins):
-        wait_until(lambda: (cfg.device.runtime_dir / status_message.FILE).exists())
-        wait_until(lambda: json.loads((cfg.device.runtime_dir / status_message.FILE).read_text())["fps"] > 0)
+        wait_until(lambda: (cfg.device.runtime_dir / health.FILE).exists())
+        wait_until(lambda: json.loads((cfg.device.runtime_dir / health.FILE).read_text())["fps"] > 0)
         code, out = status(tmp_path / "qrgate.toml", root, capsys, "--json")
         text_code, text = status(tmp_path / "qrgate.toml", root, capsys)
     report = json.loads(out)
@@ -71,12 +71,12 @@ def test_no_daemon_no_store_is_said_plainly_with_exit_1(tmp_path, world, capsys)
 
 def test_a_stale_report_is_a_dead_daemon_and_its_faults_are_listed(tmp_path, world, capsys):
     cfg = load(tmp_path, world.config_toml(tmp_path / "state", tmp_path))
-    status_message.write_file(cfg.device.runtime_dir / status_message.FILE,
+    health.write_file(cfg.device.runtime_dir / health.FILE,
                               {"written_at": time.time() - 600, "faults": {}})
     code, out = status(tmp_path / "qrgate.toml", fixture_root(tmp_path / "root"), capsys, "--json")
     report = json.loads(out)
     assert code == 1 and report["daemon"]["running"] is False and "600 s old" in report["daemon"]["why"]
-    status_message.write_file(cfg.device.runtime_dir / status_message.FILE,
+    health.write_file(cfg.device.runtime_dir / health.FILE,
                               {"written_at": time.time(), "faults": {"camera": "no frame for 3 s"}})
     report = json.loads(status(tmp_path / "qrgate.toml", fixture_root(tmp_path / "root2"), capsys, "--json")[1])
     assert "fault camera: no frame for 3 s" in report["problems"]
@@ -112,7 +112,7 @@ def test_without_the_firmware_file_the_volt_monitor_or_nothing(tmp_path):
 def test_the_daemons_report_is_readable_by_a_technician_past_the_units_umask(tmp_path):
     old = os.umask(0o077)  # the unit's UMask=0077
     try:
-        status_message.write_file(tmp_path / "run" / status_message.FILE, {"written_at": time.time()})
+        health.write_file(tmp_path / "run" / health.FILE, {"written_at": time.time()})
     finally:
         os.umask(old)
-    assert (tmp_path / "run" / status_message.FILE).stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "run" / health.FILE).stat().st_mode & 0o777 == 0o644

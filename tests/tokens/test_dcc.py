@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from firmware import cli, dcc_conformance
+from firmware import cli
+from lab import dcc_conformance
 from firmware.tokens import dcc
 from firmware.tokens.dcc import Reason
 

@@ -11,11 +11,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.config import DccConfig
 from firmware.errors import TrustListError
-from firmware.keys import Issuer, kid_of
-from firmware.tokens import cose, dcc_issuer, dcc_policy, kp1, trustlist
+from firmware.keys import kid_of
+from lab.signers import Issuer
+from lab import dcc_issuer
+from firmware.tokens import cose, dcc_policy, kp1, trustlist
 from firmware.tokens.dcc_verifier import DccVerifier
 from firmware.tokens.verdict import Kind, Reason
 from firmware.tokens.verifier import TokenVerifier
+from lab import signers
 
 NOW = 1_750_000_000
 DAY = 86400
@@ -32,8 +35,8 @@ def root():
     return Ed25519PrivateKey.generate()
 
 
-def trust_with(root, *signers):
-    return trustlist.parse(trustlist.build(root, [], seq=1, issued_at=NOW, dsc=[s.der for s in signers]),
+def trust_with(root, *dscs):
+    return trustlist.parse(signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[s.der for s in dscs]),
                            root.public_key())
 
 
@@ -60,13 +63,13 @@ def test_signers_come_from_the_trust_lists_dsc_field(root, signer):
 
 
 def test_a_list_with_a_dsc_that_is_not_a_certificate_is_refused(root):
-    payload = cose.strict_loads(cose.parse_sign1(trustlist.build(root, [], seq=1, issued_at=NOW)).payload)
+    payload = cose.strict_loads(cose.parse_sign1(signers.build_trust_list(root, [], seq=1, issued_at=NOW)).payload)
     payload["dsc"] = [b"\x30\x03junk"]
     forged = cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))
     with pytest.raises(TrustListError, match="not a DER X.509 certificate"):
         trustlist.parse(forged, root.public_key())
     with pytest.raises(TrustListError, match="not a DER X.509 certificate"):
-        trustlist.build(root, [], seq=1, issued_at=NOW, dsc=[b"not DER"])
+        signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[b"not DER"])
 
 
 # --- genuine, then enough for the venue ------------------------------------------------------------
@@ -163,9 +166,9 @@ def test_policy_reads_one_entry_only():
 def test_the_dispatch_follows_policy_accept(signer):
     issuer = Issuer("naver", Ed25519PrivateKey.generate())
     root = Ed25519PrivateKey.generate()
-    tl = trustlist.parse(trustlist.build(root, [issuer], seq=1, issued_at=NOW, dsc=[signer.der]), root.public_key())
-    both = TokenVerifier(kp1.Verifier(lambda: tl), DccVerifier(lambda: tl, RULES), ("KP1", "DCC"))
-    token, pass_ = kp1.mint(issuer, NOW), mint(signer)
+    tl = trustlist.parse(signers.build_trust_list(root, [issuer], seq=1, issued_at=NOW, dsc=[signer.der]), root.public_key())
+    both = TokenVerifier(kp1.Kp1Verifier(lambda: tl), DccVerifier(lambda: tl, RULES), ("KP1", "DCC"))
+    token, pass_ = signers.mint(issuer, NOW), mint(signer)
     assert [both.verify(t, NOW).kind for t in (token, pass_)] == [Kind.ACCEPTED, Kind.ACCEPTED]
     only_dcc = dataclasses.replace(both, accept=("DCC",))
     only_kp1 = dataclasses.replace(both, accept=("KP1",))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -12,7 +11,10 @@ import threading
 import base45
 import pytest
 
-from firmware import fuzz
+from firmware import cli
+from lab import cli as lab_cli
+from lab.fuzz import engine as fuzz
+from lab.fuzz import targets
 from firmware.tokens.verdict import Kind, Verdict
 
 COUNT = 20_000
@@ -20,7 +22,7 @@ COUNT = 20_000
 
 @pytest.fixture(scope="module")
 def result():
-    return fuzz.run("kp1", count=COUNT, workers=2, seed=1)
+    return targets.run("kp1", count=COUNT, workers=2, seed=1)
 
 
 def test_a_modest_run_has_no_crash_and_no_false_accept(result):
@@ -52,7 +54,7 @@ def test_the_result_holds_no_token_text(result):
 def test_a_verifier_that_accepts_everything_is_reported_as_false_accepts():
     target = fuzz.kp1_target(0)
     yes = dataclasses.replace(target, verify=lambda text: Verdict(Kind.ACCEPTED))
-    result = fuzz.run(yes, count=2_000, workers=2, seed=0)
+    result = targets.run(yes, count=2_000, workers=2, seed=0)
     assert result["false_accepts"] > 1_500  # all but the mutants that came back as a valid seed
     assert result["ok"] is False and result["seed_check"]["as_expected"] < result["seed_check"]["seeds"]
 
@@ -65,7 +67,7 @@ def test_a_verifier_that_raises_is_reported_as_crashes_with_the_inputs_saved(tmp
             raise ZeroDivisionError("planted")
         return target.verify(text)
 
-    result = fuzz.run(dataclasses.replace(target, verify=flaky), count=600, workers=2, seed=0, out=tmp_path)
+    result = targets.run(dataclasses.replace(target, verify=flaky), count=600, workers=2, seed=0, out=tmp_path)
     assert 0 < result["crashes"] < fuzz.MAX_SAVED and set(result["crash_types"]) == {"ZeroDivisionError"}
     assert result["false_accepts"] == 0 and result["ok"] is False
     saved = [json.loads(p.read_text()) for p in tmp_path.glob("kp1-crash-*.json")]
@@ -83,7 +85,7 @@ def test_a_worker_that_dies_is_a_crash():
             os._exit(3)
         return target.verify(text)
 
-    result = fuzz.run(dataclasses.replace(target, verify=fatal), count=100, workers=2, seed=0)
+    result = targets.run(dataclasses.replace(target, verify=fatal), count=100, workers=2, seed=0)
     assert result["crashes"] == 2 and result["count"] == 0 and result["ok"] is False
 
 
@@ -95,13 +97,13 @@ def test_a_verifier_that_hangs_is_reported_with_the_input_number():
             threading.Event().wait()
         return target.verify(text)
 
-    result = fuzz.run(dataclasses.replace(target, verify=stuck), count=200, workers=2, seed=0, hang_s=0.5)
+    result = targets.run(dataclasses.replace(target, verify=stuck), count=200, workers=2, seed=0, hang_s=0.5)
     assert result["crashes"] == 2 and result["ok"] is False
     assert all("hung on input" in kind for kind in result["crash_types"])
 
 
 def test_same_seed_same_run():
-    a, b = (fuzz.run("kp1", count=1_000, workers=2, seed=7) for _ in range(2))
+    a, b = (targets.run("kp1", count=1_000, workers=2, seed=7) for _ in range(2))
     assert a["verdicts"] == b["verdicts"] and a["seed_accepts"] == b["seed_accepts"]
 
 
@@ -113,11 +115,14 @@ def test_fast_base45_encoder_matches_the_package():
 
 
 def test_the_command_prints_one_json_object_and_exits_by_the_findings(capsys):
-    parser = argparse.ArgumentParser(prog="qrgate")
-    fuzz.register(parser.add_subparsers(dest="command", required=True))
+    parser = cli.build_parser()
     args = parser.parse_args(["fuzz", "kp1", "--count", "300", "--workers", "1", "--seed", "3"])
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["count"] == 300
     with pytest.raises(SystemExit):
         parser.parse_args(["fuzz", "kp1", "--count", "0"])
+
+
+def test_the_command_line_offers_every_target_and_only_those():
+    assert lab_cli.FUZZ_TARGETS == tuple(sorted(targets.TARGETS))

@@ -1,4 +1,4 @@
-"""firmware.fuzz_cbor: each hostile piece is what it says it is, so the targets may sign it where they do."""
+"""lab.fuzz.cbor: each hostile piece is what it says it is, so the targets may sign it where they do."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import random
 import cbor2
 import pytest
 
-from firmware import fuzz_cbor, strictcbor
-from firmware.fuzz_cbor import LENIENT_REFUSES, STRICT_REFUSES
+from firmware import strictcbor
+from lab.fuzz import cbor as fuzz_cbor
+from lab.fuzz.cbor import LENIENT_REFUSES, STRICT_REFUSES
 
 # Definite-length structures for a piece to stand in, as the targets' payloads are
 CONTEXTS = ({"seq": 1, "issuers": [{"kid": b"12345678", "n": 5}], "x": [1, [2, {"y": 3}]]},

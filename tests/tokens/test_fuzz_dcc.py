@@ -4,7 +4,6 @@ verifier that accepts too much."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -14,7 +13,10 @@ import zlib
 import cbor2
 import pytest
 
-from firmware import fuzz, fuzz_dcc
+from lab.fuzz import dcc as fuzz_dcc
+from firmware import cli
+from lab.fuzz import engine as fuzz
+from lab.fuzz import targets
 from firmware.tokens import dcc
 from firmware.tokens.verdict import Kind, Reason, Verdict
 
@@ -30,7 +32,7 @@ def target():
 
 @pytest.fixture(scope="module")
 def result():
-    return fuzz.run("dcc", count=COUNT, workers=2, seed=1)
+    return targets.run("dcc", count=COUNT, workers=2, seed=1)
 
 
 def test_a_short_run_has_no_crash_no_hang_and_no_false_accept(result):
@@ -109,7 +111,7 @@ def test_the_oracle_refuses_broken_or_foreign_content_whoever_signed_it(target):
 
 def test_a_verifier_that_accepts_everything_is_reported_as_false_accepts(target):
     yes = dataclasses.replace(target, verify=lambda text: Verdict(Kind.ACCEPTED))
-    result = fuzz.run(yes, count=2_000, workers=2, seed=0)
+    result = targets.run(yes, count=2_000, workers=2, seed=0)
     assert result["false_accepts"] > 1_500  # all but the mutants that are genuine content re-encoded
     assert result["ok"] is False and result["seed_check"]["as_expected"] < result["seed_check"]["seeds"]
 
@@ -120,7 +122,7 @@ def test_a_verifier_that_skips_the_venue_rules_is_reported_as_false_accepts(targ
         return Verdict(Kind.ACCEPTED, claims=verdict.claims) if verdict.reason and verdict.reason.value in POLICY \
             else verdict
 
-    result = fuzz.run(dataclasses.replace(target, verify=no_rules), count=2_000, workers=2, seed=0)
+    result = targets.run(dataclasses.replace(target, verify=no_rules), count=2_000, workers=2, seed=0)
     assert result["false_accepts"] > 20 and result["ok"] is False
 
 
@@ -134,7 +136,7 @@ def test_an_exception_tokens_dcc_swallows_is_still_a_crash(target, monkeypatch):
 
     monkeypatch.setattr(dcc, "dcc_type", flaky)  # the forked workers inherit it
     assert dcc.verify(target.seeds[0].text, {}, fuzz.NOW).reason is not None  # dcc.verify alone: no exception
-    result = fuzz.run(target, count=400, workers=2, seed=0)
+    result = targets.run(target, count=400, workers=2, seed=0)
     assert result["crashes"] > 0 and set(result["crash_types"]) == {"ZeroDivisionError"} and result["ok"] is False
 
 
@@ -149,13 +151,12 @@ def test_hostile_cbor_reaches_the_decoder(monkeypatch):
             raise dcc._Stop(Reason.MALFORMED) from None
 
     monkeypatch.setattr(dcc, "_loads", plain)  # the forked workers inherit it
-    result = fuzz.run("dcc", count=1_500, workers=2, seed=1)
+    result = targets.run("dcc", count=1_500, workers=2, seed=1)
     assert result["slowest_verify_us"] > 50_000 and result["slowest_verdict"] == "malformed"
 
 
 def test_the_command_takes_dcc(capsys):
-    parser = argparse.ArgumentParser(prog="qrgate")
-    fuzz.register(parser.add_subparsers(dest="command", required=True))
+    parser = cli.build_parser()
     args = parser.parse_args(["fuzz", "dcc", "--count", "200", "--workers", "1", "--seed", "3"])
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -4,7 +4,6 @@ reported as such."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import threading
@@ -14,7 +13,10 @@ import cbor2
 import pytest
 
 from custodian import investigate
-from firmware import fuzz, fuzz_wire
+from lab.fuzz import wire as fuzz_wire
+from firmware import cli
+from lab.fuzz import engine as fuzz
+from lab.fuzz import targets
 from firmware.store import seal
 from firmware.store.records import SealedRecord
 from firmware.tokens import trustlist
@@ -26,12 +28,12 @@ LIST_VERDICTS = {"accepted", "bad_envelope", "bad_signature", "wrong_root", "bad
 
 @pytest.fixture(scope="module")
 def list_result():
-    return fuzz.run("trustlist", count=COUNT, workers=2, seed=1)
+    return targets.run("trustlist", count=COUNT, workers=2, seed=1)
 
 
 @pytest.fixture(scope="module")
 def ingest_result():
-    return fuzz.run("ingest", count=COUNT, workers=2, seed=1)
+    return targets.run("ingest", count=COUNT, workers=2, seed=1)
 
 
 def assert_clean(result):
@@ -85,21 +87,21 @@ def test_the_security_reviews_message_is_a_seed_and_is_refused_at_once():
 
 
 def test_the_world_and_every_mutation_come_from_the_seed():
-    a, b = (fuzz.run("trustlist", count=1_000, workers=2, seed=7) for _ in range(2))
+    a, b = (targets.run("trustlist", count=1_000, workers=2, seed=7) for _ in range(2))
     assert a["verdicts"] == b["verdicts"]
     assert [s.text for s in fuzz_wire.trustlist_target(3).seeds] == [s.text for s in fuzz_wire.trustlist_target(3).seeds]
 
 
 def test_a_parse_that_accepts_everything_is_reported():
     yes = fuzz_wire.trustlist_target(0, parse=lambda data, root: TrustList(seq=1, issued_at=0, not_after=0, issuers={}))
-    result = fuzz.run(yes, count=2_000, workers=2, seed=0)
+    result = targets.run(yes, count=2_000, workers=2, seed=0)
     assert result["false_accepts"] == 2_000 and result["ok"] is False
     assert result["seed_check"]["as_expected"] == 0  # valid seeds too: not read as signed
 
 
 def test_a_parse_that_skips_the_signature_is_reported():
     unchecked = fuzz_wire.trustlist_target(0, parse=lambda data, root: trustlist.parse(data, None))
-    result = fuzz.run(unchecked, count=2_000, workers=2, seed=0)
+    result = targets.run(unchecked, count=2_000, workers=2, seed=0)
     assert result["false_accepts"] > 20 and result["crashes"] == 0 and result["ok"] is False
 
 
@@ -109,7 +111,7 @@ def test_a_parse_that_raises_is_reported_with_its_input_saved_as_hex(tmp_path):
             raise ZeroDivisionError("planted")
         return trustlist.parse(data, root)
 
-    result = fuzz.run(fuzz_wire.trustlist_target(0, parse=flaky), count=600, workers=2, seed=0, out=tmp_path)
+    result = targets.run(fuzz_wire.trustlist_target(0, parse=flaky), count=600, workers=2, seed=0, out=tmp_path)
     assert 0 < result["crashes"] < fuzz.MAX_SAVED and set(result["crash_types"]) == {"ZeroDivisionError"}
     saved = [json.loads(p.read_text()) for p in tmp_path.glob("trustlist-crash-*.json")]
     assert len(saved) == result["crashes"]
@@ -123,7 +125,7 @@ def test_a_slow_parse_is_a_finding_with_its_verdict(tmp_path):
             time.sleep(0.06)  # a parse that takes 60 ms: what the oracle must catch (not synchronisation)
         return trustlist.parse(data, root)
 
-    result = fuzz.run(fuzz_wire.trustlist_target(0, parse=slow), count=1_000, workers=2, seed=0, out=tmp_path)
+    result = targets.run(fuzz_wire.trustlist_target(0, parse=slow), count=1_000, workers=2, seed=0, out=tmp_path)
     assert result["slow_inputs"] > 0 and result["ok"] is False
     assert result["slowest_verify_us"] >= 60_000 and result["slowest_verdict"] in LIST_VERDICTS
     assert result["crashes"] == 0 and result["false_accepts"] == 0
@@ -139,7 +141,7 @@ def test_a_parse_that_hangs_is_reported_with_the_input_number():
             threading.Event().wait()  # never returns: the hostile input this harness exists to find
         return trustlist.parse(data, root)
 
-    result = fuzz.run(fuzz_wire.trustlist_target(0, parse=stuck), count=200, workers=2, seed=0, hang_s=0.5)
+    result = targets.run(fuzz_wire.trustlist_target(0, parse=stuck), count=200, workers=2, seed=0, hang_s=0.5)
     assert result["crashes"] == 2 and all("hung on input" in kind for kind in result["crash_types"])
 
 
@@ -212,7 +214,7 @@ def the_check_before_the_window(topic: str, payload: bytes, received_at: float):
 
 
 def test_the_poison_pill_is_a_crash_in_the_storage_and_a_false_accept():
-    result = fuzz.run(fuzz_wire.ingest_target(0, check=the_check_before_the_window), count=2_000, workers=2, seed=0)
+    result = targets.run(fuzz_wire.ingest_target(0, check=the_check_before_the_window), count=2_000, workers=2, seed=0)
     assert result["crash_types"].get("OverflowError", 0) > 0  # ts >= 2**63: SQLite cannot hold it
     assert result["false_accepts"] > 0 and result["ok"] is False  # a ts outside the window, stored
 
@@ -231,7 +233,7 @@ def test_an_opening_that_does_not_check_the_plaintext_is_reported():
                 "iss": plain.get("iss") if isinstance(plain, dict) else "",  # bytes, when the plaintext says so
                 "cti": cti.hex() if isinstance(cti, bytes) else str(cti)}
 
-    result = fuzz.run(fuzz_wire.ingest_target(0, opener=unchecked), count=2_000, workers=2, seed=0)
+    result = targets.run(fuzz_wire.ingest_target(0, opener=unchecked), count=2_000, workers=2, seed=0)
     assert result["false_accepts"] > 100 and result["crashes"] == 0 and result["ok"] is False
 
 
@@ -242,7 +244,7 @@ def test_an_opening_that_raises_on_a_bad_plaintext_is_a_crash():
             raise TypeError("planted: a record whose iss is bytes")
         return opened
 
-    result = fuzz.run(fuzz_wire.ingest_target(0, opener=raising), count=1_000, workers=2, seed=0)
+    result = targets.run(fuzz_wire.ingest_target(0, opener=raising), count=1_000, workers=2, seed=0)
     assert result["crashes"] > 0 and set(result["crash_types"]) == {"TypeError"} and result["ok"] is False
 
 
@@ -255,7 +257,7 @@ def test_a_storage_that_refuses_a_record_is_a_crash():
                 raise OverflowError("planted: SQLite refusing a value")
             return super().add(records, received_at)
 
-    result = fuzz.run(fuzz_wire.ingest_target(0, storage=lambda: Refusing(":memory:")), count=1_000, workers=2,
+    result = targets.run(fuzz_wire.ingest_target(0, storage=lambda: Refusing(":memory:")), count=1_000, workers=2,
                       seed=0)
     assert result["crash_types"].get("OverflowError", 0) > 0 and result["ok"] is False
     assert result["seed_check"]["as_expected"] < result["seed_check"]["seeds"]  # the seeds of venue x
@@ -269,7 +271,7 @@ def test_a_slow_check_is_a_finding():
             time.sleep(0.06)  # a check that takes 60 ms: what the oracle must catch (not synchronisation)
         return ingest.check(topic, payload, received_at)
 
-    result = fuzz.run(fuzz_wire.ingest_target(0, check=slow), count=1_000, workers=2, seed=0)
+    result = targets.run(fuzz_wire.ingest_target(0, check=slow), count=1_000, workers=2, seed=0)
     assert result["slow_inputs"] > 0 and result["slowest_verify_us"] >= 60_000 and result["ok"] is False
 
 
@@ -283,7 +285,7 @@ def test_a_check_that_hangs_is_reported_with_the_input_number():
             threading.Event().wait()
         return ingest.check(topic, payload, received_at)
 
-    result = fuzz.run(fuzz_wire.ingest_target(0, check=stuck), count=200, workers=2, seed=0, hang_s=0.5)
+    result = targets.run(fuzz_wire.ingest_target(0, check=stuck), count=200, workers=2, seed=0, hang_s=0.5)
     assert result["crashes"] == 2 and all("hung on input" in kind for kind in result["crash_types"])
 
 
@@ -291,7 +293,7 @@ def test_a_finding_keeps_its_topic_and_payload(tmp_path):
     def flaky(topic: str, payload: bytes, received_at: float):
         raise ZeroDivisionError("planted")
 
-    fuzz.run(fuzz_wire.ingest_target(0, check=flaky), count=50, workers=1, seed=0, out=tmp_path)
+    targets.run(fuzz_wire.ingest_target(0, check=flaky), count=50, workers=1, seed=0, out=tmp_path)
     record = json.loads(next(tmp_path.glob("ingest-crash-*.json")).read_text())
     topic, payload = record["parts"]
     assert topic["text"].encode("utf-8", "surrogatepass").hex() == topic["hex"] and bytes.fromhex(payload["hex"])
@@ -304,8 +306,7 @@ def test_the_results_hold_no_input(list_result, ingest_result):
 
 
 def test_the_command_takes_the_wire_targets(capsys):
-    parser = argparse.ArgumentParser(prog="qrgate")
-    fuzz.register(parser.add_subparsers(dest="command", required=True))
+    parser = cli.build_parser()
     for name in ("trustlist", "ingest"):
         args = parser.parse_args(["fuzz", name, "--count", "200", "--workers", "1", "--seed", "3"])
         code = args.func(args)

@@ -7,9 +7,12 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.keys import Issuer, kid_of, new_issuer, new_root, raw_public
+from firmware.keys import kid_of, raw_public
+
+from lab.signers import Issuer, new_issuer, new_root
 from firmware.tokens import cose, kp1, trustlist
 from firmware.tokens.verdict import Kind, Reason
+from lab import signers
 
 NOW = 1_750_000_000
 CTI = bytes(range(16))
@@ -31,14 +34,14 @@ def good_claims(issuer: Issuer) -> dict:
 def kp1_setup(tmp_path):
     issuer = new_issuer("naver", tmp_path / "issuer")
     root = new_root(tmp_path / "root")
-    tl = trustlist.parse(trustlist.build(root, [issuer], seq=1, issued_at=NOW), root.public_key())
+    tl = trustlist.parse(signers.build_trust_list(root, [issuer], seq=1, issued_at=NOW), root.public_key())
     return SimpleNamespace(
-        issuer=issuer, root=root, tmp=tmp_path, trust=tl, verifier=kp1.Verifier(trust=lambda: tl)
+        issuer=issuer, root=root, tmp=tmp_path, trust=tl, verifier=kp1.Kp1Verifier(trust=lambda: tl)
     )
 
 
 def test_accepts_minted_token_with_its_claims(kp1_setup):
-    text = kp1.mint(kp1_setup.issuer, NOW, att=["age19", "vax"], cti=CTI)
+    text = signers.mint(kp1_setup.issuer, NOW, att=["age19", "vax"], cti=CTI)
     verdict = kp1_setup.verifier.verify(text, NOW)
     assert verdict.kind is Kind.ACCEPTED and verdict.reason is None and verdict.green
     assert verdict.claims.iss == "naver" and verdict.iss == "naver"
@@ -48,7 +51,7 @@ def test_accepts_minted_token_with_its_claims(kp1_setup):
 
 
 def test_verdict_repr_and_json_never_show_the_token_id(kp1_setup):
-    verdict = kp1_setup.verifier.verify(kp1.mint(kp1_setup.issuer, NOW, cti=CTI), NOW)
+    verdict = kp1_setup.verifier.verify(signers.mint(kp1_setup.issuer, NOW, cti=CTI), NOW)
     assert verdict.kind is Kind.ACCEPTED
     for shown in (repr(verdict), str(verdict.as_json()), repr(verdict.claims)):
         assert CTI.hex() not in shown and repr(CTI) not in shown
@@ -56,19 +59,19 @@ def test_verdict_repr_and_json_never_show_the_token_id(kp1_setup):
 
 
 def test_mint_without_cti_draws_a_random_one(kp1_setup):
-    a = kp1_setup.verifier.verify(kp1.mint(kp1_setup.issuer, NOW), NOW)
-    b = kp1_setup.verifier.verify(kp1.mint(kp1_setup.issuer, NOW), NOW)
+    a = kp1_setup.verifier.verify(signers.mint(kp1_setup.issuer, NOW), NOW)
+    b = kp1_setup.verifier.verify(signers.mint(kp1_setup.issuer, NOW), NOW)
     assert len(a.claims.cti) == 16 and a.claims.cti != b.claims.cti
 
 
 @pytest.mark.parametrize("ttl", [0, 301, -1])
 def test_mint_refuses_ttl_outside_1_to_300(kp1_setup, ttl):
     with pytest.raises(ValueError):
-        kp1.mint(kp1_setup.issuer, NOW, ttl=ttl)
+        signers.mint(kp1_setup.issuer, NOW, ttl=ttl)
 
 
 def test_mint_allows_ttl_300(kp1_setup):
-    assert kp1_setup.verifier.verify(kp1.mint(kp1_setup.issuer, NOW, ttl=300), NOW).kind is Kind.ACCEPTED
+    assert kp1_setup.verifier.verify(signers.mint(kp1_setup.issuer, NOW, ttl=300), NOW).kind is Kind.ACCEPTED
 
 
 # --- malformed ---------------------------------------------------------------
@@ -80,12 +83,12 @@ def test_accepts_hand_built_claims(kp1_setup):
 
 
 def test_rejects_trailing_bytes_after_the_cose_structure_as_malformed(kp1_setup):
-    signed = base45.b45decode(kp1.mint(kp1_setup.issuer, NOW)[len(kp1.PREFIX):])
+    signed = base45.b45decode(signers.mint(kp1_setup.issuer, NOW)[len(kp1.PREFIX):])
     assert kp1_setup.verifier.verify(qr(signed + b"\x00"), NOW).reason is Reason.MALFORMED
 
 
 def test_rejects_token_without_prefix_as_malformed(kp1_setup):
-    text = kp1.mint(kp1_setup.issuer, NOW)
+    text = signers.mint(kp1_setup.issuer, NOW)
     assert kp1_setup.verifier.verify(text[len(kp1.PREFIX):], NOW).reason is Reason.MALFORMED
     assert kp1_setup.verifier.verify("HC1:" + text[4:], NOW).reason is Reason.MALFORMED
 
@@ -98,20 +101,20 @@ def test_rejects_non_base45_as_malformed(kp1_setup, junk):
 
 @pytest.mark.parametrize("cut", [1, 2, 3, 10, 40])
 def test_rejects_truncated_token_as_malformed(kp1_setup, cut):
-    text = kp1.mint(kp1_setup.issuer, NOW)
+    text = signers.mint(kp1_setup.issuer, NOW)
     assert kp1_setup.verifier.verify(text[:-cut], NOW).reason is Reason.MALFORMED
 
 
 def test_rejects_text_over_1024_chars_even_if_validly_signed(kp1_setup):
-    short = kp1.mint(kp1_setup.issuer, NOW, att=["x" * 20] * 16)
-    long = kp1.mint(kp1_setup.issuer, NOW, att=["x" * 40] * 16)
+    short = signers.mint(kp1_setup.issuer, NOW, att=["x" * 20] * 16)
+    long = signers.mint(kp1_setup.issuer, NOW, att=["x" * 40] * 16)
     assert len(short) <= kp1.MAX_TEXT < len(long)
     assert kp1_setup.verifier.verify(short, NOW).kind is Kind.ACCEPTED
     assert kp1_setup.verifier.verify(long, NOW).reason is Reason.MALFORMED
 
 
 def test_rejects_non_string_input_as_malformed(kp1_setup):
-    assert kp1_setup.verifier.verify(kp1.mint(kp1_setup.issuer, NOW).encode(), NOW).reason is Reason.MALFORMED
+    assert kp1_setup.verifier.verify(signers.mint(kp1_setup.issuer, NOW).encode(), NOW).reason is Reason.MALFORMED
 
 
 @pytest.mark.parametrize("obj", [{"a": 1}, [1, 2, 3, 4], cbor2.CBORTag(18, [b"", {}, b"", b""]), cbor2.CBORTag(98, [])])
@@ -165,17 +168,17 @@ def test_rejects_claim_of_wrong_type_as_malformed(kp1_setup, claim, value):
 
 def test_rejects_issuer_not_in_list(kp1_setup):
     stranger = new_issuer("naver", kp1_setup.tmp / "stranger")
-    assert kp1_setup.verifier.verify(kp1.mint(stranger, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
+    assert kp1_setup.verifier.verify(signers.mint(stranger, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
 
 
 def test_rejects_every_token_when_there_is_no_trust_list(kp1_setup):
-    verifier = kp1.Verifier(trust=lambda: None)
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
+    verifier = kp1.Kp1Verifier(trust=lambda: None)
+    assert verifier.verify(signers.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
 
 
 def test_rejects_token_whose_iss_differs_from_the_listed_issuer(kp1_setup):
     impostor = Issuer("kakao", kp1_setup.issuer.key)  # same key and kid, other name
-    assert kp1_setup.verifier.verify(kp1.mint(impostor, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
+    assert kp1_setup.verifier.verify(signers.mint(impostor, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
 
 
 @pytest.mark.parametrize("not_before,not_after", [(NOW + 10, NOW + 86400), (NOW - 86400, NOW - 10)])
@@ -187,29 +190,29 @@ def test_rejects_issuer_key_outside_its_validity_period(kp1_setup, not_before, n
     payload = {"seq": 1, "issued_at": NOW, "not_after": NOW + 86400, "issuers": [entry], "revoked": [], "dsc": []}
     signed = cose.sign1(cbor2.dumps(payload), kp1_setup.root, kid_of(kp1_setup.root.public_key()))
     tl = trustlist.parse(signed, kp1_setup.root.public_key())
-    verifier = kp1.Verifier(trust=lambda: tl)
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
+    verifier = kp1.Kp1Verifier(trust=lambda: tl)
+    assert verifier.verify(signers.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.UNKNOWN_ISSUER
     # the same key is fine once inside its period
     inside = (not_before + not_after) // 2
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, inside), inside).kind is Kind.ACCEPTED
+    assert verifier.verify(signers.mint(kp1_setup.issuer, inside), inside).kind is Kind.ACCEPTED
 
 
 def test_rejects_revoked_issuer(kp1_setup):
-    raw = trustlist.build(kp1_setup.root, [kp1_setup.issuer], seq=2, issued_at=NOW, revoked=[kp1_setup.issuer.kid])
+    raw = signers.build_trust_list(kp1_setup.root, [kp1_setup.issuer], seq=2, issued_at=NOW, revoked=[kp1_setup.issuer.kid])
     tl = trustlist.parse(raw, kp1_setup.root.public_key())
-    verifier = kp1.Verifier(trust=lambda: tl)
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.REVOKED_ISSUER
+    verifier = kp1.Kp1Verifier(trust=lambda: tl)
+    assert verifier.verify(signers.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.REVOKED_ISSUER
 
 
 def test_rejects_forged_token_claiming_a_trusted_kid(kp1_setup):
     forger = Issuer(kp1_setup.issuer.iss, Ed25519PrivateKey.generate())
-    text = kp1.mint(forger, NOW, kid=kp1_setup.issuer.kid)
+    text = signers.mint(forger, NOW, kid=kp1_setup.issuer.kid)
     verdict = kp1_setup.verifier.verify(text, NOW)
     assert verdict.reason is Reason.BAD_SIGNATURE and not verdict.green
 
 
 def test_rejects_token_with_a_flipped_signature_byte(kp1_setup):
-    signed = bytearray(base45.b45decode(kp1.mint(kp1_setup.issuer, NOW)[4:]))
+    signed = bytearray(base45.b45decode(signers.mint(kp1_setup.issuer, NOW)[4:]))
     signed[-1] ^= 0x01
     assert kp1_setup.verifier.verify(qr(bytes(signed)), NOW).reason is Reason.BAD_SIGNATURE
 
@@ -218,7 +221,7 @@ def test_rejects_token_with_a_flipped_signature_byte(kp1_setup):
 
 
 def test_expiry_edge_allows_skew(kp1_setup):
-    text = kp1.mint(kp1_setup.issuer, NOW, ttl=15)
+    text = signers.mint(kp1_setup.issuer, NOW, ttl=15)
     exp = NOW + 15
     assert kp1_setup.verifier.verify(text, exp + 5).kind is Kind.ACCEPTED
     verdict = kp1_setup.verifier.verify(text, exp + 6)
@@ -226,14 +229,14 @@ def test_expiry_edge_allows_skew(kp1_setup):
 
 
 def test_not_yet_valid_edge_allows_skew(kp1_setup):
-    text = kp1.mint(kp1_setup.issuer, NOW)
+    text = signers.mint(kp1_setup.issuer, NOW)
     assert kp1_setup.verifier.verify(text, NOW - 5).kind is Kind.ACCEPTED
     assert kp1_setup.verifier.verify(text, NOW - 6).reason is Reason.NOT_YET_VALID
 
 
 def test_skew_is_configurable(kp1_setup):
-    verifier = kp1.Verifier(trust=lambda: kp1_setup.trust, skew=0)
-    text = kp1.mint(kp1_setup.issuer, NOW, ttl=15)
+    verifier = kp1.Kp1Verifier(trust=lambda: kp1_setup.trust, skew=0)
+    text = signers.mint(kp1_setup.issuer, NOW, ttl=15)
     assert verifier.verify(text, NOW + 15).kind is Kind.ACCEPTED
     assert verifier.verify(text, NOW + 16).reason is Reason.EXPIRED
     assert verifier.verify(text, NOW - 1).reason is Reason.NOT_YET_VALID
@@ -243,16 +246,16 @@ def test_skew_is_configurable(kp1_setup):
 
 
 def test_rejects_token_missing_a_required_attribute(kp1_setup):
-    verifier = kp1.Verifier(trust=lambda: kp1_setup.trust, require=("vax",))
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, NOW, att=["age19"]), NOW).reason is Reason.MISSING_ATTRIBUTE
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.MISSING_ATTRIBUTE
-    assert verifier.verify(kp1.mint(kp1_setup.issuer, NOW, att=["age19", "vax"]), NOW).kind is Kind.ACCEPTED
+    verifier = kp1.Kp1Verifier(trust=lambda: kp1_setup.trust, require=("vax",))
+    assert verifier.verify(signers.mint(kp1_setup.issuer, NOW, att=["age19"]), NOW).reason is Reason.MISSING_ATTRIBUTE
+    assert verifier.verify(signers.mint(kp1_setup.issuer, NOW), NOW).reason is Reason.MISSING_ATTRIBUTE
+    assert verifier.verify(signers.mint(kp1_setup.issuer, NOW, att=["age19", "vax"]), NOW).kind is Kind.ACCEPTED
 
 
 def test_rejects_token_known_used_elsewhere(kp1_setup):
     asked = []
-    verifier = kp1.Verifier(trust=lambda: kp1_setup.trust, used_elsewhere=lambda cti: asked.append(cti) or True)
-    verdict = verifier.verify(kp1.mint(kp1_setup.issuer, NOW, cti=CTI), NOW)
+    verifier = kp1.Kp1Verifier(trust=lambda: kp1_setup.trust, used_elsewhere=lambda cti: asked.append(cti) or True)
+    verdict = verifier.verify(signers.mint(kp1_setup.issuer, NOW, cti=CTI), NOW)
     assert verdict.reason is Reason.REPLAYED_ELSEWHERE and asked == [CTI]
-    fresh = kp1.Verifier(trust=lambda: kp1_setup.trust, used_elsewhere=lambda cti: False)
-    assert fresh.verify(kp1.mint(kp1_setup.issuer, NOW), NOW).kind is Kind.ACCEPTED
+    fresh = kp1.Kp1Verifier(trust=lambda: kp1_setup.trust, used_elsewhere=lambda cti: False)
+    assert fresh.verify(signers.mint(kp1_setup.issuer, NOW), NOW).kind is Kind.ACCEPTED

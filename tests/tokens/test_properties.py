@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.keys import Issuer
+from lab.signers import Issuer
 from firmware.tokens import kp1, trustlist
 from firmware.tokens.verdict import Kind, Reason
+from lab import signers
 
 PREFIX = "KP1:"
 ATTRIBUTES = ("age14", "age19", "vax")
@@ -28,11 +29,11 @@ ISSUERS = tuple(Issuer(name, Ed25519PrivateKey.generate()) for name in ("naver",
 ROOT = Ed25519PrivateKey.generate()
 # Issuer keys valid from NOW - 61 days to NOW + 305 days: every instant drawn below is inside.
 TRUST = trustlist.parse(
-    trustlist.build(ROOT, ISSUERS, seq=1, issued_at=NOW - 60 * DAY, issuer_valid_days=365), ROOT.public_key()
+    signers.build_trust_list(ROOT, ISSUERS, seq=1, issued_at=NOW - 60 * DAY, issuer_valid_days=365), ROOT.public_key()
 )
 IAT = (NOW - 30 * DAY, NOW + 30 * DAY)
 SKEWS = (0, 1, 5, 30)
-VERIFIERS = {skew: kp1.Verifier(trust=lambda: TRUST, skew=skew) for skew in SKEWS}
+VERIFIERS = {skew: kp1.Kp1Verifier(trust=lambda: TRUST, skew=skew) for skew in SKEWS}
 VERIFIER = VERIFIERS[5]
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,7 +59,7 @@ class Minted:
 
 
 def _mint(issuer: Issuer, iat: int, ttl: int, att: tuple[str, ...], cti: bytes) -> Minted:
-    return Minted(issuer, iat, ttl, att, cti, kp1.mint(issuer, iat, ttl=ttl, att=att, cti=cti))
+    return Minted(issuer, iat, ttl, att, cti, signers.mint(issuer, iat, ttl=ttl, att=att, cti=cti))
 
 
 attributes = st.lists(st.sampled_from(ATTRIBUTES), unique=True).map(tuple)  # any subset, in any order
@@ -187,7 +188,7 @@ def test_arbitrary_bytes_behind_the_kp1_envelope_start_are_rejected(body):
 @FAST
 @given(minted=tokens, require=attributes)
 def test_accepted_exactly_when_the_token_has_every_required_attribute(minted, require):
-    result = kp1.Verifier(trust=lambda: TRUST, require=require).verify_raising(minted.text, minted.iat)
+    result = kp1.Kp1Verifier(trust=lambda: TRUST, require=require).verify_raising(minted.text, minted.iat)
     if set(minted.att) >= set(require):
         assert result.kind is Kind.ACCEPTED and result.claims.att == minted.att, result
     else:

@@ -20,9 +20,10 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.keys import Issuer
+from lab.signers import Issuer
 from firmware.tokens import b45, cose, kp1, trustlist
 from firmware.tokens.verdict import Kind, Reason
+from lab import signers
 
 # The contract, written out rather than read from kp1, so that a changed constant fails here.
 PREFIX = "KP1:"
@@ -46,8 +47,8 @@ def _key(seed: str) -> Ed25519PrivateKey:
 ISSUER = Issuer("naver", _key("test_strict naver"))
 KID = ISSUER.kid
 ROOT = _key("test_strict root")
-TRUST = trustlist.parse(trustlist.build(ROOT, [ISSUER], seq=1, issued_at=NOW), ROOT.public_key())
-VERIFIER = kp1.Verifier(trust=lambda: TRUST)
+TRUST = trustlist.parse(signers.build_trust_list(ROOT, [ISSUER], seq=1, issued_at=NOW), ROOT.public_key())
+VERIFIER = kp1.Kp1Verifier(trust=lambda: TRUST)
 
 DROP = object()  # a claim override that removes the claim
 
@@ -636,8 +637,8 @@ def test_all_three_attributes_are_accepted():
 
 def test_iss_of_64_characters_is_accepted():
     issuer = Issuer("n" * 64, ISSUER.key)
-    tl = trustlist.parse(trustlist.build(ROOT, [issuer], seq=1, issued_at=NOW), ROOT.public_key())
-    result = kp1.Verifier(trust=lambda: tl).verify_raising(kp1.mint(issuer, NOW, cti=CTI), NOW)
+    tl = trustlist.parse(signers.build_trust_list(ROOT, [issuer], seq=1, issued_at=NOW), ROOT.public_key())
+    result = kp1.Kp1Verifier(trust=lambda: tl).verify_raising(signers.mint(issuer, NOW, cti=CTI), NOW)
     assert result.kind is Kind.ACCEPTED and result.iss == "n" * 64
 
 

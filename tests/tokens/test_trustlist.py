@@ -7,9 +7,11 @@ import cbor2
 import pytest
 
 from firmware.errors import TrustListError
-from firmware.keys import kid_of, new_issuer, new_root
+from firmware.keys import kid_of
+from lab.signers import new_issuer, new_root
 from firmware.tokens import cose, trustlist
 from firmware.trust import FILENAME, TrustStore
+from lab import signers
 
 NOW = 1_750_000_000
 DAY = 86400
@@ -29,7 +31,7 @@ def trust_setup(tmp_path):
 
 
 def build(trust_setup, seq, issued_at=NOW, **kw):
-    return trustlist.build(trust_setup.root, [trust_setup.naver, trust_setup.kakao], seq=seq, issued_at=issued_at, **kw)
+    return signers.build_trust_list(trust_setup.root, [trust_setup.naver, trust_setup.kakao], seq=seq, issued_at=issued_at, **kw)
 
 
 def test_build_parse_round_trip(trust_setup):
@@ -55,7 +57,7 @@ def test_parse_with_another_root_raises(trust_setup):
 def test_parse_with_another_root_claiming_the_kid_raises(trust_setup):
     # signed by an impostor root but naming the real root's kid
     impostor = new_root(trust_setup.tmp / "impostor")
-    raw = trustlist.build(impostor, [trust_setup.naver], seq=1, issued_at=NOW)
+    raw = signers.build_trust_list(impostor, [trust_setup.naver], seq=1, issued_at=NOW)
     payload = cose.parse_sign1(raw).payload
     forged = cose.sign1(payload, impostor, kid_of(trust_setup.root.public_key()))
     with pytest.raises(TrustListError, match="signature"):
@@ -132,7 +134,7 @@ def test_install_refuses_list_signed_by_another_root(trust_setup):
     store.install(build(trust_setup, 1), NOW)
     other = new_root(trust_setup.tmp / "other")
     with pytest.raises(TrustListError):
-        store.install(trustlist.build(other, [trust_setup.naver], seq=9, issued_at=NOW), NOW)
+        store.install(signers.build_trust_list(other, [trust_setup.naver], seq=9, issued_at=NOW), NOW)
     assert store.current().seq == 1
 
 

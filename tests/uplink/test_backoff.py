@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from firmware.uplink.backoff import Backoff
+from firmware.backoff import Backoff
 
 
 def test_delays_stay_between_half_the_base_and_a_doubling_ceiling_up_to_the_cap():

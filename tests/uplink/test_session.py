@@ -6,8 +6,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import wait_until
-from firmware.uplink.backoff import Backoff
-from firmware.broker import Mosquitto
+from firmware.backoff import Backoff
+from lab.broker import Mosquitto
 from firmware.uplink.mqtt import MqttUplink
 
 

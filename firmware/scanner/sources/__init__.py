@@ -1,1 +1,27 @@
-"""Frame sources, chosen by name from config (a dict in firmware.app, not discovery)."""
+"""Frame sources, chosen by name from config: a dict, not discovery, so a typo is a config error.
+
+Each backend is imported only when chosen: picamera2 exists only on a Pi.
+"""
+
+from __future__ import annotations
+
+from firmware.config import CameraConfig
+from firmware.scanner.frames import FrameSource
+
+
+def open_source(cam: CameraConfig) -> FrameSource:
+    """The frame source `[camera] source` names, not yet entered."""
+    if cam.source == "replay":
+        from firmware.scanner.sources.replay import ReplaySource
+
+        return ReplaySource(cam.path, fps=cam.fps, paced=cam.paced, loop=cam.loop)
+    if cam.source == "picamera":
+        from firmware.scanner.sources.picamera import PicameraSource
+
+        return PicameraSource(cam.width, cam.height, cam.fps, cam.exposure_us, cam.analogue_gain, cam.focus,
+                              cam.lens_position)
+    if cam.source == "opencv":
+        from firmware.scanner.sources.opencv import OpenCvSource
+
+        return OpenCvSource(cam.index, cam.width, cam.height, cam.fps)
+    raise ValueError(f"no frame source {cam.source!r}")  # config.py's choices keep this from happening

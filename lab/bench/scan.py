@@ -34,11 +34,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware.bench import scenes
-from firmware.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
+from lab.bench import scenes
+from lab.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
 from firmware.errors import QrgateError
 from firmware.scanner.decode import qr_formats
 from firmware.stats import Stats
+from lab import signers
 
 GOALS = {"loop_to_zxing_code_frames": 1.25, "accept_latency_p95_ms": 20.0, "peak_rss_mb": 150.0}
 RSS_SAMPLES = 50  # samples of resident memory over a run
@@ -85,24 +86,21 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
 
 def _world(folder: Path) -> Path:
     """Issuers, a root, a trust list and the authority, made from nothing, as the demo does."""
-    from firmware import keys
-    from firmware.tokens import trustlist
 
-    issuers = [keys.new_issuer(name, folder / name) for name in ("naver", "kakao", "pass")]
-    root = keys.new_root(folder / "root")
-    authority = keys.new_authority(folder / "authority")
-    (folder / "trustlist.cose").write_bytes(trustlist.build(root, issuers, seq=1, issued_at=int(time.time()),
+    issuers = [signers.new_issuer(name, folder / name) for name in ("naver", "kakao", "pass")]
+    root = signers.new_root(folder / "root")
+    authority = signers.new_authority(folder / "authority")
+    (folder / "trustlist.cose").write_bytes(signers.build_trust_list(root, issuers, seq=1, issued_at=int(time.time()),
                                                             authority=[authority.public_key()]))
     return folder
 
 
 def _mint(world: Path, i: int) -> str:
-    from firmware import keys
     from firmware.tokens import kp1
 
     name = ("naver", "kakao", "pass")[i % 3]
-    issuer = keys.load_issuer(world / name)
-    return kp1.mint(issuer, int(time.time()), ttl=kp1.MAX_WINDOW)  # valid through the first pass of a long run
+    issuer = signers.load_issuer(world / name)
+    return signers.mint(issuer, int(time.time()), ttl=kp1.MAX_WINDOW)  # valid through the first pass of a long run
 
 
 def _given(path: Path, out: Path) -> FrameSet:

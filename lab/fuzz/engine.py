@@ -10,7 +10,7 @@ re-sign with and how to spoil its claims. Two exist: KP1 and the EU DCC (`HC1:`,
 zlib inside base45, ES256 and PS256 document signers, the door's DccVerifier with
 the default [dcc] rules), which adds its own mutators (the zlib stream, the hcert
 payload) to the shared ones; see "the DCC target" below for its oracle. The
-wire targets (firmware.fuzz_wire: the trust list, the custodian's ingest) bring
+wire targets (lab.fuzz.wire: the trust list, the custodian's ingest) bring
 inputs of their own (bytes, MQTT messages) through `Target.mutant` and an oracle
 that reads what the function under test returned through `Target.judge`.
 
@@ -25,14 +25,13 @@ key only ever carry a change that makes them invalid whatever else they hold:
 a re-signed mutant is then never a genuine token, and the oracle stays one set,
 "the seeds' valid texts". (The DCC verifier is lenient by design, so its oracle is
 on the signed content instead, and valid payloads its trusted keys sign for the
-harness are allowed: see firmware.fuzz_dcc.) What the PS256 signer signs carries the
+harness are allowed: see lab.fuzz.dcc.) What the PS256 signer signs carries the
 library's random PSS salt, so those signature bytes alone differ between runs of
 one seed; every finding's text is saved (--out) for replay.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -48,9 +47,9 @@ from typing import Callable
 
 import cbor2
 
-from firmware.cli import positive_int
-from firmware.fuzz_cbor import head
-from firmware.keys import Issuer
+from lab.fuzz.cbor import head
+from lab.signers import Issuer
+from lab import signers
 
 NOW = 1_750_000_000  # the fixed moment at which every seed is minted and every mutant judged
 SKEW = 5
@@ -127,13 +126,13 @@ def kp1_target(seed: int = 0) -> Target:
     trusted = [Issuer(name, new_key()) for name in ("naver", "kakao", "toss")]
     revoked, rogue, root = Issuer("payco", new_key()), Issuer("rogue", new_key()), new_key()
     # The revoked key is also listed as an issuer: revocation alone must turn it away.
-    raw = trustlist.build(root, [*trusted, revoked], seq=1, issued_at=NOW, revoked=[revoked.kid])
+    raw = signers.build_trust_list(root, [*trusted, revoked], seq=1, issued_at=NOW, revoked=[revoked.kid])
     trust = trustlist.parse(raw, root.public_key())
     replayed: set[bytes] = set()
     seeds: list[Seed] = []
 
     def add(expect, issuer, iat=NOW, ttl=15, att=("vax",), kid=None, cti=None):
-        text = kp1.mint(issuer, iat, ttl=ttl, att=att, cti=cti or rng.randbytes(16), kid=kid)
+        text = signers.mint(issuer, iat, ttl=ttl, att=att, cti=cti or rng.randbytes(16), kid=kid)
         body = b45.decode(text[len(kp1.PREFIX) :])
         if b45encode(body) != text[len(kp1.PREFIX) :]:
             raise AssertionError("fuzz.b45encode disagrees with the base45 package")
@@ -157,9 +156,9 @@ def kp1_target(seed: int = 0) -> Target:
     add("revoked_issuer", revoked)
     add("revoked_issuer", revoked, att=())
 
-    verifier = kp1.Verifier(lambda: trust, require=("vax",), skew=SKEW, used_elsewhere=replayed.__contains__)
+    verifier = kp1.Kp1Verifier(lambda: trust, require=("vax",), skew=SKEW, used_elsewhere=replayed.__contains__)
     valid = frozenset(s.text for s in seeds if s.expect == "accepted")
-    signers = {i.kid: i for i in (rogue, revoked, *trusted)}  # trusted last: a shared kid maps to its owner
+    by_kid = {i.kid: i for i in (rogue, revoked, *trusted)}  # trusted last: a shared kid maps to its owner
     names = tuple(i.iss for i in (*trusted, revoked, rogue))
     return Target(
         name="kp1",
@@ -168,7 +167,7 @@ def kp1_target(seed: int = 0) -> Target:
         verify=partial(verifier.verify_raising, now=NOW),
         may_accept=valid.__contains__,
         wrap=lambda data: kp1.PREFIX + b45encode(data),
-        signers=signers,
+        signers=by_kid,
         break_claims=partial(_break_kp1_claims, names=names),
         forger=rogue,
         kids=(rng.randbytes(8),),
@@ -221,28 +220,6 @@ def _break_kp1_claims(rng: random.Random, claims: dict, signer: Issuer, names: t
         items.insert(rng.randrange(len(items) + 1), rng.choice(items))
         return head(5, len(items)) + b"".join(items)
     return cbor2.dumps(c)
-
-
-def _dcc_target(seed: int = 0) -> Target:
-    from firmware.fuzz_dcc import dcc_target  # its own module: imported only when fuzzed
-
-    return dcc_target(seed)
-
-
-def _trustlist_target(seed: int = 0) -> Target:
-    from firmware.fuzz_wire import trustlist_target
-
-    return trustlist_target(seed)
-
-
-def _ingest_target(seed: int = 0) -> Target:
-    from firmware.fuzz_wire import ingest_target
-
-    return ingest_target(seed)
-
-
-TARGETS: dict[str, Callable[[int], Target]] = {"kp1": kp1_target, "dcc": _dcc_target,
-                                               "trustlist": _trustlist_target, "ingest": _ingest_target}
 
 
 # --- mutators ------------------------------------------------------------------------------------
@@ -603,10 +580,10 @@ def _check_seeds(t: Target) -> dict:
             "wrong": dict(wrong)}
 
 
-def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | None = None, seed: int = 0,
+def run(target: Target, count: int = 1_000_000, workers: int | None = None, seed: int = 0,
         out: Path | None = None, hang_s: float = HANG_S) -> dict:
     """Fuzz `target` with `count` mutants over `workers` forked processes; the result as a dict (no inputs)."""
-    t = TARGETS[target](seed) if isinstance(target, str) else target
+    t = target
     workers = max(1, min(workers or os.cpu_count() or 1, count or 1))
     if out is not None:
         out = Path(out)
@@ -661,21 +638,3 @@ def run(target: str | Target = "kp1", count: int = 1_000_000, workers: int | Non
 
 
 # --- the command ---------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    """Add `qrgate fuzz TARGET [--count N] [--workers W] [--seed S] [--out DIR]`."""
-    s = subparsers.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
-    s.add_argument("target", choices=sorted(TARGETS), help="a token kind, or the trust list or the ingest")
-    s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
-    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
-                   help="forked processes (default: the CPU count)")
-    s.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the keys and every mutation (default 0)")
-    s.add_argument("--out", type=Path, metavar="DIR", help="write each crashing, falsely accepted or too slow input here")
-    s.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    result = run(args.target, count=args.count, workers=args.workers, seed=args.seed, out=args.out)
-    print(json.dumps(result), flush=True)
-    return 0 if result["ok"] else 1

@@ -1,9 +1,9 @@
 """The DCC target of `qrgate fuzz`: EU DCCs (`HC1:`) against the door's DccVerifier, and their oracle.
 
-The harness and the mutators shared with KP1 are in firmware.fuzz; this adds
+The harness and the mutators shared with KP1 are in lab.fuzz.engine; this adds
 the world (document signers, a trust list with their certificates), the seeds,
 the DCC's own mutators (the zlib stream, the hcert payload, hostile CBOR from
-firmware.fuzz_cbor) and its oracle, which judges the signed content rather than
+lab.fuzz.cbor) and its oracle, which judges the signed content rather than
 the text (see below).
 """
 
@@ -21,14 +21,16 @@ from functools import partial
 import cbor2
 
 from firmware import utc
-from firmware.fuzz import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _loose, _parts, _sign, _signer,
+from lab.fuzz.engine import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _loose, _parts, _sign, _signer,
                            _structure, _text, b45encode, mutate_bytes)
-from firmware.fuzz_cbor import LENIENT_REFUSES, bomb, item, random_path, splice, spoil
-from firmware.tokens import dcc, dcc_issuer
+from lab.fuzz.cbor import LENIENT_REFUSES, bomb, item, random_path, splice, spoil
+from lab import dcc_issuer
+from firmware.tokens import dcc
 from firmware.tokens.dcc import CLAIM_HCERT as HCERT
 from firmware.tokens.dcc import MAX_INFLATED
-from firmware.tokens.dcc_issuer import POSITIVE
+from lab.dcc_issuer import POSITIVE
 from firmware.tokens.dcc_policy import COVID19, NEGATIVE
+from lab import signers
 
 # --- the DCC target ------------------------------------------------------------------------------
 #
@@ -484,7 +486,7 @@ def dcc_target(seed: int = 0) -> Target:
     rogue = _dcc_signer(rng, "XX", "vtr")  # in no trust list
     root = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
     listed = (de, fr, nl, old, new)
-    raw = trustlist.build(root, [], seq=1, issued_at=NOW, dsc=[s.cert.public_bytes(_DER()) for s in listed])
+    raw = signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[s.cert.public_bytes(_DER()) for s in listed])
     trust = trustlist.parse(raw, root.public_key())
     verifier = DccVerifier(lambda: trust, DccConfig(), skew=SKEW)
     seeds: list[Seed] = []
@@ -556,7 +558,7 @@ def dcc_target(seed: int = 0) -> Target:
     add("key_usage", de, "v", doc={"t": [dcc_issuer.entry("t", NOW, "URN:UVCI:01:DE:TWO", "DE")]}, spoilt=True)
 
     genuine = frozenset(pair for s in seeds if s.expect == "accepted" for pair in _dcc_contents(s.text))
-    signers = {s.kid: s for s in (rogue, old, new, de, fr, nl)}
+    by_kid = {s.kid: s for s in (rogue, old, new, de, fr, nl)}
     target = Target(
         name="dcc",
         prefix="HC1:",
@@ -564,7 +566,7 @@ def dcc_target(seed: int = 0) -> Target:
         verify=partial(verifier.verify_raising, now=NOW),
         may_accept=partial(_dcc_may_accept, genuine=genuine, signed=signed, broken=broken),
         wrap=lambda data: "HC1:" + b45encode(zlib.compress(data, 9)),
-        signers=signers,
+        signers=by_kid,
         break_claims=partial(_break_dcc_claims, broken=broken),
         forger=rogue,
         kids=(rng.randbytes(8), bytes(8), rogue.kid),

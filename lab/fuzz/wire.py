@@ -1,6 +1,6 @@
 """`qrgate fuzz trustlist|ingest`: what arrives over the network, thrown at what reads it first.
 
-The token targets' harness (firmware.fuzz: forked workers, a hang watch, one JSON
+The token targets' harness (lab.fuzz.engine: forked workers, a hang watch, one JSON
 result) on bytes rather than texts. Each target brings its own inputs
 (`Target.mutant`) and an oracle that reads what the code under test answered
 (`Target.judge`), and each holds every input to 50 ms (`MAX_VERIFY_US`): one slow
@@ -43,11 +43,12 @@ from functools import partial
 import cbor2
 
 from firmware.errors import TrustListError
-from firmware.fuzz import NOW, Judgement, Seed, Target, mutate_bytes
-from firmware.fuzz_cbor import STRICT_REFUSES, head, item, random_path, splice, spoil
+from lab.fuzz.engine import NOW, Judgement, Seed, Target, mutate_bytes
+from lab.fuzz.cbor import STRICT_REFUSES, head, item, random_path, splice, spoil
 from firmware.store import seal
 from firmware.store.records import MAX_WIRE, SealedRecord, Visit
 from firmware.tokens.trustlist import MAX_AUTHORITY, MAX_ISSUERS, MAX_REVOKED, TrustList
+from lab import signers
 
 MAX_VERIFY_US = 50_000.0
 MAX_LIST = 1 << 20  # trustlist.MAX_BYTES, as the contract says it
@@ -188,7 +189,7 @@ def _read(tl) -> tuple:
 class _Keys:
     root: object
     impostor: object
-    issuers: tuple  # firmware.keys.Issuer, for the list trustlist.build makes
+    issuers: tuple  # firmware.signers.Issuer, for the list trustlist.build makes
     keys: tuple[bytes, ...]  # raw Ed25519 public keys, for the lists the harness writes itself
     sealing: tuple  # X25519PublicKey: the authority's
     ders: tuple[bytes, ...]  # document signer certificates
@@ -203,8 +204,10 @@ def _list_keys(rng: random.Random) -> _Keys:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from firmware.keys import Issuer, raw_public
-    from firmware.tokens import dcc_issuer
+    from firmware.keys import raw_public
+
+    from lab.signers import Issuer
+    from lab import dcc_issuer
 
     ed25519 = lambda: Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))  # noqa: E731
     root, impostor = ed25519(), ed25519()
@@ -250,9 +253,8 @@ def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
 
 def _built(k: _Keys) -> tuple[bytes, dict]:
     """A list as trustlist.build (the authority's own tool) writes it, and its payload."""
-    from firmware.tokens import trustlist
 
-    raw = trustlist.build(k.root, k.issuers, seq=5, issued_at=NOW, revoked=[k.issuers[2].kid], dsc=k.ders[:1],
+    raw = signers.build_trust_list(k.root, k.issuers, seq=5, issued_at=NOW, revoked=[k.issuers[2].kid], dsc=k.ders[:1],
                           authority=k.sealing[:2])
     return raw, cbor2.loads(cbor2.loads(raw).value[2])  # the harness's own bytes: plain cbor2 reads them
 

@@ -5,12 +5,15 @@ every file the config names, as the daemon would, so a broken config stops
 the start with one clear line instead of a restart loop. `show` prints the
 configuration in force as TOML, each key set by a file marked with that file,
 so "why does it do that?" has an answer without reading four files.
+`reference` is docs/configuration.md, written from config.py's fields (a
+test holds the page and the code equal).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from pathlib import Path
 
 from firmware import config, credentials, keys
@@ -65,6 +68,52 @@ def show(loaded: config.Loaded, changed: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _allowed(f: dataclasses.Field, kind: object) -> str:
+    m = f.metadata
+    if m.get("choices"):
+        many = "any of " if typing.get_origin(kind) is list else ""
+        return many + ", ".join(f"`{c}`" for c in m["choices"])
+    if m.get("lo") is not None:
+        return f"{m['lo']:g} to {m['hi']:g}" if isinstance(m["lo"], float) else f"{m['lo']:,} to {m['hi']:,}"
+    if m.get("pattern") is not None:
+        return f"`{m['pattern'].pattern}`"
+    if kind is bool:
+        return "`true`, `false`"
+    return "a path" if "Path" in str(kind) else ("a list" if typing.get_origin(kind) is list else "text")
+
+
+def reference() -> str:
+    """The configuration reference (docs/configuration.md) as Markdown, from config.py's fields."""
+    lines = ["# Configuration reference", "",
+             "Written by `qrgate config reference` from `firmware/config.py`; "
+             "`tests/test_config_reference.py` fails when this page and the code differ. How the layers "
+             "combine, and an example, are in [technician.md](technician.md#configuration).", ""]
+    for section in dataclasses.fields(config.Config):
+        table = typing.get_type_hints(config.Config)[section.name]
+        lines += [f"## [{section.name}]", ""]
+        if table.__doc__ and not table.__doc__.startswith(table.__name__ + "("):
+            lines += [table.__doc__.strip(), ""]
+        lines += ["| key | default | allowed | what |", "| --- | --- | --- | --- |"]
+        hints = typing.get_type_hints(table)
+        for f in dataclasses.fields(table):
+            default = _default(f)
+            shown = ("required" if default is dataclasses.MISSING else "not set" if default is None
+                     else f"`{config.toml_value(default)}`")
+            lines.append(f"| `{f.name}` | {_cell(shown)} | {_cell(_allowed(f, hints[f.name]))} "
+                         f"| {_cell(f.metadata.get('help', ''))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cmd_reference(args) -> int:
+    print(reference(), end="")
+    return 0
+
+
 def cmd_check(args) -> int:
     loaded = config.load_layers(args.config)
     for line in check(loaded.config):
@@ -76,16 +125,3 @@ def cmd_check(args) -> int:
 def cmd_show(args) -> int:
     print(show(config.load_layers(args.config), changed=args.changed), end="")
     return 0
-
-
-def register(sub) -> None:
-    parser = sub.add_parser("config", help="check or show the layered configuration")
-    cmds = parser.add_subparsers(dest="sub", required=True)
-    s = cmds.add_parser("check", help="load every layer and open every file it names (for ExecStartPre)")
-    s.add_argument("--config", type=Path, default=config.DEFAULT_PATH)
-    s.set_defaults(func=cmd_check)
-    s = cmds.add_parser("show", help="the configuration in force as TOML, each key marked with its file")
-    s.add_argument("--config", type=Path, default=config.DEFAULT_PATH)
-    s.add_argument("--changed", action="store_true", help="only keys that differ from the packaged defaults")
-    s.set_defaults(func=cmd_show)
-

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from firmware.render import background, write_png
+from lab.render import background, write_png
 
 CONDITIONS = ("plain", "small_edge", "tilt", "blur", "glare", "dark", "moire")  # code-bearing conditions
 EMPTY = "empty"

@@ -25,11 +25,12 @@ import base45
 import cryptography
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.bench.machine import cpu_model
+from lab.bench.machine import cpu_model
 from firmware.errors import QrgateError
-from firmware.keys import Issuer
+from lab.signers import Issuer
 from firmware.tokens import b45, cose, kp1, trustlist
 from firmware.tokens.verdict import Kind, Reason
+from lab import signers
 
 NOW = 1_750_000_000
 GOAL_RATIO = 0.75
@@ -39,9 +40,9 @@ GOAL_GARBAGE_PER_S = 100_000
 def _world(n_tokens: int, rng: random.Random):
     issuers = [Issuer(name, Ed25519PrivateKey.generate()) for name in ("naver", "kakao", "pass")]
     root = Ed25519PrivateKey.generate()
-    trust = trustlist.parse(trustlist.build(root, issuers, seq=1, issued_at=NOW), root.public_key())
+    trust = trustlist.parse(signers.build_trust_list(root, issuers, seq=1, issued_at=NOW), root.public_key())
     tokens = [
-        kp1.mint(issuers[i % 3], NOW, ttl=rng.choice((15, 30, 300)), att=rng.sample(kp1.ATTRIBUTES, i % 4))
+        signers.mint(issuers[i % 3], NOW, ttl=rng.choice((15, 30, 300)), att=rng.sample(kp1.ATTRIBUTES, i % 4))
         for i in range(n_tokens)
     ]
     return trust, tokens
@@ -109,7 +110,7 @@ def run(rounds: int = 15, n_tokens: int = 300, seed: int = 1) -> dict:
 def _measure(rounds: int, n_tokens: int, seed: int) -> dict:
     rng = random.Random(seed)
     trust, tokens = _world(n_tokens, rng)
-    verifier = kp1.Verifier(lambda: trust)
+    verifier = kp1.Kp1Verifier(lambda: trust)
     bare = []
     for t in tokens:
         envelope = cose.parse_sign1(b45.decode(t[len(kp1.PREFIX):]))

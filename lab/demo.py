@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware import app, config, keys, render
-from firmware.broker import Mosquitto, MosquittoError, free_port
+from firmware import app, config, keys
+from lab import render
+from lab.broker import Mosquitto, MosquittoError, free_port
 from firmware.clock import ClockSync
 from firmware.events import console_line
 from firmware.store.records import SealedRecord
-from firmware.tokens import dcc_issuer, kp1, trustlist
+from lab import dcc_issuer
+from lab import signers
 
 FPS = 15.0
 CODE_FRAMES = 12  # 0.8 s of a phone held up
@@ -41,28 +43,28 @@ class Visitor:
 
 
 def _visitors(world: Path, start: int) -> list[Visitor]:
-    issuers = {name: keys.new_issuer(name, world / f"issuer-{name}") for name in ("naver", "kakao", "pass")}
-    rogue = keys.new_issuer("rogue", world / "rogue")  # a key nobody trusts
-    root = keys.new_root(world / "root")
-    authority = keys.new_authority(world / "authority")
+    issuers = {name: signers.new_issuer(name, world / f"issuer-{name}") for name in ("naver", "kakao", "pass")}
+    rogue = signers.new_issuer("rogue", world / "rogue")  # a key nobody trusts
+    root = signers.new_root(world / "root")
+    authority = signers.new_authority(world / "authority")
     # A test document signer for EU DCCs (vaccination passes), trusted by the same list.
     signer = dcc_issuer.new_signer(world / "dsc-KR", country="KR")
-    (world / "trustlist.cose").write_bytes(trustlist.build(root, issuers.values(), seq=1, issued_at=start,
+    (world / "trustlist.cose").write_bytes(signers.build_trust_list(root, issuers.values(), seq=1, issued_at=start,
                                                            dsc=[signer.der], authority=[authority.public_key()]))
 
     def token(name: str, at: float, **kw) -> str:
         # Minted as the phone app does, a moment before the visitor reaches the camera.
-        return kp1.mint(issuers[name], now=int(at) - 1, **kw)
+        return signers.mint(issuers[name], now=int(at) - 1, **kw)
 
     slot = (CODE_FRAMES + GAP_FRAMES) / FPS
     t = lambda i: start + 2 + i * slot  # noqa: E731 - when visitor i is in front of the camera
     first = token("naver", t(0))
     # Signed by the rogue key under naver's kid: a forgery that must fail the signature check.
-    forged = kp1.mint(keys.Issuer("naver", rogue.key), now=int(t(4)) - 1, kid=issuers["naver"].kid)
+    forged = signers.mint(signers.Issuer("naver", rogue.key), now=int(t(4)) - 1, kid=issuers["naver"].kid)
     return [
         Visitor("valid, Naver", "NAVER", first),
         Visitor("valid, Kakao (vax)", "kakaotalk", token("kakao", t(1), att=["vax"]), dark=True),
-        Visitor("expired, PASS", "PASS", kp1.mint(issuers["pass"], now=start - 120)),
+        Visitor("expired, PASS", "PASS", signers.mint(issuers["pass"], now=start - 120)),
         Visitor("valid, PASS", "PASS", token("pass", t(3))),
         Visitor("forged, 'Naver'", "NAVER", forged),
         Visitor("a menu QR", "menu", "https://example.com/menu"),

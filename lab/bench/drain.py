@@ -2,7 +2,7 @@
 
 A store of real sealed records (HPKE to a fresh authority key) is drained to a
 loopback Mosquitto at QoS 1 by the daemon's own code, MqttUplink and Drain
-wired as app.py wires them, timed from the start until every record has its
+wired by the daemon's own builder (uplink.link.connect), timed from the start until every record has its
 success PUBACK and has left the store. In the same run, alternately (bare,
 drain, bare, ...), a bare paho-mqtt 2.x client (MQTT v5, QoS 1) publishes the
 same payloads (the same records' wire bytes, read into memory beforehand) to
@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
-from firmware.broker import Mosquitto
+from lab.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
+from lab.broker import Mosquitto
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError
 from firmware.faults import Faults
@@ -48,9 +48,11 @@ from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import SealedRecord, Visit
 from firmware.trust import TrustStore
-from firmware.uplink import status, topics
-from firmware.uplink.drain import Drain
-from firmware.uplink.mqtt import MqttUplink, Will
+from firmware import health
+from firmware.uplink import topics
+from firmware.config import MqttConfig
+from firmware.uplink.link import connect
+from firmware.uplink.mqtt import MqttUplink
 
 GOAL_RATIO = 0.8
 GOAL_PEAK_RSS_MB = 100.0
@@ -314,18 +316,11 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     trust = TrustStore(state, Ed25519PrivateKey.generate().public_key())
     clock_sync = ClockSync(require=False)
     status_topic = topics.status(VENUE, DEVICE)
-    drain: Drain | None = None
-    uplink = MqttUplink(
-        "127.0.0.1", port, client_id=f"qrgate-{VENUE}-{DEVICE}-{name}",
-        will=Will(status_topic, status.OFFLINE), keepalive=30, max_inflight=window,
-        subscriptions={topics.TRUSTLIST: lambda data: None},
-        on_connected=lambda: drain.reconnected() if drain else None,
-    )
-    drain = Drain(
-        store, uplink, topics.visits(VENUE, DEVICE), status_topic,
-        status=lambda: status.snapshot(stats, store, faults, trust, clock_sync),
-        stats=stats, faults=faults, window=window,
-    )
+    m = MqttConfig(host="127.0.0.1", port=port, tls=False, keepalive_s=30, window=window)
+    link = connect(m, VENUE, DEVICE, store=store, client_id=f"qrgate-{VENUE}-{DEVICE}-{name}",
+                   snapshot=lambda: health.snapshot(stats, store, faults, trust, clock_sync),
+                   stats=stats, faults=faults, on_trust_list=lambda data: None)
+    uplink, drain = link.uplink, link.drain
     timers = _instrument(store, uplink) if profile else None
     stop = threading.Event()
     uplink.start()
@@ -356,7 +351,7 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     finally:
         stop.set()
         drain.wake()
-        uplink.stop(final=(status_topic, status.OFFLINE))
+        uplink.stop(final=(status_topic, health.OFFLINE))
         store.close()
     if left:
         raise QrgateError(f"bench: {left} records still in the store after every PUBACK")

@@ -1,6 +1,7 @@
 """Draws QR codes and phone screens showing them: for `token mint --png`, the demo and tests.
 
-Needs the `render` extra (qrcode). The phone screens are synthetic but honest
+QR symbols come from zxing-cpp's writer (the decoder's own package) and PNGs
+from OpenCV: nothing beyond the device's own dependencies. The phone screens are synthetic but honest
 camera input: a phone at an angle in a cluttered grey scene, with blur, glare
 and sensor noise, as 8-bit grayscale frames the size the camera delivers.
 """
@@ -11,16 +12,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import zxingcpp
 
 
 def qr_modules(text: str) -> np.ndarray:
-    """The QR symbol as a boolean matrix (True = dark), without quiet zone."""
-    import qrcode
-
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=0)
-    qr.add_data(text)
-    qr.make(fit=True)
-    return np.array(qr.get_matrix(), dtype=bool)
+    """The QR symbol as a boolean matrix (True = dark), without quiet zone; error correction M."""
+    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+    return np.asarray(code.to_image(scale=1, add_quiet_zones=False)) < 128
 
 
 def qr_image(text: str, module_px: int = 8, quiet: int = 4) -> np.ndarray:

@@ -1,0 +1,107 @@
+"""The work of the device's small commands: `run` (the daemon, until a signal), `trust install|show`, `decode`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from firmware import keys
+from firmware.errors import QrgateError
+from firmware.logs import setup_logging
+from firmware.utc import iso
+
+
+def cmd_run(args) -> int:
+    from firmware import app, config
+
+    setup_logging(args.verbose, daemon=True)
+    cfg = config.load(args.config)
+    if args.check:
+        print(f"{args.config}: ok")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    app.run(cfg, stop=stop)
+    return 0
+
+
+def describe_trust_list(tl, now: float) -> dict:
+    """A trust list as a technician reads it: what is trusted, until when, what is revoked."""
+    return {
+        "seq": tl.seq,
+        "issued_at": iso(tl.issued_at),
+        "not_after": iso(tl.not_after),
+        "expired": tl.expired(now),
+        "issuers": [{"kid": i.kid.hex(), "iss": i.iss, "not_before": iso(i.not_before), "not_after": iso(i.not_after),
+                     "valid_now": i.not_before <= now <= i.not_after and i.kid not in tl.revoked}
+                    for i in tl.issuers.values()],
+        "revoked": sorted(k.hex() for k in tl.revoked),
+        "dsc": [describe_signer(kid, cert, now) for kid, certs in tl.dcc_signers.items() for cert in certs],
+        "authority": [{"fingerprint": keys.fingerprint(X25519PublicKey.from_public_bytes(a.key)), "alg": a.alg,
+                       "not_before": iso(a.not_before), "not_after": iso(a.not_after), "valid_now": a.valid(now)}
+                      for a in tl.authority],
+    }
+
+
+def describe_signer(kid: bytes, cert, now: float) -> dict:
+    """An EU DCC document signer: its kid, subject, validity and the DCC types it may sign."""
+    from firmware.tokens import dcc
+
+    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+    return {"kid": kid.hex(), "subject": cert.subject.rfc4514_string(), "not_before": iso(start),
+            "not_after": iso(end), "types": dcc.signer_types(cert), "valid_now": start <= now <= end}
+
+
+def _device_trust(config_path: Path):
+    from firmware import config
+    from firmware.trust import TrustStore
+
+    cfg = config.load(config_path)
+    return TrustStore(cfg.device.state_dir, keys.load_root_public(cfg.trust.root_key))
+
+
+def cmd_trust_install(args) -> int:
+    from firmware.tokens import trustlist
+
+    store = _device_trust(args.config)
+    old = store.current()
+    new = store.install(trustlist.read_file(args.file), time.time())
+    print(json.dumps({"installed": describe_trust_list(new, time.time()), "replaced_seq": old.seq if old else None}))
+    return 0
+
+
+def cmd_trust_show(args) -> int:
+    from firmware.tokens import trustlist
+
+    store = _device_trust(args.config)
+    if args.file is None:
+        current = store.current()
+        if current is None:
+            raise QrgateError(f"no trust list is installed in {store.path.parent}")
+    else:
+        current = trustlist.parse(trustlist.read_file(args.file), store.root)
+    print(json.dumps(describe_trust_list(current, time.time()), indent=2))
+    return 0
+
+
+def cmd_decode(args) -> int:
+    import cv2
+
+    from firmware.scanner.decode import DECODERS
+
+    decoder = DECODERS[args.backend]()
+    status = 0
+    for name in args.files:
+        gray = cv2.imread(name, cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            print(json.dumps({"file": name, "texts": [], "error": "cannot read image"}))
+            status = 1
+            continue
+        print(json.dumps({"file": name, "texts": decoder.decode(gray)}, ensure_ascii=False))
+    return status

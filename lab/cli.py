@@ -1,0 +1,115 @@
+"""The lab's commands, added to `qrgate` (an entry point): argument parsing only, the work imported when one runs.
+
+The lab is the tooling beside the device: the demo, benchmarks, fuzzing, the
+DCC conformance runner, test issuers and signers, and the authority's key and
+trust-list tools. None of it runs at a door.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from firmware.argtypes import positive_int
+from firmware.cli import Groups, lazy
+
+FUZZ_TARGETS = ("dcc", "ingest", "kp1", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
+
+
+def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
+    s = sub.add_parser("demo", help="the daemon on a replay camera, mock pins and a local broker")
+    s.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    s.set_defaults(func=lazy("lab.commands:cmd_demo"))
+    tok = sub.add_parser("token", help="mint and verify KP1 tokens").add_subparsers(dest="sub", required=True)
+    s = tok.add_parser("mint", help="a test issuer: print one KP1 token")
+    s.add_argument("--issuer", required=True, type=Path, help="issuer folder (qrgate issuer new)")
+    s.add_argument("--ttl", type=int, default=15, help="seconds of validity (1..300, default 15)")
+    s.add_argument("--att", action="append", default=[], choices=("age14", "age19", "vax"))
+    s.add_argument("--png", type=Path, help="also write the token as a QR image")
+    s.set_defaults(func=lazy("lab.commands:cmd_token_mint"))
+    s = tok.add_parser("verify", help="verify tokens: one JSON line each")
+    s.add_argument("--trust", required=True, type=Path, help="signed trust list file")
+    s.add_argument("--root", type=Path, help="root public key (folder or PEM) to check the trust list with")
+    s.add_argument("--at", type=float, help="judge at this Unix time (default: now)")
+    s.add_argument("--require", action="append", default=[], choices=("age14", "age19", "vax"))
+    s.add_argument("--skew", type=int, default=5, help="clock skew allowed, seconds")
+    s.add_argument("text", help="a token, or - to read one per line from stdin")
+    s.set_defaults(func=lazy("lab.commands:cmd_token_verify"))
+    for name, what in (("issuer", "an issuer's signing key"), ("root", "the key that signs trust lists"),
+                       ("authority", "the health authority's HPKE key pair")):
+        s = sub.add_parser(name, help=what).add_subparsers(dest="sub", required=True).add_parser("new", help=what)
+        if name == "issuer":
+            s.add_argument("--name", required=True)
+        s.add_argument("--out", required=True, type=Path)
+        s.set_defaults(func=lazy(f"lab.commands:cmd_{name}_new"))
+    s = groups["trust"].add_parser("build", help="a trust list signed with the root key")
+    s.add_argument("--root", required=True, type=Path)
+    s.add_argument("--issuer", action="append", default=[], type=Path, help="a KP1 issuer folder (repeatable)")
+    s.add_argument("--dsc", action="append", default=[], type=Path, metavar="CERT",
+                   help="an EU DCC document signer certificate, PEM or DER, or a `qrgate dcc signer new` folder")
+    s.add_argument("--authority-key", action="append", default=[], type=Path, metavar="PUB",
+                   help="a health authority public key (authority.pub) devices may seal to (repeatable; at least one)")
+    s.add_argument("--seq", required=True, type=int)
+    s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
+    s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
+    s.add_argument("--issuer-valid-days", type=int, default=365, help="each issuer key's validity (default 365)")
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=lazy("lab.commands:cmd_trust_build"))
+    bench = sub.add_parser("bench", help="benchmarks, printing JSON").add_subparsers(dest="sub", required=True)
+    s = bench.add_parser("verify", help="tokens verified per second on one core, against bare Ed25519 checks")
+    s.add_argument("--rounds", type=int, default=15, help="measurement rounds (the median is reported)")
+    s.add_argument("--tokens", type=int, default=300, help="distinct valid tokens per round")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_verify"))
+    s = bench.add_parser("drain", help="a store of sealed records drained to a local Mosquitto, against bare paho")
+    s.add_argument("--records", type=int, default=100_000, help="sealed records in the store (default 100000)")
+    s.add_argument("--window", type=int, default=16, help="QoS 1 messages in flight, both sides (default 16)")
+    s.add_argument("--rounds", type=int, default=1, help="drains, each between two bare runs (default 1)")
+    s.add_argument("--folder", type=Path, help="where the store and broker go (default: a temporary folder); "
+                   "on a device, a folder on the card the store lives on")
+    s.add_argument("--profile", action="store_true", help="add an instrumented drain: where its time goes")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_drain"))
+    s = bench.add_parser("scan", help="the scan loop over a frame set, against bare zxing-cpp and pyzbar")
+    s.add_argument("frames_from", type=Path, nargs="?", help="a folder of images (expected texts in NAME.txt "
+                   "beside them, where known) or a video; default: a built-in set of phone screens")
+    s.add_argument("--frames", type=int, help="frames through the loop (default: two passes over the set)")
+    s.add_argument("--fps", type=float, default=30.0, help="the replay camera's rate; 0: as fast as the loop "
+                   "goes (default 30)")
+    s.add_argument("--visitors", type=int, default=70, help="built-in set: visitors, each a distinct token "
+                   "(default 70, ten per condition)")
+    s.add_argument("--decoder", choices=("zxing", "zbar"), default="zxing", help="the loop's decoder")
+    s.add_argument("--folder", type=Path, help="where the store and frames go (default: a temporary folder); "
+                   "on a device, a folder on the card")
+    s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_scan"))
+
+    s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
+    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, or the trust list or the ingest")
+    s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
+    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
+                   help="forked processes (default: the CPU count)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the keys and every mutation (default 0)")
+    s.add_argument("--out", type=Path, metavar="DIR", help="write each crashing, falsely accepted or too slow input here")
+    s.set_defaults(func=lazy("lab.fuzz.targets:main"))
+
+    d = sub.add_parser("dcc", help="EU Digital COVID Certificates").add_subparsers(dest="sub", required=True)
+    s = d.add_parser("conformance", help="run the dgc-testdata vectors: one JSON line per case, exit 1 on a failure")
+    s.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="the dgc-testdata root or country folders (`<CC>/2DCode/raw/*.json`)")
+    s.set_defaults(func=lazy("lab.dcc_commands:cmd_conformance"))
+
+    s = d.add_parser("signer", help="a test document signer").add_subparsers(dest="signer_sub", required=True)
+    s = s.add_parser("new", help="a P-256 key and self-signed certificate, for `qrgate trust build --dsc`")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--country", default="XX", help="two capital letters (default XX)")
+    s.add_argument("--types", default="vtr", help="the DCC types it may sign: letters of vtr (default vtr)")
+    s.add_argument("--days", type=int, default=365, help="the certificate's validity (default 365)")
+    s.set_defaults(func=lazy("lab.dcc_commands:cmd_signer_new"))
+
+    s = d.add_parser("mint", help="a test DCC, signed by a test signer: print its HC1: text")
+    s.add_argument("--signer", required=True, type=Path, help="a `qrgate dcc signer new` folder")
+    s.add_argument("--type", choices=("v", "t", "r"), default="v", help="vaccination, test or recovery")
+    s.add_argument("--doses", help="vaccination: N/M, dose N of M (default 2/2)")
+    s.add_argument("--positive", action="store_true", help="test: a positive result")
+    s.add_argument("--png", type=Path, help="also write the QR code as a PNG")
+    s.set_defaults(func=lazy("lab.dcc_commands:cmd_mint"))

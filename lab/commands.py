@@ -1,0 +1,144 @@
+"""The work of the lab's commands: demo, keys and test tokens, trust lists, benchmarks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from firmware import keys
+from firmware.errors import QrgateError
+from firmware.logs import setup_logging
+from firmware.technician.commands import describe_trust_list
+from lab import signers
+
+
+def cmd_demo(args) -> int:
+    from lab import demo
+
+    setup_logging(args.verbose)
+    return demo.main(keep=args.keep)
+
+
+def cmd_issuer_new(args) -> int:
+    issuer = signers.new_issuer(args.name, args.out)
+    print(json.dumps({"iss": issuer.iss, "kid": issuer.kid.hex(), "out": str(args.out)}))
+    return 0
+
+
+def cmd_root_new(args) -> int:
+    key = signers.new_root(args.out)
+    print(json.dumps({"kid": keys.kid_of(key.public_key()).hex(), "out": str(args.out)}))
+    return 0
+
+
+def cmd_authority_new(args) -> int:
+    signers.new_authority(args.out)
+    print(json.dumps({"out": str(args.out)}))
+    return 0
+
+
+def cmd_trust_build(args) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from firmware.store.statefiles import write_atomic
+    from firmware.tokens import trustlist
+    from lab.dcc_issuer import load_certificate
+
+    root = signers.load_root(args.root)
+    issuers = [signers.load_issuer(d) for d in args.issuer]
+    dsc = [load_certificate(p).public_bytes(Encoding.DER) for p in args.dsc]
+    revoked = [_kid(k) for k in args.revoke]
+    authority = [keys.load_authority_public(p) for p in args.authority_key]
+    if not issuers and not dsc:
+        raise QrgateError("a trust list needs at least one --issuer or --dsc")
+    if not authority:
+        raise QrgateError("a trust list needs at least one --authority-key: devices seal visits only to a key "
+                          "the list vouches for")
+    if args.seq < 1 or args.valid_days < 1 or args.issuer_valid_days < 1:
+        raise QrgateError("--seq, --valid-days and --issuer-valid-days must be 1 or more")
+    data = signers.build_trust_list(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked,
+                           issuer_valid_days=args.issuer_valid_days, dsc=dsc, authority=authority)
+    write_atomic(args.out, data)
+    print(json.dumps(describe_trust_list(trustlist.parse(data, root.public_key()), time.time())))
+    return 0
+
+
+def _kid(text: str) -> bytes:
+    try:
+        kid = bytes.fromhex(text)
+    except ValueError:
+        kid = b""
+    if len(kid) != 8:
+        raise QrgateError(f"a kid is 16 hex digits (as `qrgate issuer new` prints it), not {text!r}")
+    return kid
+
+
+def cmd_token_mint(args) -> int:
+    issuer = signers.load_issuer(args.issuer)
+    token = signers.mint(issuer, int(time.time()), ttl=args.ttl, att=args.att)
+    if args.png:
+        from lab import render
+
+        render.write_png(args.png, render.qr_image(token))
+    print(token)
+    return 0
+
+
+def cmd_token_verify(args) -> int:
+    from firmware.config import DccConfig
+    from firmware.tokens import kp1, trustlist
+    from firmware.tokens.dcc_verifier import DccVerifier
+    from firmware.tokens.verdict import Kind, Verdict
+    from firmware.tokens.verifier import KINDS, TokenVerifier
+
+    root = keys.load_root_public(args.root) if args.root else None
+    if root is None:
+        print("qrgate: note: no --root given, the trust list's own signature is not checked", file=sys.stderr)
+    try:
+        data = trustlist.read_file(args.trust)
+    except OSError as exc:
+        raise QrgateError(f"cannot read trust list {args.trust}: {exc.strerror}") from None
+    trust = trustlist.parse(data, root)
+    verifier = TokenVerifier(kp1.Kp1Verifier(lambda: trust, require=tuple(args.require), skew=args.skew),
+                             DccVerifier(lambda: trust, DccConfig(), args.skew), KINDS)
+    seen: set[bytes] = set()  # one-time use within this run, as on a device
+    lines = (line.rstrip("\r\n") for line in sys.stdin) if args.text == "-" else [args.text]
+    for text in lines:
+        if args.text == "-" and not text.strip():
+            continue
+        verdict = verifier.verify(text.strip(), args.at if args.at is not None else time.time())
+        if verdict.kind is Kind.ACCEPTED and verdict.claims is not None:
+            if verdict.claims.seen_key in seen:
+                verdict = Verdict(Kind.ALREADY_CHECKED_IN, None, verdict.claims)
+            seen.add(verdict.claims.seen_key)
+        print(json.dumps(verdict.as_json()), flush=True)
+    return 0
+
+
+def cmd_bench_verify(args) -> int:
+    from lab.bench import verify
+
+    if args.rounds < 1 or args.tokens < 1:
+        raise QrgateError("--rounds and --tokens must be 1 or more")
+    result = verify.run(rounds=args.rounds, n_tokens=args.tokens)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_bench_drain(args) -> int:
+    from lab.bench import drain
+
+    result = drain.run(records=args.records, window=args.window, rounds=args.rounds, folder=args.folder,
+                       profile=args.profile)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_bench_scan(args) -> int:
+    from lab.bench import scan
+
+    result = scan.run(frames_from=args.frames_from, frames=args.frames, fps=args.fps, visitors=args.visitors,
+                      decoder=args.decoder, folder=args.folder, seed=args.seed)
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,158 @@
+"""The keys that sign and seal away from the door, and what they sign: the lab's, never the device's.
+
+A token issuer (KP1) and its `mint`, the root that signs trust lists and
+`build_trust_list`, the health authority's sealing pair: made by
+`qrgate issuer|root|authority new`, and read back from the folders those make.
+An issuer folder holds `issuer.key` (Ed25519, PEM) and `issuer.json` (name,
+kid); a root folder `root.key` and `root.pub`; an authority folder
+`authority.key` (X25519, PEM) and `authority.pub`. Private keys are written
+with mode 0600 (firmware.keys, which also reads the public halves a device
+needs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import base45
+import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from firmware.errors import KeyFileError, TrustListError
+from firmware.keys import in_folder, kid_of, load_private, raw_public, write_private, write_public
+from firmware.tokens import cose, kp1, trustlist
+
+
+@dataclass(frozen=True)
+class Issuer:
+    iss: str
+    key: Ed25519PrivateKey
+
+    @property
+    def kid(self) -> bytes:
+        return kid_of(self.key.public_key())
+
+
+def _new_folder(out: Path, marker: str) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / marker).exists():
+        raise KeyFileError(f"{out / marker} exists already; refusing to overwrite a key")
+    return out
+
+
+def new_issuer(name: str, out: Path) -> Issuer:
+    if not name or len(name) > 64:
+        raise KeyFileError("an issuer name is 1 to 64 characters")
+    out = _new_folder(out, "issuer.key")
+    issuer = Issuer(name, Ed25519PrivateKey.generate())
+    write_private(out / "issuer.key", issuer.key)
+    (out / "issuer.json").write_text(json.dumps({"iss": name, "kid": issuer.kid.hex()}) + "\n")
+    return issuer
+
+
+def load_issuer(folder: Path) -> Issuer:
+    folder = Path(folder)
+    key = load_private(folder / "issuer.key", Ed25519PrivateKey, "Ed25519 issuer key")
+    try:
+        meta = json.loads((folder / "issuer.json").read_text())
+        name = meta["iss"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise KeyFileError(f"{folder / 'issuer.json'} is missing or has no 'iss'") from None
+    return Issuer(str(name), key)
+
+
+def _new_pair(out: Path, name: str, key):
+    """A folder with `name`.key (0600) and `name`.pub."""
+    out = _new_folder(out, f"{name}.key")
+    write_private(out / f"{name}.key", key)
+    write_public(out / f"{name}.pub", key.public_key())
+    return key
+
+
+def new_root(out: Path) -> Ed25519PrivateKey:
+    return _new_pair(out, "root", Ed25519PrivateKey.generate())
+
+
+def load_root(folder: Path) -> Ed25519PrivateKey:
+    return load_private(in_folder(folder, "root.key"), Ed25519PrivateKey, "Ed25519 root key")
+
+
+def new_authority(out: Path) -> X25519PrivateKey:
+    return _new_pair(out, "authority", X25519PrivateKey.generate())
+
+
+def mint(
+    issuer: Issuer,
+    now: int,
+    ttl: int = kp1.DEFAULT_TTL,
+    att: Iterable[str] = (),
+    cti: bytes | None = None,
+    kid: bytes | None = None,
+) -> str:
+    """Issue one KP1 token, as an issuer app would show it on a phone.
+
+    `kid` overrides the key's own kid: that is how tests and the demo forge a
+    token claiming a trusted issuer.
+    """
+    if not 0 < ttl <= kp1.MAX_WINDOW:
+        raise ValueError(f"ttl must be 1..{kp1.MAX_WINDOW} seconds")
+    claims: dict = {
+        kp1.CLAIM_ISS: issuer.iss,
+        kp1.CLAIM_IAT: now,
+        kp1.CLAIM_EXP: now + ttl,
+        kp1.CLAIM_CTI: cti if cti is not None else os.urandom(16),
+    }
+    att = list(att)
+    if att:
+        claims[kp1.CLAIM_ATT] = att
+    signed = cose.sign1(cbor2.dumps(claims), issuer.key, kid or issuer.kid)
+    return kp1.PREFIX + base45.b45encode(signed).decode("ascii")
+
+
+def build_trust_list(
+    root: Ed25519PrivateKey,
+    issuers: Iterable[Issuer],
+    seq: int,
+    issued_at: int,
+    valid_days: int = 30,
+    revoked: Iterable[bytes] = (),
+    issuer_valid_days: int = 365,
+    dsc: Iterable[bytes] = (),
+    authority: Iterable[X25519PublicKey] = (),
+) -> bytes:
+    """A trust list signed by `root`, as DESIGN.md lays it out (firmware.tokens.trustlist reads it).
+
+    `dsc`: the DER of each EU DCC document signer certificate the devices are to trust;
+    `authority`: the health authority's sealing keys, each valid as long as the list."""
+    if seq < 0:
+        raise TrustListError("seq must not be negative")
+    payload = {
+        "seq": seq,
+        "issued_at": issued_at,
+        "not_after": issued_at + valid_days * 86400,
+        "issuers": [
+            {
+                "kid": i.kid,
+                "iss": i.iss,
+                "alg": "EdDSA",
+                "key": raw_public(i.key.public_key()),
+                "not_before": issued_at - 86400,
+                "not_after": issued_at + issuer_valid_days * 86400,
+            }
+            for i in issuers
+        ],
+        "revoked": list(revoked),
+        "dsc": [trustlist.certificate_entry(der) for der in dsc],
+        "authority": [
+            {"alg": trustlist.SEALING_ALG, "key": raw_public(k), "not_before": issued_at - 86400,
+             "not_after": issued_at + valid_days * 86400}
+            for k in authority
+        ],
+    }
+    return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))

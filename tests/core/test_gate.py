@@ -1,0 +1,108 @@
+"""The gate on fakes at its seams (verifier, record store, readiness): green only after the store's commit."""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from firmware.errors import StorageError
+from firmware.faults import Faults
+from firmware.gate import Gate
+from firmware.leds import patterns
+from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
+
+NOW = 1_800_000_000
+
+
+def accepted() -> Verdict:
+    claims = Claims(iss="naver", iat=NOW, exp=NOW + 15, cti=os.urandom(16))
+    return Verdict(Kind.ACCEPTED, None, claims, seen_until=NOW + 20)
+
+
+class Verifier:
+    def __init__(self, verdict: Verdict):
+        self.verdict = verdict
+
+    def verify(self, text: str, now: float) -> Verdict:
+        return self.verdict
+
+
+class Ready:
+    def __init__(self, blocked: str | None = None):
+        self.blocked = blocked
+
+    def blocking(self, now: float) -> str | None:
+        return self.blocked
+
+
+class Store:
+    """Records what happened in order; `fail` raises as a full card does, `seen` answers "already recorded"."""
+
+    def __init__(self, events: list, fail: bool = False, seen: bool = False):
+        self.events, self.fail, self.seen = events, fail, seen
+        self.records = []
+
+    def admit(self, cti: bytes, seen_until: int, now: int, make_record) -> bool:
+        if self.fail:
+            raise StorageError("the card is full")
+        if self.seen:
+            return False
+        self.records.append(make_record())
+        self.events.append("committed")
+        return True
+
+
+def gate(verdict: Verdict, store: Store, events: list, blocked: str | None = None, faults: Faults | None = None):
+    return Gate(Verifier(verdict), store, X25519PrivateKey.generate().public_key(), "cafe-1", "door-1",
+                faults or Faults(), Ready(blocked), on_recorded=lambda: events.append("recorded"))
+
+
+def test_green_only_after_the_store_committed_the_sealed_record():
+    events: list = []
+    store = Store(events)
+    answer = gate(accepted(), store, events).decide("KP1:…", NOW)
+    assert answer.pattern == patterns.for_verdict(Kind.ACCEPTED) and answer.verdict.kind is Kind.ACCEPTED
+    assert events == ["committed", "recorded"]
+    assert answer.rid == store.records[0].rid and store.records[0].venue == "cafe-1"
+
+
+def test_a_storage_error_is_a_fault_never_green():
+    events, faults = [], Faults()
+    answer = gate(accepted(), Store(events, fail=True), events, faults=faults).decide("KP1:…", NOW)
+    assert (answer.verdict, answer.pattern, answer.fault) == (None, patterns.FAULT, "storage_failed")
+    assert "storage" in faults.active() and events == []
+
+
+def test_the_next_good_commit_clears_the_storage_fault():
+    events, faults = [], Faults()
+    faults.set("storage", "the card was full")
+    gate(accepted(), Store(events), events, faults=faults).decide("KP1:…", NOW)
+    assert "storage" not in faults.active()
+
+
+def test_a_token_already_recorded_is_already_checked_in_and_nothing_new_is_recorded():
+    events: list = []
+    answer = gate(accepted(), Store(events, seen=True), events).decide("KP1:…", NOW)
+    assert answer.verdict.kind is Kind.ALREADY_CHECKED_IN and answer.rid is None and events == []
+    assert answer.pattern == patterns.for_verdict(Kind.ALREADY_CHECKED_IN)
+
+
+def test_a_rejected_token_never_reaches_the_store():
+    events: list = []
+    store = Store(events, fail=True)  # it would raise if asked
+    answer = gate(rejected(Reason.EXPIRED), store, events).decide("KP1:…", NOW)
+    assert answer.verdict.reason is Reason.EXPIRED and answer.pattern == patterns.for_verdict(Kind.REJECTED)
+
+
+def test_a_device_not_ready_answers_the_fault_without_verifying():
+    events: list = []
+
+    class Refusing(Verifier):
+        def verify(self, text, now):
+            raise AssertionError("verified although the device may not judge")
+
+    g = gate(accepted(), Store(events), events, blocked="no_trust_list")
+    g.verifier = Refusing(accepted())
+    answer = g.decide("KP1:…", NOW)
+    assert (answer.verdict, answer.fault, answer.pattern) == (None, "no_trust_list", patterns.FAULT)

@@ -1,0 +1,73 @@
+"""Readiness on fakes (clock guard, trust store): which reason blocks judgement, and which faults show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from firmware.faults import Faults
+from firmware.readiness import AUTHORITY_KEY_NOT_LISTED, NO_TRUST_LIST, TRUST_LIST_EXPIRED, Readiness
+
+NOW = 1_800_000_000
+AUTHORITY = X25519PrivateKey.generate().public_key()
+
+
+class Clock:
+    def __init__(self, problem: str | None = None):
+        self._problem = problem
+
+    def problem(self, now: float) -> str | None:
+        return self._problem
+
+    def describe(self, problem: str) -> str:
+        return f"the clock: {problem}"
+
+
+@dataclass
+class List:
+    seq: int = 1
+    not_after: int = NOW + 86400
+    vouches: bool = True
+
+    def expired(self, now: float) -> bool:
+        return now > self.not_after
+
+    def names_authority(self, key, now: float) -> bool:
+        return self.vouches and key is AUTHORITY
+
+
+class Trust:
+    def __init__(self, current: List | None):
+        self._current, self.refreshed = current, 0
+
+    def refresh(self) -> None:
+        self.refreshed += 1
+
+    def current(self) -> List | None:
+        return self._current
+
+
+@pytest.mark.parametrize("clock, current, blocked, faults", [
+    (None, List(), None, set()),
+    ("clock_not_synchronised", List(), "clock_not_synchronised", {"clock"}),
+    (None, None, NO_TRUST_LIST, {"trust_list"}),
+    (None, List(not_after=NOW - 1), TRUST_LIST_EXPIRED, {"trust_list"}),
+    (None, List(vouches=False), AUTHORITY_KEY_NOT_LISTED, {"authority_key"}),
+    ("clock_jumped", List(not_after=NOW - 1, vouches=False), "clock_jumped", {"clock", "trust_list", "authority_key"}),
+])
+def test_the_first_reason_blocks_and_every_problem_is_a_fault(clock, current, blocked, faults):
+    f = Faults()
+    ready = Readiness(Clock(clock), Trust(current), f, AUTHORITY)
+    assert ready.blocking(NOW) == blocked
+    assert set(f.active()) == faults and ready.clock_problem == clock
+
+
+def test_faults_clear_when_their_cause_is_gone_and_a_new_list_is_adopted_first():
+    f = Faults()
+    trust = Trust(None)
+    ready = Readiness(Clock("clock_not_synchronised"), trust, f, AUTHORITY)
+    ready.blocking(NOW)
+    ready.clock, trust._current = Clock(None), List()
+    assert ready.blocking(NOW) is None and f.active() == {} and trust.refreshed == 2

@@ -59,7 +59,8 @@ class Stats:
 
     def latency(self) -> dict:
         values = list(self.latency_ms)
+        p95 = percentile(values, 95)
         return {
             "median": round(statistics.median(values), 2) if values else None,
-            "p95": round(percentile(values, 95), 2) if values else None,
+            "p95": round(p95, 2) if p95 is not None else None,
         }

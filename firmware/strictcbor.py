@@ -27,8 +27,11 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 import cbor2
+
+T = TypeVar("T")
 
 MAX_DEPTH = 16
 
@@ -162,7 +165,7 @@ class Reader:
     def bstr(self, what: str) -> bytes:
         return self._string(2, what)
 
-    def one_of(self, options: Mapping[bytes, object], what: str) -> object:
+    def one_of(self, options: Mapping[bytes, T], what: str) -> T:
         """A text string that must be one of `options`, keyed by their UTF-8 (no decoding): what it names."""
         raw = self._string(3, what)
         try:

@@ -9,7 +9,7 @@ the image with tobytes().
 from __future__ import annotations
 
 import ctypes
-from typing import Protocol
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
@@ -157,4 +157,4 @@ class ZbarDecoder:
             self._z.zbar_image_scanner_destroy(scanner)
 
 
-DECODERS = {"zxing": ZxingDecoder, "zbar": ZbarDecoder}
+DECODERS: dict[str, Callable[[], Decoder]] = {"zxing": ZxingDecoder, "zbar": ZbarDecoder}

@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Generator, Iterator, TextIO
 
 import cv2
 import numpy as np
@@ -132,7 +132,8 @@ def locate(gray: np.ndarray) -> list[Code]:
     found = []
     # The whole QR family, Micro QR included (unlike the door's decoder): a damaged code's finder patterns
     # come back as Micro QR candidates, which is what lets it be located when it cannot be read.
-    for barcode in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode, return_errors=True):
+    for barcode in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode,  # type: ignore[arg-type]
+                                          return_errors=True):  # one format is a set of one (zxing-cpp 3.x)
         p = barcode.position
         corners = tuple((int(q.x), int(q.y)) for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
         box = _box(corners, width, height)
@@ -260,7 +261,7 @@ def _open(cfg):
     return source
 
 
-def _grays(source, live: bool) -> Iterator[np.ndarray]:
+def _grays(source, live: bool) -> Generator[np.ndarray, None, None]:
     """Each frame's plane as an array of its own, the camera's buffer handed back at once.
 
     A source may yield None while its camera delivers nothing (picamera's

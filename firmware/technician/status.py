@@ -54,6 +54,7 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
     except StorageError as exc:
         store = {"error": str(exc)}
         problems.append(str(exc))
+    trust: dict[str, object]
     try:
         current = TrustStore(state, keys.load_root_public(cfg.trust.root_key)).current()
     except QrgateError as exc:
@@ -63,14 +64,14 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
                  "not_after": current.not_after if current else None,
                  "expired": current.expired(now) if current else None}
     if current is None or current.expired(now):
-        problems.append(trust.get("error") or ("no trust list installed" if current is None
+        problems.append(str(trust.get("error") or "") or ("no trust list installed" if current is None
                                                else f"trust list seq {current.seq} expired"))
     clock = ClockSync(require=cfg.clock.require_sync, root=Path(root)).synchronised()
     if not clock and cfg.clock.require_sync:
         problems.append("clock not synchronised")
     try:
         usage = shutil.disk_usage(state)
-        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
+        disk: dict[str, object] = {"free_bytes": usage.free, "total_bytes": usage.total}
         if usage.free < cfg.device.min_free_mb * 2**20:
             problems.append(f"little space left on the card: {usage.free // 2**20} MiB")
     except OSError as exc:

@@ -9,6 +9,7 @@ which callers turn into the `malformed` rejection.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, TypeGuard
 from dataclasses import dataclass, field
 
 import cbor2
@@ -38,7 +39,7 @@ def is_array(obj: object) -> bool:
     return type(obj) in _ARRAYS
 
 
-def is_map(obj: object) -> bool:
+def is_map(obj: object) -> TypeGuard[Mapping[Any, Any]]:
     return type(obj) in _MAPS
 
 

@@ -21,6 +21,7 @@ import enum
 import hashlib
 import zlib
 from collections.abc import Iterable, Mapping
+from typing import Any, TypeGuard, cast
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -131,7 +132,7 @@ def _loads(data: bytes) -> object:
         raise _Stop(Reason.MALFORMED) from None
 
 
-def _is_map(obj: object) -> bool:
+def _is_map(obj: object) -> TypeGuard[Mapping[Any, Any]]:
     return isinstance(obj, (dict, cbor2.frozendict))
 
 
@@ -321,6 +322,7 @@ def _verify(text, signers, now, steps, stages, facts) -> Reason | None:
     steps["decode"] = _is_map(dcc)
     kind = dcc_type(dcc) if steps["decode"] else None
     if steps["decode"]:
+        claims, dcc = cast(Mapping, claims), cast(Mapping, dcc)  # maps: steps["decode"] says so
         iss = _get(claims, CLAIM_ISS)
         facts.update(payload=dcc, dcc_type=kind, uvci=_uvci(dcc, kind), iss=iss if isinstance(iss, str) else None,
                      iat=_time(_get(claims, CLAIM_IAT)), exp=_time(_get(claims, CLAIM_EXP)))

@@ -70,7 +70,7 @@ class DccVerifier:
         if not (isinstance(iss, str) and 0 < len(iss) <= MAX_ISS):
             iss = "DCC"
         claims = Claims(iss=iss, iat=result.iat, exp=result.exp, cti=uvci, kind="DCC")
-        refused = dcc_policy.check(result.dcc_type, result.payload, self.rules, now, self.skew)
+        refused = dcc_policy.check(result.dcc_type, result.payload or {}, self.rules, now, self.skew)
         if refused is not None:
             return rejected(refused, claims)
         return Verdict(Kind.ACCEPTED, None, claims, seen_until=int(now) + self.rules.recheck_s)

@@ -72,7 +72,7 @@ class Kp1Verifier:
     require: tuple[str, ...] = ()
     skew: int = 5
     # Optional knowledge of tokens accepted at other devices (None: not known here).
-    used_elsewhere: Callable[[bytes], bool] | None = None
+    used_elsewhere: Callable[[bytes | str], bool] | None = None
 
     def verify(self, text: str, now: float) -> Verdict:
         """The door's call: a Verdict for any input whatsoever."""

@@ -182,6 +182,8 @@ def _authority(r: strictcbor.Reader) -> AuthorityKey:
 
 def certificate_entry(der: object) -> bytes:
     """A document signer entry: the DER of an X.509 certificate, or the list is refused."""
+    if not isinstance(der, bytes):
+        raise TrustListError("trust list dsc entry is not a DER X.509 certificate")
     try:
         x509.load_der_x509_certificate(der)
     except (TypeError, ValueError):

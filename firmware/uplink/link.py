@@ -25,7 +25,9 @@ Spawn = Callable[[str, Callable[[], None]], threading.Thread]
 
 
 class Link(Protocol):
-    uplink: MqttUplink | None  # for the health snapshot: connected or not, reconnects
+    @property
+    def uplink(self) -> MqttUplink | None:
+        """For the health snapshot: connected or not, reconnects."""
 
     def start(self, spawn: Spawn) -> None: ...
 
@@ -77,7 +79,7 @@ class OnlineLink:
 
 
 def connect(m: MqttConfig, venue: str, device: str, *, store: SqliteRecordStore, snapshot: Callable[[], dict],
-            stats: Stats, faults: Faults, on_trust_list: Callable[[bytes], None],
+            stats: Stats, faults: Faults, on_trust_list: Callable[[bytes], object],
             on_state: Callable[[bool, str], None] = lambda up, why: None, client_id: str | None = None) -> OnlineLink:
     """MqttUplink and Drain, wired; nothing started. `client_id`: the device's own unless a benchmark names one."""
     status_topic = topics.status(venue, device)

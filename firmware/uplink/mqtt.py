@@ -29,12 +29,11 @@ from firmware.backoff import Backoff
 logger = logging.getLogger(__name__)
 
 AckCallback = Callable[[bool, str], None]  # (success, the reason code's name when refused)
-_EARLY = object()  # a PUBACK came before publish() had noted its callback
 
 
 @dataclass(frozen=True)
 class Tls:
-    ca: Path
+    ca: Path | None  # None: the system's CAs
     cert: Path | None = None
     key: Path | None = None
 
@@ -55,7 +54,7 @@ class MqttUplink:
         will: Will | None = None,
         keepalive: int = 30,
         max_inflight: int = 20,
-        subscriptions: dict[str, Callable[[bytes], None]] | None = None,
+        subscriptions: dict[str, Callable[[bytes], object]] | None = None,
         on_connected: Callable[[], None] = lambda: None,
         on_state: Callable[[bool, str], None] = lambda up, why: None,
         session_expiry_s: int = 86400,
@@ -104,7 +103,8 @@ class MqttUplink:
     def _retry_later(self) -> None:
         """Set paho's next reconnect wait to one jittered delay."""
         delay = self.backoff.next()
-        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)
+        # paho's stub says int; it sleeps a float, and the jitter is sub-second (checked with paho-mqtt 2.1/2.2).
+        self._client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 
     def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
         """Disconnect, first publishing `final` (topic, payload) retained if connected."""
@@ -163,10 +163,10 @@ class MqttUplink:
         ok = not reason_code.is_failure
         reason = "" if ok else str(reason_code)  # naming a code costs a search: only for a refusal
         with self._lock:
-            callback = self._acks.pop(mid, _EARLY)
-            if callback is _EARLY:
+            if mid not in self._acks:
                 self._early[mid] = (ok, reason)
                 return
+            callback = self._acks.pop(mid)
         if callback is not None:
             callback(ok, reason)
 

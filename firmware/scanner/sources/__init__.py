@@ -6,6 +6,7 @@ Each backend is imported only when chosen: picamera2 exists only on a Pi.
 from __future__ import annotations
 
 from firmware.config import CameraConfig
+from firmware.errors import ConfigError
 from firmware.scanner.frames import FrameSource
 
 
@@ -14,6 +15,8 @@ def open_source(cam: CameraConfig) -> FrameSource:
     if cam.source == "replay":
         from firmware.scanner.sources.replay import ReplaySource
 
+        if cam.path is None:
+            raise ConfigError("camera.path: the replay camera needs a video file or a folder of images")
         return ReplaySource(cam.path, fps=cam.fps, paced=cam.paced, loop=cam.loop)
     if cam.source == "picamera":
         from firmware.scanner.sources.picamera import PicameraSource

@@ -115,10 +115,12 @@ class PicameraSource:
         width, height = self.size
         seq, last_ts = 0, None
         job = None
+        camera = self._camera
+        assert camera is not None, "frames() outside `with`"
         while True:
-            job = job or self._camera.capture_request(wait=False)
+            job = job or camera.capture_request(wait=False)
             try:
-                request = self._camera.wait(job, timeout=self.wait_s)
+                request = camera.wait(job, timeout=self.wait_s)
             except TimeoutError:
                 yield None  # nothing from the camera yet: the same request stays awaited
                 continue

@@ -21,8 +21,8 @@ from functools import partial
 import cbor2
 
 from firmware import utc
-from lab.fuzz.engine import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, _loose, _parts, _sign, _signer,
-                           _structure, _text, b45encode, mutate_bytes)
+from lab.fuzz.engine import (CTI, EXP, IAT, ISS, NOW, SKEW, Seed, Target, loosen, cose_parts, resign, signer_for,
+                           mutate_structure, mutate_text, b45encode, mutate_bytes)
 from lab.fuzz.cbor import LENIENT_REFUSES, bomb, item, random_path, splice, spoil
 from lab import dcc_issuer
 from firmware.tokens import dcc
@@ -72,7 +72,7 @@ class DccSigner:
     signed: set | None = None  # where a trusted, valid signer records each (kid, payload digest) it signs
 
     @property
-    def key(self) -> "DccSigner":  # fuzz._sign calls signer.key.sign(tbs)
+    def key(self) -> "DccSigner":  # fuzz.resign calls signer.key.sign(tbs)
         return self
 
     def raw_sign(self, tbs: bytes) -> bytes:
@@ -96,7 +96,7 @@ class DccSigner:
 
     def sign(self, tbs: bytes) -> bytes:
         if self.signed is not None:
-            structure = _loose(tbs)
+            structure = loosen(tbs)
             if isinstance(structure, list) and len(structure) == 4 and isinstance(structure[3], bytes):
                 self.signed.add((self.kid, _digest(structure[3])))
         return self.raw_sign(tbs)
@@ -299,11 +299,11 @@ def _hcert(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
     """The hcert changed where the door does not look (types, sizes, depth, extra keys), 1 to 3 times,
     then (half the time) broken on top, and re-signed by the key the kid names. These changes cannot
     rescue a broken payload, so a broken one stays broken."""
-    parts = _parts(data)
+    parts = cose_parts(data)
     if parts is None or not isinstance(parts[2], bytes) or not isinstance(parts[0], bytes):
         return mutate_bytes(rng, data, t)
     prot, unprot, payload, _ = parts
-    c = _plain(_loose(payload))
+    c = _plain(loosen(payload))
     if c is None:
         return mutate_bytes(rng, data, t)
     old = _digest(payload)
@@ -340,7 +340,7 @@ def _hcert(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
         c = _put(c, hcert, doc)
     elif hcert is not None:
         c = {**c, HCERT: hcert}
-    signer = _signer(t, prot, rng)
+    signer = signer_for(t, prot, rng)
     if rng.random() < 0.5:
         new = t.break_claims(rng, c, signer)
     else:
@@ -350,7 +350,7 @@ def _hcert(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
             new = new.replace(enc, b"\x81" * nest + b"\x00", 1)
         for kid in was_broken:
             _finish(broken, new, kid)
-    return cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, new, _sign(signer, prot, new)]))
+    return cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, new, resign(signer, prot, new)]))
 
 
 def _same(rng: random.Random, data: bytes, t: Target) -> bytes:
@@ -363,7 +363,7 @@ def _same(rng: random.Random, data: bytes, t: Target) -> bytes:
 def _hostile(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
     """Hostile CBOR as the COSE itself, or as or in its payload re-signed by the key its kid names (recorded
     as broken where the DCC's decoder must refuse it: it allows indefinite lengths and duplicate keys)."""
-    parts = _parts(data)
+    parts = cose_parts(data)
     k = rng.randrange(3)
     if k == 0 or parts is None or not isinstance(parts[0], bytes) or not isinstance(parts[2], bytes):
         # the 189-character HC1: that cost the door 0.4 s was a zlib-compressed tag-4 number
@@ -375,12 +375,12 @@ def _hostile(rng: random.Random, data: bytes, t: Target, broken: set) -> bytes:
         new, flaw = _hostile_payload(rng, payload)
         if flaw in LENIENT_REFUSES:
             _finish(broken, new)
-    return cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, new, _sign(_signer(t, prot, rng), prot, new)]))
+    return cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, new, resign(signer_for(t, prot, rng), prot, new)]))
 
 
 def _hostile_payload(rng: random.Random, payload: bytes) -> tuple[bytes, str]:
     """The payload truncated, with bytes after it, in a tag or indefinite; or a hostile piece inside it."""
-    claims = _loose(payload)
+    claims = loosen(payload)
     if rng.random() < 0.5 or not isinstance(claims, dict):
         piece = spoil(rng, payload)
         return piece.data, piece.flaw
@@ -454,7 +454,7 @@ def _dcc_contents(text: object) -> set[tuple[bytes, bytes]]:
         if not (type(obj) in (list, tuple) and len(obj) == 4 and isinstance(obj[2], bytes)):
             continue
         prot, unprot = obj[0], obj[1]
-        headers = [_loose(prot) if isinstance(prot, bytes) else None, unprot]
+        headers = [loosen(prot) if isinstance(prot, bytes) else None, unprot]
         kids = {v for h in headers if isinstance(h, dict | cbor2.frozendict)
                 for key, v in h.items() if type(key) is int and key == 4 and isinstance(v, bytes)}
         found |= {(kid, _digest(obj[2])) for kid in kids}
@@ -572,7 +572,7 @@ def dcc_target(seed: int = 0) -> Target:
         kids=(rng.randbytes(8), bytes(8), rogue.kid),
         alg=-7,
         malleate=_malleate_es256,
-        levels=((_structure, 5), (mutate_bytes, 3), (partial(_hcert, broken=broken), 4), (_same, 1), (_text, 2)),
+        levels=((mutate_structure, 5), (mutate_bytes, 3), (partial(_hcert, broken=broken), 4), (_same, 1), (mutate_text, 2)),
         untagged=True,
     )
     return dataclasses.replace(target, wrap_mutant=partial(_hostile_wrap_mutant, t=target, broken=broken))

@@ -244,7 +244,7 @@ def _char(rng: random.Random) -> str:
     return rng.choice(_B45) if r < 0.7 else rng.choice(_OTHER_ASCII) if r < 0.9 else rng.choice(_NON_ASCII)
 
 
-def _text(rng: random.Random, s: str, t: Target) -> str:
+def mutate_text(rng: random.Random, s: str, t: Target) -> str:
     n, i = len(s), rng.randrange(len(s) + 1)
     k = rng.randrange(9)
     if k == 0:
@@ -296,26 +296,26 @@ def mutate_bytes(rng: random.Random, data: bytes, t: Target | None = None) -> by
     return bytes(b)
 
 
-def _loose(data: object) -> object:
+def loosen(data: object) -> object:
     try:
         return cbor2.loads(data)
     except Exception:
         return None
 
 
-def _signer(t: Target, protected: object, rng: random.Random) -> Issuer:
-    header = _loose(protected) if isinstance(protected, bytes) else None
+def signer_for(t: Target, protected: object, rng: random.Random) -> Issuer:
+    header = loosen(protected) if isinstance(protected, bytes) else None
     kid = header.get(4) if isinstance(header, dict | cbor2.frozendict) else None
     return t.signers.get(kid) if isinstance(kid, bytes) and kid in t.signers else rng.choice(list(t.signers.values()))
 
 
-def _sign(signer: Issuer, protected: bytes, payload: bytes) -> bytes:
+def resign(signer: Issuer, protected: bytes, payload: bytes) -> bytes:
     return signer.key.sign(cbor2.dumps(["Signature1", protected, b"", payload]))
 
 
-def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
+def mutate_structure(rng: random.Random, data: bytes, t: Target) -> bytes:
     """Decode the COSE_Sign1, change one thing in it and encode it again (re-signing where said)."""
-    obj = _loose(data)
+    obj = loosen(data)
     if t.untagged and type(obj) in (list, tuple) and len(obj) == 4:
         tag, (prot, unprot, payload, sig) = None, obj
     elif isinstance(obj, cbor2.CBORTag) and type(obj.value) in (list, tuple) and len(obj.value) == 4:
@@ -347,8 +347,8 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
         items[0] = cbor2.dumps(rng.choice(({1: alg, 4: kid}, {4: kid, 1: alg}, {1: other_alg, 4: kid},
                                            {1: alg, 4: kid, 5: b""}, {1: alg, 4: kid, 2: [99]})))
     elif k == 5:  # the payload of another seed, or a payload with its expiry moved, not re-signed
-        other = _parts(rng.choice(t.seeds).body)[2]
-        claims = _loose(payload)
+        other = cose_parts(rng.choice(t.seeds).body)[2]
+        claims = loosen(payload)
         if rng.random() < 0.5 and isinstance(claims, dict | cbor2.frozendict) and isinstance(claims.get(EXP), int):
             other = cbor2.dumps({**claims, EXP: claims[EXP] + rng.choice((1, 60, 3600))})
         items[2] = other
@@ -356,21 +356,21 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
         r, s = sig[:32], sig[32:]
         forms = [lambda: (t.malleate or _malleate_ed25519)(sig),
                  lambda: bytes(64), lambda: r + bytes(32), lambda: sig[:63], lambda: sig + b"\x00",
-                 lambda: _parts(rng.choice(t.seeds).body)[3], lambda: s + r,
-                 lambda: _sign(t.forger, prot, payload)]
+                 lambda: cose_parts(rng.choice(t.seeds).body)[3], lambda: s + r,
+                 lambda: resign(t.forger, prot, payload)]
         items[3] = rng.choice(forms)()
     elif k == 7:  # the same values, not in preferred serialization
         return _noncanonical(rng, tag, items)
     elif k < 10:  # claims spoiled, then re-signed by the key the kid names
-        signer = _signer(t, prot, rng)
-        claims = _loose(payload)
+        signer = signer_for(t, prot, rng)
+        claims = loosen(payload)
         items[2] = t.break_claims(rng, dict(claims) if isinstance(claims, dict | cbor2.frozendict) else {}, signer)
         if not isinstance(prot, bytes):
             items[0] = prot = cbor2.dumps({1: alg, 4: signer.kid})
-        items[3] = _sign(signer, prot, items[2])
+        items[3] = resign(signer, prot, items[2])
     else:  # protected header spoiled, then re-signed by the key the kid named
-        signer = _signer(t, prot, rng)
-        header = _loose(prot) if isinstance(prot, bytes) else None
+        signer = signer_for(t, prot, rng)
+        header = loosen(prot) if isinstance(prot, bytes) else None
         h = dict(header) if isinstance(header, dict | cbor2.frozendict) else {}
         form = rng.randrange(3)
         if form == 0:
@@ -379,7 +379,7 @@ def _structure(rng: random.Random, data: bytes, t: Target) -> bytes:
             h[4] = rng.choice((b"", signer.kid[:7], signer.kid + b"\x00", signer.kid.hex(), 4, None, [signer.kid]))
         items[0] = cbor2.dumps(h) if form < 2 else rng.choice(
             (b"", b"\xa0", cbor2.dumps([1, -8, 4, signer.kid]), cbor2.dumps(None), cbor2.dumps(h) + b"\x00"))
-        items[3] = _sign(signer, items[0], payload if isinstance(payload, bytes) else b"")
+        items[3] = resign(signer, items[0], payload if isinstance(payload, bytes) else b"")
     return cbor2.dumps(_tagged(tag, items))
 
 
@@ -387,9 +387,9 @@ def _tagged(tag: int | None, items: list) -> object:
     return items if tag is None else cbor2.CBORTag(tag, items)
 
 
-def _parts(body: bytes) -> list | None:
+def cose_parts(body: bytes) -> list | None:
     """The four elements of a COSE_Sign1, tagged or not (None when it is no such thing)."""
-    obj = _loose(body)
+    obj = loosen(body)
     while isinstance(obj, cbor2.CBORTag):
         obj = obj.value
     return list(obj) if type(obj) in (list, tuple) and len(obj) == 4 else None
@@ -422,18 +422,18 @@ def _noncanonical(rng: random.Random, tag: int, items: list) -> bytes:
 
 
 # Relative weights: structure first (it reaches the deep checks), then bytes, then text.
-_LEVELS = ((_structure, 5), (mutate_bytes, 4), (_text, 2))
+_LEVELS = ((mutate_structure, 5), (mutate_bytes, 4), (mutate_text, 2))
 
 
 def _mutant(rng: random.Random, t: Target, stats: Counter) -> str:
     seed = rng.choice(t.seeds)
     levels = t.levels or _LEVELS
     ops = rng.choices([op for op, _ in levels], [w for _, w in levels], k=rng.choice((1, 1, 2, 2, 3, 4)))
-    ops.sort(key=lambda op: op is _text)  # bytes and structure below base45 first, then the text
+    ops.sort(key=lambda op: op is mutate_text)  # bytes and structure below base45 first, then the text
     data, text = seed.body, None
     wrap = t.wrap if t.wrap_mutant is None else partial(t.wrap_mutant, rng)
     for op in ops:
-        if op is _text:
+        if op is mutate_text:
             text = op(rng, text if text is not None else seed.text if data is seed.body else wrap(data), t)
             continue
         try:

@@ -67,14 +67,14 @@ def test_every_seed_gets_its_expected_verdict(target, result):
     kinds = {(s.expect, dcc.verify(s.text, target.verify.func.__self__.trust().dcc_signers, fuzz.NOW).dcc_type)
              for s in target.seeds}
     assert {("accepted", k) for k in "vtr"} <= kinds
-    algs = {cbor2.loads(fuzz._parts(s.body)[0]).get(1) for s in target.seeds if s.expect == "accepted"}
+    algs = {cbor2.loads(fuzz.cose_parts(s.body)[0]).get(1) for s in target.seeds if s.expect == "accepted"}
     assert algs == {dcc.ALG_ES256, dcc.ALG_PS256}
 
 
 def test_the_oracle_allows_the_same_signed_content_in_another_encoding(target):
     seed = next(s for s in target.seeds if s.expect == "accepted" and
-                cbor2.loads(fuzz._parts(s.body)[0])[1] == dcc.ALG_ES256 and s.body[:1] == b"\xd2")
-    prot, unprot, payload, sig = fuzz._parts(seed.body)
+                cbor2.loads(fuzz.cose_parts(s.body)[0])[1] == dcc.ALG_ES256 and s.body[:1] == b"\xd2")
+    prot, unprot, payload, sig = fuzz.cose_parts(seed.body)
     untagged = cbor2.dumps([prot, unprot, payload, sig])
     malleated = cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, payload, fuzz_dcc._malleate_es256(sig)]))
     for text in ("HC1:" + fuzz.b45encode(zlib.compress(seed.body, 1)),  # another zlib level
@@ -90,21 +90,21 @@ def test_the_oracle_allows_the_same_signed_content_in_another_encoding(target):
 def test_the_oracle_refuses_broken_or_foreign_content_whoever_signed_it(target):
     rng = random.Random(0)
     signer = next(s for s in target.signers.values() if s.types == "vtr" and s.signed is not None)
-    seed = next(s for s in target.seeds if s.expect == "accepted" and fuzz._parts(s.body)[0] ==
+    seed = next(s for s in target.seeds if s.expect == "accepted" and fuzz.cose_parts(s.body)[0] ==
                 cbor2.dumps({1: -7, 4: signer.kid}))
-    prot, unprot, payload, _ = fuzz._parts(seed.body)
+    prot, unprot, payload, _ = fuzz.cose_parts(seed.body)
     for _ in range(200):  # re-signed by the trusted key its kid names, but broken: never to be accepted
         bad = target.break_claims(rng, cbor2.loads(payload), signer)
-        text = target.wrap(cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, bad, fuzz._sign(signer, prot, bad)])))
+        text = target.wrap(cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, bad, fuzz.resign(signer, prot, bad)])))
         assert not target.may_accept(text)
         assert not target.verify(text).green, cbor2.loads(bad)
     # The forger's signature over a genuine payload under the trusted kid: refused, and not allowed either.
-    forged = cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, payload, fuzz._sign(target.forger, prot, payload)]))
+    forged = cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, payload, fuzz.resign(target.forger, prot, payload)]))
     assert target.verify(target.wrap(forged)).reason is Reason.BAD_SIGNATURE
     # An invalid seed's payload re-signed by a trusted key stays invalid (it is recorded as broken).
     old = next(s for s in target.seeds if s.expect == "vaccination_too_recent")
-    p = fuzz._parts(old.body)
-    again = cbor2.dumps(cbor2.CBORTag(18, [p[0], p[1], p[2], fuzz._sign(target.signers[cbor2.loads(p[0])[4]],
+    p = fuzz.cose_parts(old.body)
+    again = cbor2.dumps(cbor2.CBORTag(18, [p[0], p[1], p[2], fuzz.resign(target.signers[cbor2.loads(p[0])[4]],
                                                                         p[0], p[2])]))
     assert not target.may_accept(target.wrap(again))
 
@@ -174,10 +174,10 @@ def test_every_payload_recorded_as_broken_is_refused_when_a_trusted_key_signs_it
         data = rng.choice(target.seeds).body
         for _ in range(rng.randint(1, 3)):  # hcert changes and breaks stacked, some on broken payloads
             try:
-                data = rng.choice((functools.partial(fuzz_dcc._hcert, broken=broken), fuzz._structure))(rng, data, t)
+                data = rng.choice((functools.partial(fuzz_dcc._hcert, broken=broken), fuzz.mutate_structure))(rng, data, t)
             except Exception:  # a mutator's own surprise, as _mutant falls back
                 pass
-        parts = fuzz._parts(data)
+        parts = fuzz.cose_parts(data)
         if not parts or not isinstance(parts[2], bytes):
             continue
         h = fuzz_dcc._digest(parts[2])
@@ -195,7 +195,7 @@ def test_same_seed_same_world(target):
     """Keys, certificates and seed texts come from --seed alone (RFC 6979 ECDSA), but for the PS256
     seeds' signatures: the library draws PSS salts at random."""
     again, other = fuzz_dcc.dcc_target(0), fuzz_dcc.dcc_target(1)
-    es256 = lambda t: [s.text for s in t.seeds if cbor2.loads(fuzz._parts(s.body)[0]).get(1) != -37]  # noqa: E731
+    es256 = lambda t: [s.text for s in t.seeds if cbor2.loads(fuzz.cose_parts(s.body)[0]).get(1) != -37]  # noqa: E731
     assert es256(again) == es256(target) and len(es256(target)) < len(target.seeds)
     assert [s.expect for s in again.seeds] == [s.expect for s in target.seeds]
     assert set(again.signers) == set(target.signers) and not set(other.signers) & set(target.signers)

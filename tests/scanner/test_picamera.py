@@ -9,9 +9,12 @@ timestamps. That libcamera accepts all this only a Pi can confirm.
 
 from __future__ import annotations
 
+import sys
 import threading
 import numpy as np
+import pytest
 from firmware import app
+from firmware.errors import QrgateError
 from lab import render
 from firmware.scanner.sources.picamera import AF_RANGE_MACRO, PicameraSource, camera_controls
 from tests.conftest import changes, load
@@ -90,3 +93,9 @@ def test_the_daemon_gives_each_request_back_before_it_answers(picamera2, world, 
     assert changes(pins.log, "GPIO17")[:1] == [True]  # green
     assert camera.out == [] and camera.closed
     assert stats.frames == 9 and camera.handed == 10  # the tenth came as the daemon stopped: given back unread
+
+
+def test_without_picamera2_the_pi_camera_is_one_clear_error_not_a_traceback(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # what `import picamera2` meets off a Pi
+    with pytest.raises(QrgateError, match="needs picamera2"):
+        PicameraSource(640, 480).__enter__()

@@ -77,8 +77,11 @@ class PicameraSource:
         self._camera = None
 
     def __enter__(self) -> "PicameraSource":
-        from picamera2 import Picamera2  # only on the Pi
-
+        try:
+            from picamera2 import Picamera2  # only on the Pi
+        except ImportError:
+            raise QrgateError("the Pi camera needs picamera2, which this machine lacks (Raspberry Pi OS: apt install "
+                              "python3-picamera2); elsewhere set camera.source to opencv or replay") from None
         try:
             camera = Picamera2()
         except (RuntimeError, IndexError) as exc:

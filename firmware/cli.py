@@ -34,9 +34,8 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _config(s: argparse.ArgumentParser, **kw) -> None:
-    s.add_argument("--config", type=Path, default=paths.CONFIG, metavar="FILE",
-                   help=kw.pop("help", f"TOML configuration file (default {paths.CONFIG})"))
+def _config(s: argparse.ArgumentParser, help: str = f"TOML configuration file (default {paths.CONFIG})") -> None:
+    s.add_argument("--config", type=Path, default=paths.CONFIG, metavar="FILE", help=help)
 
 
 def add_device_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:

@@ -1,8 +1,8 @@
-"""Key folders made by `qrgate issuer|root|authority new`, and reading them back.
+"""Key files: read and checked, written with their modes (private keys 0600), kids and fingerprints.
 
-An issuer folder holds `issuer.key` (Ed25519, PEM) and `issuer.json` (name, kid);
-a root folder `root.key` and `root.pub`; an authority folder `authority.key`
-(X25519, PEM) and `authority.pub`. Private keys are written with mode 0600.
+The folders `qrgate issuer|root|authority new` makes, and what each holds, are
+lab.signers' (the device makes none of them); a key is named here by its file
+or by its folder.
 """
 
 from __future__ import annotations

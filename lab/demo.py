@@ -1,11 +1,11 @@
 """`qrgate demo`: the real daemon on a replay camera, mock pins and a local Mosquitto.
 
-It sets up a world from nothing (issuers, a root, a trust list, the health
-authority), renders a queue of visitors' phones as camera frames (valid tokens,
-an expired one, a forged one, one shown twice, a menu QR, two EU vaccination
-passes, empty frames between visitors), starts Mosquitto on a free loopback
-port when it can, runs
-`firmware.app.run` exactly as `qrgate run` does, and prints what happened.
+It sets up a world from nothing (`lab.world`: issuers, a root, a trust list,
+the health authority), renders a queue of visitors' phones as camera frames
+(valid tokens, an expired one, a forged one, one shown twice, a menu QR, two
+EU vaccination passes, empty frames between visitors), starts Mosquitto on a
+free loopback port when it can, runs `firmware.app.run` exactly as
+`qrgate run` does, and prints what happened.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from lab.broker import Mosquitto, MosquittoError, free_port
 from firmware.clock import ClockSync
 from firmware.events import console_line
 from firmware.store.records import SealedRecord
-from lab import dcc_issuer
-from lab import signers
+from lab.world import World
 
 FPS = 15.0
 CODE_FRAMES = 12  # 0.8 s of a phone held up
@@ -42,37 +41,27 @@ class Visitor:
     dark: bool = False
 
 
-def _visitors(world: Path, start: int) -> list[Visitor]:
-    issuers = {name: signers.new_issuer(name, world / f"issuer-{name}") for name in ("naver", "kakao", "pass")}
-    rogue = signers.new_issuer("rogue", world / "rogue")  # a key nobody trusts
-    root = signers.new_root(world / "root")
-    authority = signers.new_authority(world / "authority")
-    # A test document signer for EU DCCs (vaccination passes), trusted by the same list.
-    signer = dcc_issuer.new_signer(world / "dsc-KR", country="KR")
-    (world / "trustlist.cose").write_bytes(signers.build_trust_list(root, issuers.values(), seq=1, issued_at=start,
-                                                           dsc=[signer.der], authority=[authority.public_key()]))
-
-    def token(name: str, at: float, **kw) -> str:
-        # Minted as the phone app does, a moment before the visitor reaches the camera.
-        return signers.mint(issuers[name], now=int(at) - 1, **kw)
-
+def _visitors(world: World, start: int) -> list[Visitor]:
     slot = (CODE_FRAMES + GAP_FRAMES) / FPS
     t = lambda i: start + 2 + i * slot  # noqa: E731 - when visitor i is in front of the camera
-    first = token("naver", t(0))
-    # Signed by the rogue key under naver's kid: a forgery that must fail the signature check.
-    forged = signers.mint(signers.Issuer("naver", rogue.key), now=int(t(4)) - 1, kid=issuers["naver"].kid)
+
+    def token(name: str, i: int, **kw) -> str:
+        # Minted as the phone app does, a moment before the visitor reaches the camera.
+        return world.mint(name, at=int(t(i)) - 1, **kw)
+
+    first = token("naver", 0)
     return [
         Visitor("valid, Naver", "NAVER", first),
-        Visitor("valid, Kakao (vax)", "kakaotalk", token("kakao", t(1), att=["vax"]), dark=True),
-        Visitor("expired, PASS", "PASS", signers.mint(issuers["pass"], now=start - 120)),
-        Visitor("valid, PASS", "PASS", token("pass", t(3))),
-        Visitor("forged, 'Naver'", "NAVER", forged),
+        Visitor("valid, Kakao (vax)", "kakaotalk", token("kakao", 1, att=["vax"]), dark=True),
+        Visitor("expired, PASS", "PASS", world.mint("pass", at=start - 120)),
+        Visitor("valid, PASS", "PASS", token("pass", 3)),
+        Visitor("forged, 'Naver'", "NAVER", world.forge(at=int(t(4)) - 1)),
         Visitor("a menu QR", "menu", "https://example.com/menu"),
-        Visitor("valid, Naver", "NAVER", token("naver", t(6))),
+        Visitor("valid, Naver", "NAVER", token("naver", 6)),
         Visitor("shown twice", "NAVER", first),
-        Visitor("valid, Kakao", "kakaotalk", token("kakao", t(8))),
-        Visitor("EU vaccination pass", "DCC", dcc_issuer.mint(signer, start)),
-        Visitor("EU pass, 1st dose of 2", "DCC", dcc_issuer.mint(signer, start, dn=1, sd=2)),
+        Visitor("valid, Kakao", "kakaotalk", token("kakao", 8)),
+        Visitor("EU vaccination pass", "DCC", world.mint_dcc(start)),
+        Visitor("EU pass, 1st dose of 2", "DCC", world.mint_dcc(start, dn=1, sd=2)),
     ]
 
 
@@ -99,46 +88,12 @@ def _render_frames(visitors: list[Visitor], folder: Path) -> int:
     return n
 
 
-def _write_config(world: Path, port: int, require_sync: bool) -> Path:
-    path = world / "qrgate.toml"
-    path.write_text(f"""\
-[device]
-venue = "demo-cafe"
-id = "door-1"
-state_dir = "state"
-runtime_dir = "run"
-
-[camera]
-source = "replay"
-path = "frames"
-fps = {FPS}
-
-[gpio]
-backend = "mock"
-
-[policy]
-accept = ["KP1", "DCC"]
-
-[trust]
-root_key = "root/root.pub"
-list = "trustlist.cose"
-
-[authority]
-public_key = "authority/authority.pub"
-
-[clock]
-require_sync = {str(require_sync).lower()}
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-tls = false
-status_interval_s = 5
-drain_on_exit_s = 5
-
-[events]
-path = "events.jsonl"
-""")
+def _write_config(world: World, port: int, require_sync: bool) -> Path:
+    path = world.dir / "qrgate.toml"
+    path.write_text(world.config_toml(
+        world.dir / "state", world.dir / "frames", port, device='venue = "demo-cafe"', camera=f"fps = {FPS}",
+        policy='accept = ["KP1", "DCC"]', clock=f"require_sync = {str(require_sync).lower()}",
+        mqtt="status_interval_s = 5\ndrain_on_exit_s = 5", events=f'path = "{world.dir / "events.jsonl"}"'))
     return path
 
 
@@ -173,22 +128,23 @@ class _Receiver:
 
 
 def main(keep: Path | None = None) -> int:
-    world = Path(tempfile.mkdtemp(prefix="qrgate-demo-")) if keep is None else Path(keep)
-    world.mkdir(parents=True, exist_ok=True)
-    print(f"qrgate demo — a venue entrance, in {world}")
+    folder = Path(tempfile.mkdtemp(prefix="qrgate-demo-")) if keep is None else Path(keep)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"qrgate demo — a venue entrance, in {folder}")
     start = int(time.time())
+    world = World.create(folder, issued_at=start)
     visitors = _visitors(world, start)
-    n_frames = _render_frames(visitors, world / "frames")
+    n_frames = _render_frames(visitors, folder / "frames")
     print(f"camera: replaying {n_frames} frames at {FPS:g} fps — {len(visitors)} visitors: "
           + ", ".join(v.label for v in visitors))
 
     broker, receiver = None, None
     try:
-        broker = Mosquitto(world / "mosquitto")
+        broker = Mosquitto(folder / "mosquitto")
         broker.start()
         port = broker.port
         print(f"broker: Mosquitto on 127.0.0.1:{port}")
-        receiver = _Receiver(port, world / "authority")
+        receiver = _Receiver(port, world.authority_dir)
     except MosquittoError as exc:
         port = free_port()
         print(f"broker: Mosquitto could not start ({exc}); carrying on offline — visits will wait in the store")
@@ -232,7 +188,7 @@ def main(keep: Path | None = None) -> int:
         print(f"  {k:<36} {v}")
     print(json.dumps({k.replace(" ", "_"): v for k, v in summary.items()}))
     if keep is None:
-        shutil.rmtree(world, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

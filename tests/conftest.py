@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite: a world of keys made from nothing, mock pins, a real Mosquitto."""
+"""Fixtures shared by the suite: the lab's world of keys made from nothing, mock pins, a real Mosquitto."""
 
 from __future__ import annotations
 
@@ -6,97 +6,23 @@ import contextlib
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from firmware import app, config, keys
+from firmware import app, config
 from lab import render
 from lab.broker import Mosquitto
-from lab import dcc_issuer
-from lab import signers
+from lab.world import World
 
 DATA = Path(__file__).parent / "data"
 
 
-@dataclass
-class World:
-    """Two trusted issuers, a DCC document signer, a rogue key, the root, the authority and a trust list (seq 1)
-    that names them all."""
-
-    dir: Path
-    naver: signers.Issuer
-    kakao: signers.Issuer
-    rogue: signers.Issuer
-    root_dir: Path
-    authority_dir: Path
-    trust_file: Path
-    dsc: dcc_issuer.Signer
-
-    def trust_list(self, issuers: list[signers.Issuer], seq: int, issued_at: int | None = None, **kw) -> bytes:
-        """Another list from the world's root, naming the world's authority key."""
-        return signers.build_trust_list(signers.load_root(self.root_dir), issuers, seq=seq,
-                               issued_at=int(time.time()) if issued_at is None else issued_at,
-                               authority=[keys.load_authority_public(self.authority_dir)], **kw)
-
-    def mint_dcc(self, at: float | None = None, **kw) -> str:
-        """An EU DCC (a vaccination by default) signed by the trusted document signer."""
-        return dcc_issuer.mint(self.dsc, at if at is not None else time.time(), **kw)
-
-    def mint(self, issuer: signers.Issuer | None = None, at: float | None = None, **kw) -> str:
-        return signers.mint(issuer or self.naver, int(at if at is not None else time.time()), **kw)
-
-    def forge(self, at: float | None = None) -> str:
-        """Signed by the rogue key under naver's kid."""
-        return signers.mint(self.rogue, int(at if at is not None else time.time()), kid=self.naver.kid)
-
-    def config_toml(self, state: Path, frames: Path, mqtt_port: int | None = None, **sections: str) -> str:
-        mqtt = f"host = \"127.0.0.1\"\nport = {mqtt_port}\ntls = false\n" if mqtt_port else "enabled = false\n"
-        text = f"""
-[device]
-venue = "cafe-1"
-id = "door-1"
-state_dir = "{state}"
-runtime_dir = "{state.parent / 'run'}"
-[camera]
-source = "replay"
-path = "{frames}"
-fps = 30.0
-[gpio]
-backend = "mock"
-[trust]
-root_key = "{self.root_dir / 'root.pub'}"
-list = "{self.trust_file}"
-[authority]
-public_key = "{self.authority_dir / 'authority.pub'}"
-[clock]
-# This machine's kernel clock may well be unsynchronised (containers, CI): tests
-# that are about the clock give the daemon a ClockSync of their own.
-require_sync = false
-[mqtt]
-{mqtt}"""
-        for name, body in sections.items():  # extra keys, into the section or a new one
-            header = f"[{name}]\n"
-            text = text.replace(header, header + body + "\n", 1) if header in text else text + header + body + "\n"
-        return text
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    d = tmp_path / "world"
-    naver = signers.new_issuer("naver", d / "naver")
-    kakao = signers.new_issuer("kakao", d / "kakao")
-    rogue = signers.new_issuer("rogue", d / "rogue")
-    root = signers.new_root(d / "root")
-    authority = signers.new_authority(d / "authority")
-    dsc = dcc_issuer.make_signer("KR")
-    trust_file = d / "trustlist.cose"
-    trust_file.write_bytes(signers.build_trust_list(root, [naver, kakao], seq=1, issued_at=int(time.time()), dsc=[dsc.der],
-                                           authority=[authority.public_key()]))
-    return World(d, naver, kakao, rogue, d / "root", d / "authority", trust_file, dsc)
+    return World.create(tmp_path / "world")
 
 
 def load(tmp_path: Path, text: str) -> config.Config:

@@ -306,7 +306,8 @@ class _CountedStats(Stats):
 
 def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int | None, timeout: float,
                 profile: bool) -> dict:
-    """The daemon's drain as app.py wires it: MqttUplink + Drain on the store, status and last will included."""
+    """The daemon's drain as app.py wires it (`link.connect`), status and last will included, started and closed
+    as the daemon does."""
     db_path = Path(db_path)
     state = db_path.parent / f"state-{name}"
     state.mkdir(exist_ok=True)
@@ -315,16 +316,16 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     stats, faults = _CountedStats(target=depth), Faults()
     trust = TrustStore(state, Ed25519PrivateKey.generate().public_key())
     clock_sync = ClockSync(require=False)
-    status_topic = topics.status(VENUE, DEVICE)
     m = MqttConfig(host="127.0.0.1", port=port, tls=False, keepalive_s=30, window=window)
     link = connect(m, VENUE, DEVICE, store=store, client_id=f"qrgate-{VENUE}-{DEVICE}-{name}",
                    snapshot=lambda: health.snapshot(stats, store, faults, trust, clock_sync),
                    stats=stats, faults=faults, on_trust_list=lambda data: None)
     uplink, drain = link.uplink, link.drain
     timers = _instrument(store, uplink) if profile else None
-    stop = threading.Event()
-    uplink.start()
-    try:
+    run: dict = {}
+
+    def spawn(name: str, target) -> threading.Thread:
+        """The link's own start, with the figures beginning once the uplink is connected and before the drain."""
         if not uplink.connected.wait(10):
             raise QrgateError("bench: the drain's uplink could not connect")
         # Resident memory while draining: VmHWM is a peak over the process's
@@ -333,25 +334,25 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
         # are up, and read again when the store is empty; a thread also samples
         # VmRSS every 20 ms, which stands in if the reset is refused. The
         # larger of the two is reported.
-        rss_before = proc_status_kb("VmRSS")
-        hwm_reset = reset_hwm()
-        sampler = _RssSampler()
-        clock = _Clock(broker_pid)
-        thread = threading.Thread(target=drain.run, args=(stop,), name="drain", daemon=True)
+        run.update(rss_before=proc_status_kb("VmRSS"), hwm_reset=reset_hwm(), sampler=_RssSampler(),
+                   clock=_Clock(broker_pid))
+        run["thread"] = thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
+        return thread
+
+    try:
+        link.start(spawn)
         # Every PUBACK in, then the acknowledged records deleted (the drain deletes them in batches).
         finished = stats.done.wait(timeout) and drain.wait_empty(timeout)
-        figures = clock.stop(depth)
-        sampled = sampler.stop()
-        hwm = proc_status_kb("VmHWM") if hwm_reset else None
+        figures = run["clock"].stop(depth)
+        sampled = run["sampler"].stop()
+        hwm = proc_status_kb("VmHWM") if run["hwm_reset"] else None
         left = store.depth()[0]
         if not finished:
             raise QrgateError(f"bench: the drain had {stats.acked} of {depth} PUBACKs after {timeout:g} s")
-        threads = _thread_cpu({"drain": thread.native_id, "paho": _paho_thread_id(uplink)}) if profile else None
+        threads = _thread_cpu({"drain": run["thread"].native_id, "paho": _paho_thread_id(uplink)}) if profile else None
     finally:
-        stop.set()
-        drain.wake()
-        uplink.stop(final=(status_topic, health.OFFLINE))
+        link.close()
         store.close()
     if left:
         raise QrgateError(f"bench: {left} records still in the store after every PUBACK")
@@ -359,8 +360,8 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     result = {
         "side": "drain", "client_id": f"qrgate-{VENUE}-{DEVICE}-{name}", **figures,
         "acked": stats.acked, "refused": stats.refused, "store_left": left,
-        "rss_before_drain_mb": kb_to_mb(rss_before), "peak_rss_mb": kb_to_mb(peak),
-        "rss_method": "VmHWM reset by clear_refs, and VmRSS sampled every 20 ms" if hwm_reset
+        "rss_before_drain_mb": kb_to_mb(run["rss_before"]), "peak_rss_mb": kb_to_mb(peak),
+        "rss_method": "VmHWM reset by clear_refs, and VmRSS sampled every 20 ms" if run["hwm_reset"]
         else "VmRSS sampled every 20 ms (clear_refs refused)",
     }
     if timers is not None:

@@ -39,7 +39,8 @@ from lab.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb,
 from firmware.errors import QrgateError
 from firmware.scanner.decode import qr_formats
 from firmware.stats import Stats
-from lab import signers
+from firmware.tokens import kp1
+from lab.world import APPS, World
 
 GOALS = {"loop_to_zxing_code_frames": 1.25, "accept_latency_p95_ms": 20.0, "peak_rss_mb": 150.0}
 RSS_SAMPLES = 50  # samples of resident memory over a run
@@ -66,41 +67,23 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
         raise QrgateError("bench scan: --fps must be 0 or more, --visitors and --frames 1 or more")
     with tempfile.TemporaryDirectory(prefix="qrgate-bench-scan-", dir=folder) as tmp:
         tmp = Path(tmp)
-        world = _world(tmp / "world")
+        world = World.create(tmp / "world")
         if frames_from is None:
-            tokens = [_mint(world, i) for i in range(visitors)]
+            # valid through the first pass of a long run
+            tokens = [world.mint(APPS[i % len(APPS)], ttl=kp1.MAX_WINDOW) for i in range(visitors)]
             fs = FrameSet(tmp / "frames", scenes.build(tmp / "frames", tokens, seed=seed), "built-in")
         else:
             fs = _given(Path(frames_from), tmp / "frames")
         n = frames or 2 * len(fs.specs)
         bare = _bare(fs)
         limit_s = 120 + n * 0.5 + (n / fps if fps else 0)
-        side = dict(world=str(world), folder=str(fs.folder), expected=[s.text for s in fs.specs], frames=n,
+        side = dict(world=str(world.dir), folder=str(fs.folder), expected=[s.text for s in fs.specs], frames=n,
                     fps=fps, decoder=decoder, state=str(tmp / "state"))
         loop = in_fresh_process(__name__, "loop", side, limit_s)
         return _report(fs, bare, loop, n, fps, decoder, tmp)
 
 
 # -- the frame set ------------------------------------------------------------------------------------------------
-
-
-def _world(folder: Path) -> Path:
-    """Issuers, a root, a trust list and the authority, made from nothing, as the demo does."""
-
-    issuers = [signers.new_issuer(name, folder / name) for name in ("naver", "kakao", "pass")]
-    root = signers.new_root(folder / "root")
-    authority = signers.new_authority(folder / "authority")
-    (folder / "trustlist.cose").write_bytes(signers.build_trust_list(root, issuers, seq=1, issued_at=int(time.time()),
-                                                            authority=[authority.public_key()]))
-    return folder
-
-
-def _mint(world: Path, i: int) -> str:
-    from firmware.tokens import kp1
-
-    name = ("naver", "kakao", "pass")[i % 3]
-    issuer = signers.load_issuer(world / name)
-    return signers.mint(issuer, int(time.time()), ttl=kp1.MAX_WINDOW)  # valid through the first pass of a long run
 
 
 def _given(path: Path, out: Path) -> FrameSet:
@@ -228,33 +211,9 @@ def _loop_side(world: str, folder: str, expected: list, frames: int, fps: float,
             return changed
 
     path = Path(state).parent / "qrgate.toml"
-    path.write_text(f"""\
-[device]
-venue = "bench"
-id = "door-1"
-state_dir = "{state}"
-runtime_dir = "{state}/run"
-[camera]
-source = "replay"
-path = "{folder}"
-fps = {fps or 30.0}
-paced = {"true" if fps else "false"}
-loop = true
-[decoder]
-backend = "{decoder}"
-[gpio]
-backend = "mock"
-green = {GREEN_PIN}
-[trust]
-root_key = "{world}/root/root.pub"
-list = "{world}/trustlist.cose"
-[authority]
-public_key = "{world}/authority/authority.pub"
-[clock]
-require_sync = false
-[mqtt]
-enabled = false
-""")
+    path.write_text(World.load(Path(world)).config_toml(
+        Path(state), Path(folder), device='venue = "bench"', decoder=f'backend = "{decoder}"',
+        gpio=f"green = {GREEN_PIN}", camera=f"fps = {fps or 30.0}\npaced = {'true' if fps else 'false'}\nloop = true"))
     cfg = config.load(path)
     stats = _Recorder(expected=expected, limit=frames)
     stop = threading.Event()

@@ -18,19 +18,20 @@ import os
 import platform
 import random
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import base45
 import cryptography
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.bench.machine import cpu_model
 from firmware.errors import QrgateError
-from lab.signers import Issuer
 from firmware.tokens import b45, cose, kp1, trustlist
 from firmware.tokens.verdict import Kind, Reason
 from lab import signers
+from lab.world import APPS, World
 
 NOW = 1_750_000_000
 GOAL_RATIO = 0.75
@@ -38,11 +39,11 @@ GOAL_GARBAGE_PER_S = 100_000
 
 
 def _world(n_tokens: int, rng: random.Random):
-    issuers = [Issuer(name, Ed25519PrivateKey.generate()) for name in ("naver", "kakao", "pass")]
-    root = Ed25519PrivateKey.generate()
-    trust = trustlist.parse(signers.build_trust_list(root, issuers, seq=1, issued_at=NOW), root.public_key())
+    with tempfile.TemporaryDirectory(prefix="qrgate-bench-verify-") as tmp:
+        world = World.create(Path(tmp), issued_at=NOW)
+        trust = trustlist.parse(world.trust_file.read_bytes(), signers.load_root(world.root_dir).public_key())
     tokens = [
-        signers.mint(issuers[i % 3], NOW, ttl=rng.choice((15, 30, 300)), att=rng.sample(kp1.ATTRIBUTES, i % 4))
+        world.mint(APPS[i % len(APPS)], NOW, ttl=rng.choice((15, 30, 300)), att=rng.sample(kp1.ATTRIBUTES, i % 4))
         for i in range(n_tokens)
     ]
     return trust, tokens

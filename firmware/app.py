@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from firmware import health, keys
 from firmware.backoff import Backoff
@@ -39,10 +39,16 @@ from firmware.tokens.verifier import TokenVerifier
 from firmware.trust import TrustStore
 from firmware.uplink import link as uplinks
 
+if TYPE_CHECKING:
+    from gpiozero.pins import Factory
+
+    from firmware.scanner.frames import Frame
+
 logger = logging.getLogger(__name__)
 
 
-def _background(name: str, target: Callable[[], None], failed: threading.Event, stop: threading.Event):
+def _background(name: str, target: Callable[[], None], failed: threading.Event,
+                stop: threading.Event) -> threading.Thread:
     """A thread whose unexpected death stops the daemon (systemd restarts it), never a silent stall."""
 
     def body() -> None:
@@ -62,7 +68,7 @@ def run(
     config: Config,
     stop: threading.Event | None = None,
     on_decision: Callable[[Decision], None] | None = None,
-    pin_factory=None,
+    pin_factory: Factory | None = None,
     clock: ClockSync | None = None,
     stats: Stats | None = None,
     notifier: Notifier | None = None,
@@ -87,7 +93,7 @@ def run(
     notifier = notifier or Notifier()
     camera: SupervisedCamera | None = None
     link: uplinks.Link = uplinks.OfflineLink()
-    spawn = lambda name, target: _background(name, target, failed, stop)  # noqa: E731
+    spawn: uplinks.Spawn = lambda name, target: _background(name, target, failed, stop)  # noqa: E731
 
     with contextlib.ExitStack() as stack:
         root = keys.load_root_public(config.trust.root_key)
@@ -108,7 +114,7 @@ def run(
         readiness = Readiness(guard, trust, faults, authority)
         store: SqliteRecordStore | None = None
 
-        def snapshot() -> dict:
+        def snapshot() -> dict[str, Any]:
             return health.snapshot(stats, store, faults, trust, guard.sync, link.uplink, camera)
 
         def write_status() -> None:
@@ -163,7 +169,7 @@ def run(
         camera = SupervisedCamera(lambda: open_source(config.camera), faults, config.camera.lost_after_s,
                                   Backoff(1.0, config.camera.reopen_max_s))
 
-        def turn(frame) -> None:
+        def turn(frame: Frame | None) -> None:
             notifier.alive()
             if frame is not None and not notifier.ready_sent:
                 notifier.ready("scanning")

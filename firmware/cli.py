@@ -21,7 +21,7 @@ from firmware.argtypes import positive_int
 from firmware.errors import QrgateError
 
 ENTRY_POINTS = "qrgate.commands"
-Groups = dict[str, "argparse._SubParsersAction"]
+Groups = dict[str, "argparse._SubParsersAction[argparse.ArgumentParser]"]
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -29,7 +29,8 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
 
     def run(args: argparse.Namespace) -> int:
         module, function = target.split(":")
-        return getattr(importlib.import_module(module), function)(args)
+        work: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+        return work(args)
 
     return run
 
@@ -38,7 +39,7 @@ def _config(s: argparse.ArgumentParser, help: str = f"TOML configuration file (d
     s.add_argument("--config", type=Path, default=paths.CONFIG, metavar="FILE", help=help)
 
 
-def add_device_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
+def add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], groups: Groups) -> None:
     work = "firmware.technician"
     s = sub.add_parser("run", help="the daemon")
     s.add_argument("--config", required=True, type=Path, help="TOML configuration file")
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
     except QrgateError as exc:
         print(f"qrgate: error: {exc}", file=sys.stderr)
         return 2

@@ -28,9 +28,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from firmware.utc import iso
+
+if TYPE_CHECKING:
+    from firmware.store.marks import Mark
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class ClockGuard:
     the daemon stopped (the fault says which file).
     """
 
-    def __init__(self, sync: ClockSync, mark, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, sync: ClockSync, mark: Mark, monotonic: Callable[[], float] = time.monotonic):
         self.sync, self.mark, self._monotonic = sync, mark, monotonic
         self.high = self._kept = mark.read()
         self._last: tuple[float, float] | None = None  # (wall, monotonic) at the last reading

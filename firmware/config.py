@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from firmware import paths
 from firmware.errors import ConfigError
@@ -22,8 +25,9 @@ from firmware.tokens.kp1 import ATTRIBUTES
 from firmware.uplink import topics
 
 
-def _opt(default=dataclasses.MISSING, *, choices=None, lo=None, hi=None, pattern=None, help=""):
-    kw = {} if default is dataclasses.MISSING else {"default": default}
+def _opt(default: Any = dataclasses.MISSING, *, choices: tuple[str, ...] | None = None, lo: float | None = None,
+         hi: float | None = None, pattern: re.Pattern[str] | None = None, help: str = "") -> Any:
+    kw: dict[str, Any] = {} if default is dataclasses.MISSING else {"default": default}
     if isinstance(default, list):
         kw = {"default_factory": lambda: list(default)}
     return field(**kw, metadata={"choices": choices, "lo": lo, "hi": hi, "pattern": pattern, "help": help})
@@ -166,7 +170,7 @@ class Config:
     events: EventsConfig = EventsConfig()
 
 
-def _value(raw, typ, meta, where: str, base: Path):
+def _value(raw: Any, typ: Any, meta: Mapping[str, Any], where: str, base: Path) -> Any:
     origin = typing.get_origin(typ)
     if origin in (typing.Union, types.UnionType):
         typ = next(t for t in typing.get_args(typ) if t is not type(None))
@@ -204,13 +208,13 @@ def _value(raw, typ, meta, where: str, base: Path):
     return raw
 
 
-def _layer_section(cls, table, name: str, source: str, base: Path) -> dict:
+def _layer_section(cls: type[Any], table: object, name: str, source: str, base: Path) -> dict[str, Any]:
     """One file's keys of one section, each checked and converted on its own, so an error names its file."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{name}] must be a table")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
+    values: dict[str, Any] = {}
     for key, raw in table.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown key {name}.{key}")
@@ -223,12 +227,12 @@ class Layer:
     """One file's settings, already checked: {section: {key: value}}; `source` names the file."""
 
     source: str
-    values: dict
+    values: dict[str, dict[str, Any]]
 
 
-def parse_layer(data: dict, source: str = "<config>", base: Path = Path(".")) -> Layer:
+def parse_layer(data: dict[str, Any], source: str = "<config>", base: Path = Path(".")) -> Layer:
     hints = typing.get_type_hints(Config)
-    values = {}
+    values: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
         if name not in hints:
             raise ConfigError(f"{source}: unknown section [{name}]")
@@ -248,15 +252,15 @@ class Loaded:
 def merge(layers: list[Layer]) -> Loaded:
     """Later layers override earlier ones key by key; the dataclass defaults are the packaged layer below all."""
     hints = typing.get_type_hints(Config)
-    merged: dict[str, dict] = {}
+    merged: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
     for layer in layers:
         for name, table in layer.values.items():
             merged.setdefault(name, {}).update(table)
             origins.update({f"{name}.{key}": layer.source for key in table})
     first = layers[0].source if layers else "<config>"
-    where = lambda key: origins.get(key, first)  # noqa: E731 - the file to blame for a key
-    sections = {}
+    where: Callable[[str], str] = lambda key: origins.get(key, first)  # noqa: E731 - the file to blame for a key
+    sections: dict[str, Any] = {}
     for f in dataclasses.fields(Config):
         cls = hints[f.name]
         if f.name not in merged and f.default is dataclasses.MISSING:
@@ -282,7 +286,7 @@ def merge(layers: list[Layer]) -> Loaded:
     return Loaded(config, origins, tuple(layer.source for layer in layers))
 
 
-def from_dict(data: dict, source: str = "<config>", base: Path = Path(".")) -> Config:
+def from_dict(data: dict[str, Any], source: str = "<config>", base: Path = Path(".")) -> Config:
     return merge([parse_layer(data, source, base)]).config
 
 
@@ -315,7 +319,7 @@ def load(path: Path) -> Config:
 DEFAULT_PATH = paths.CONFIG
 
 
-def toml_value(value) -> str:
+def toml_value(value: object) -> str:
     """A config value as TOML, for the files qrgate writes (`provision`) and shows (`config show`)."""
     if isinstance(value, bool):
         return "true" if value else "false"

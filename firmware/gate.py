@@ -82,9 +82,9 @@ class Gate:
             return Answer(verdict, patterns.for_verdict(verdict.kind))
         claims = verdict.claims
         assert claims is not None and verdict.seen_until is not None
-        sealed = []
+        sealed: list[SealedRecord] = []
 
-        def make_record():
+        def make_record() -> SealedRecord:
             sealed.append(Visit.of(claims, self.venue, self.device, int(now)).seal(self.authority))
             return sealed[-1]
 

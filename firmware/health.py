@@ -7,7 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from firmware import __version__
 from firmware.clock import ClockSync
@@ -26,7 +26,7 @@ FILE = "status.json"
 
 
 def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trust: TrustStore, clock: ClockSync,
-             uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None) -> dict:
+             uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None) -> dict[str, Any]:
     """`store` None: it could not be opened (the storage fault says why), so nothing is known of the queue."""
     depth, oldest = store.depth() if store is not None else (None, None)
     now = time.time()
@@ -58,7 +58,7 @@ def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trus
     }
 
 
-def write_file(path: Path, snapshot: dict) -> None:
+def write_file(path: Path, snapshot: dict[str, Any]) -> None:
     """Atomically, so a reader never sees half; world-readable (past the unit's UMask): counts, never a token."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(snapshot).encode(), mode=0o644)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from firmware.errors import KeyFileError
+
+K = TypeVar("K")
+
 
 def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -47,7 +52,9 @@ def write_public(path: Path, key: Ed25519PublicKey | X25519PublicKey) -> None:
     )
 
 
-def _load(path: Path, loader, want: type, what: str):
+# The key classes are abstract, and mypy takes none for a type[K] (python/mypy#4717): the calls below say
+# type-abstract, though `want` is only given to isinstance.
+def _load(path: Path, loader: Callable[[bytes], object], want: type[K], what: str) -> K:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -61,22 +68,12 @@ def _load(path: Path, loader, want: type, what: str):
     return key
 
 
-def load_private(path: Path, want: type, what: str):
+def load_private(path: Path, want: type[K], what: str) -> K:
     return _load(path, lambda d: serialization.load_pem_private_key(d, None), want, what)
 
 
-def load_public(path: Path, want: type, what: str):
+def load_public(path: Path, want: type[K], what: str) -> K:
     return _load(path, serialization.load_pem_public_key, want, what)
-
-
-
-
-
-
-
-
-
-
 
 
 def in_folder(path: Path, filename: str) -> Path:
@@ -85,19 +82,16 @@ def in_folder(path: Path, filename: str) -> Path:
     return path / filename if path.is_dir() else path
 
 
-
-
-
-
 def load_root_public(path: Path) -> Ed25519PublicKey:
-    return load_public(in_folder(path, "root.pub"), Ed25519PublicKey, "Ed25519 root public key")
-
-
+    return load_public(in_folder(path, "root.pub"), Ed25519PublicKey,  # type: ignore[type-abstract]
+                       "Ed25519 root public key")
 
 
 def load_authority_private(path: Path) -> X25519PrivateKey:
-    return load_private(in_folder(path, "authority.key"), X25519PrivateKey, "X25519 authority key")
+    return load_private(in_folder(path, "authority.key"), X25519PrivateKey,  # type: ignore[type-abstract]
+                        "X25519 authority key")
 
 
 def load_authority_public(path: Path) -> X25519PublicKey:
-    return load_public(in_folder(path, "authority.pub"), X25519PublicKey, "X25519 authority public key")
+    return load_public(in_folder(path, "authority.pub"), X25519PublicKey,  # type: ignore[type-abstract]
+                       "X25519 authority public key")

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, environ: dict | None = None):
+    def __init__(self, environ: dict[str, str] | None = None):
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")
         self._address = "\0" + address[1:] if address.startswith("@") else address  # "@": abstract namespace

@@ -22,15 +22,16 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     frames: int = 0
     dropped: int = 0
-    decisions: Counter = field(default_factory=Counter)  # verdict/reason -> count
+    decisions: Counter[str] = field(default_factory=Counter)  # verdict/reason -> count
     sealed: int = 0
     acked: int = 0
     refused: int = 0
-    decode_ms: deque = field(default_factory=lambda: deque(maxlen=256))
-    frame_ms: deque = field(default_factory=lambda: deque(maxlen=256))  # a frame's arrival to the loop done with it
-    latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
+    decode_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    # a frame's arrival to the loop done with it
+    frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10000))
     last_delivery: float | None = None  # wall clock
-    frame_times: deque = field(default_factory=lambda: deque(maxlen=64))  # monotonic, the newest frames
+    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=64))  # monotonic, the newest frames
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -57,7 +58,7 @@ class Stats:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
 
-    def latency(self) -> dict:
+    def latency(self) -> dict[str, float | None]:
         values = list(self.latency_ms)
         p95 = percentile(values, 95)
         return {

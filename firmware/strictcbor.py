@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import NoReturn, TypeVar
 
 import cbor2
 
@@ -44,13 +44,13 @@ class CborError(ValueError):
     """Not CBOR of the shape qrgate accepts here; the message says why (never the bytes)."""
 
 
-class _OnlyTags(Mapping):
+class _OnlyTags(Mapping[int, Callable[..., object]]):
     """cbor2's `semantic_decoders`, looked up with each tag's number before its content is read."""
 
     def __init__(self, allowed: frozenset[int]):
         self._allowed = allowed
 
-    def __getitem__(self, tag: int):
+    def __getitem__(self, tag: int) -> NoReturn:
         if tag in self._allowed:
             raise KeyError(tag)  # cbor2 then keeps it as a CBORTag (none of its own decoders: see loads)
         raise CborError(f"semantic tag {tag} is not allowed here")

@@ -35,7 +35,7 @@ class TrustStore:
         self.mark = Mark(Path(state_dir) / TRUST_SEQ)
         self._lock = threading.Lock()
         self._current: TrustList | None = None
-        self._seen_file: tuple | None = None
+        self._seen_file: tuple[int, int, int] | None = None
         self.refresh()
 
     def current(self) -> TrustList | None:

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpiozero import LED, Buzzer, DigitalOutputDevice, TonalBuzzer
 from gpiozero.tones import Tone
@@ -19,6 +20,9 @@ from gpiozero.tones import Tone
 from firmware.config import GpioConfig
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
+
+if TYPE_CHECKING:
+    from gpiozero.pins import Factory
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class Pins:
                    tonal_buzzer=g.buzzer_kind == "tonal", door_enabled=g.door_enabled, door_pulse_s=g.door_pulse_s)
 
 
-def default_pin_factory(g: GpioConfig):
+def default_pin_factory(g: GpioConfig) -> Factory | None:
     """gpiozero's mock pins when `[gpio] backend = "mock"`; else None, gpiozero's own choice (lgpio on a Pi)."""
     if g.backend == "mock":
         from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -50,7 +54,7 @@ def default_pin_factory(g: GpioConfig):
 
 
 class GpioFeedback:
-    def __init__(self, pins: Pins, pin_factory=None):
+    def __init__(self, pins: Pins, pin_factory: Factory | None = None):
         self.pins = pins
         f = pin_factory
         self._leds = {name: LED(getattr(pins, name), pin_factory=f) for name in ("green", "red", "amber")}

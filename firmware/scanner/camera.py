@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from firmware.faults import Faults
 from firmware.scanner.frames import Frame, FrameSource
@@ -71,7 +71,7 @@ class SupervisedCamera:
                 self.reopened += 1
                 yield from self._lose(why, stop)
 
-    def _watch(self, source: FrameSource, stop: threading.Event):
+    def _watch(self, source: FrameSource, stop: threading.Event) -> Generator[Frame | None, None, bool]:
         """Frames until the source ends (True) or goes silent (False)."""
         last = time.monotonic()
         for frame in source.frames():

@@ -9,13 +9,16 @@ the image with tobytes().
 from __future__ import annotations
 
 import ctypes
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    import zxingcpp
 
-def qr_formats():
+
+def qr_formats() -> list[zxingcpp.BarcodeFormat]:
     """The QR symbologies a phone shows: Model 2 (and the old Model 1), never Micro QR or rMQR.
 
     zxing-cpp 3's `BarcodeFormat.QRCode` is the whole family, Micro QR included;
@@ -59,8 +62,9 @@ class ZxingDecoder:
         self._zbar: ZbarDecoder | None = None
 
     def decode(self, gray: np.ndarray) -> list[str]:
-        # A 2-D uint8 array, strided or not, is read through the buffer protocol in place.
-        found = self._zx.read_barcodes(gray, formats=self._formats, return_errors=True)
+        # A 2-D uint8 array, strided or not, is read through the buffer protocol in place. (zxing-cpp's stub
+        # takes a BarcodeFormats for `formats`; a list of formats converts to one, as these calls rely on.)
+        found = self._zx.read_barcodes(gray, formats=self._formats, return_errors=True)  # type: ignore[arg-type]
         texts = [b.text for b in found if b.valid]
         if texts:
             return texts
@@ -72,10 +76,11 @@ class ZxingDecoder:
                 return texts
         return []
 
-    def _read(self, image: np.ndarray, **options) -> list[str]:
-        return [b.text for b in self._zx.read_barcodes(image, formats=self._formats, **options) if b.valid]
+    def _read(self, image: np.ndarray, **options: Any) -> list[str]:
+        return [b.text for b in self._zx.read_barcodes(image, formats=self._formats,  # type: ignore[arg-type]
+                                                       **options) if b.valid]
 
-    def _sharpened_crops(self, gray: np.ndarray, found: list) -> list[str]:
+    def _sharpened_crops(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
         for x0, y0, x1, y1 in _boxes(gray, found):
             crop = cv2.resize(gray[y0:y1, x0:x1], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
             sharp = cv2.addWeighted(crop, 1.8, cv2.GaussianBlur(crop, (0, 0), 2.0), -0.8, 0)  # unsharp mask
@@ -84,13 +89,13 @@ class ZxingDecoder:
                 return texts
         return []
 
-    def _blurred(self, gray: np.ndarray, found: list) -> list[str]:
+    def _blurred(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
         return self._read(cv2.blur(gray, (3, 3)), binarizer=self._zx.Binarizer.GlobalHistogram, try_downscale=False)
 
-    def _global_binarizer(self, gray: np.ndarray, found: list) -> list[str]:
+    def _global_binarizer(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
         return self._read(gray, binarizer=self._zx.Binarizer.GlobalHistogram)
 
-    def _with_zbar(self, gray: np.ndarray, found: list) -> list[str]:
+    def _with_zbar(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
         # The whole plane: glare often hides the located region's true extent
         # (zbar on the region alone read a third fewer). ~8 ms: the cost of a
         # frame that is about to fail anyway, and of most of the loop's p95.
@@ -99,7 +104,7 @@ class ZxingDecoder:
         return self._zbar.decode(gray)
 
 
-def _boxes(gray: np.ndarray, found: list, most: int = 2):
+def _boxes(gray: np.ndarray, found: list[zxingcpp.Barcode], most: int = 2) -> Iterator[tuple[int, int, int, int]]:
     """The regions (x0, y0, x1, y1) of the first codes located, with a quarter of their size as margin."""
     for barcode in found[:most]:
         p = barcode.position

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Generator, Protocol
 
 import numpy as np
 
@@ -37,4 +37,4 @@ class FrameSource(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def frames(self) -> Iterator[Frame | None]: ...  # None: a turn with no new frame yet
+    def frames(self) -> Generator[Frame | None, None, None]: ...  # None: a turn with no new frame yet

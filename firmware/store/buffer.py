@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from firmware.errors import StorageError
 from firmware.store.records import SealedRecord
@@ -78,7 +78,8 @@ class SqliteRecordStore:
         """A device-local key for hashing token ids: the card keeps no token id in clear."""
         row = self._db.execute("SELECT v FROM meta WHERE k = 'seen_key'").fetchone()
         if row:
-            return row[0]
+            kept: bytes = row[0]
+            return kept
         key = os.urandom(32)
         self._db.execute("INSERT INTO meta (k, v) VALUES ('seen_key', ?)", (key,))
         return key
@@ -176,7 +177,7 @@ class SqliteRecordStore:
             if not busy:  # a reader held it back: try again next time
                 self._deleted = 0
 
-    def _write(self, sql: str, params: tuple) -> int:
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
         try:
             return self._db.execute(sql, params).rowcount
         except sqlite3.Error as exc:
@@ -212,7 +213,7 @@ def kept_aside(path: Path) -> list[Path]:
     return sorted(p for p in path.parent.glob(f"{path.name}{ASIDE}*") if not p.name.endswith(("-wal", "-shm")))
 
 
-def inspect(path: Path) -> dict:
+def inspect(path: Path) -> dict[str, Any]:
     """What a technician may know of a store without changing it: depth, oldest record, integrity.
 
     Opened read-only beside the running daemon (WAL lets a reader in while it

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 REOPEN_S = 2.0  # a store that cannot be opened is tried again this often, the watchdog fed meanwhile
 
 
-def open_store(path: Path, faults: Faults, stop: threading.Event, waiting: Callable[[], None]):
+def open_store(path: Path, faults: Faults, stop: threading.Event,
+               waiting: Callable[[], None]) -> SqliteRecordStore | None:
     """The sealed store, never a crash loop: a corrupt one is set aside for a technician and a new one made
     in its place; one that cannot be opened at all (an unreadable card, a folder where the file should be)
     is the storage fault, shown while opening is tried again every REOPEN_S, `waiting` called meanwhile

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -98,7 +99,7 @@ class SealedRecord:
             raise strictcbor.CborError("its venue or device is not an id (one topic level of 1-64 characters)")
         return cls(rid, venue, device, ts, enc_and_ct)
 
-    def open(self, authority: X25519PrivateKey) -> dict:
+    def open(self, authority: X25519PrivateKey) -> dict[str, Any]:
         """The authority's side: the plaintext record as a dict, every field checked.
 
         Raises cryptography's InvalidTag for another key or a tampered record,

@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Generator, Iterator, TextIO
 
 import cv2
 import numpy as np
@@ -39,6 +39,9 @@ import zxingcpp
 from firmware import config, paths
 from firmware.scanner.sources import open_source
 from firmware.errors import QrgateError
+
+if TYPE_CHECKING:
+    from firmware.scanner.frames import FrameSource
 
 # A real camera's first frames come while auto exposure, white balance and
 # (Camera Module 3) autofocus converge: skip them for this long, and at least
@@ -108,11 +111,15 @@ def _elongation(corners: tuple[tuple[int, int], ...]) -> float:
 
 def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Whether two boxes, each grown by its own size on every side, touch."""
-    def grown(box):
+    def grown(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         x0, y0, x1, y1 = box
         d = max(x1 - x0, y1 - y0)
         return (x0 - d, y0 - d, x1 + d, y1 + d)
     return _overlap(grown(a), grown(b)) > 0
+
+
+# A zxing-cpp result as locate() sorts them: (read, corners, box).
+_Candidate = tuple[bool, tuple[tuple[int, int], ...], tuple[int, int, int, int]]
 
 
 def locate(gray: np.ndarray) -> list[Code]:
@@ -140,8 +147,8 @@ def locate(gray: np.ndarray) -> list[Code]:
         if box[2] - box[0] >= MIN_CODE_PX and box[3] - box[1] >= MIN_CODE_PX:  # not a position-less error
             found.append((bool(barcode.valid), corners, box))
     found.sort(key=lambda f: (not f[0], -(f[2][2] - f[2][0]) * (f[2][3] - f[2][1])))
-    read: list[tuple] = []
-    unread: list[list[tuple]] = []  # clusters of candidates
+    read: list[_Candidate] = []
+    unread: list[list[_Candidate]] = []  # clusters of candidates
     for candidate in found:
         ok, corners, box = candidate
         if any(_overlap(box, kept[2]) > SAME_CODE_OVERLAP for kept in read):
@@ -165,7 +172,7 @@ def locate(gray: np.ndarray) -> list[Code]:
     return codes
 
 
-def _box(corners, width: int, height: int) -> tuple[int, int, int, int]:
+def _box(corners: tuple[tuple[int, int], ...], width: int, height: int) -> tuple[int, int, int, int]:
     xs, ys = [x for x, _ in corners], [y for _, y in corners]
     return max(0, min(xs)), max(0, min(ys)), min(width, max(xs) + 1), min(height, max(ys) + 1)
 
@@ -180,7 +187,7 @@ def measure(gray: np.ndarray) -> Measure:
     return Measure(width, height, sharpness(gray), float(gray.mean()), tuple(locate(gray)))
 
 
-def summary(m: Measure, png: Path | None) -> dict:
+def summary(m: Measure, png: Path | None) -> dict[str, Any]:
     """The JSON line: figures and boxes, never a code's text."""
     return {
         "png": str(png) if png is not None else None,
@@ -245,7 +252,7 @@ def watch_line(m: Measure, best: float | None) -> str:
 # --- the camera ----------------------------------------------------------------------------------
 
 
-def _open(cfg):
+def _open(cfg: config.Config) -> FrameSource:
     """The camera source the config names, entered; a live camera's failure says who may hold it."""
 
     try:
@@ -261,7 +268,7 @@ def _open(cfg):
     return source
 
 
-def _grays(source, live: bool) -> Generator[np.ndarray, None, None]:
+def _grays(source: FrameSource, live: bool) -> Generator[np.ndarray, None, None]:
     """Each frame's plane as an array of its own, the camera's buffer handed back at once.
 
     A source may yield None while its camera delivers nothing (picamera's
@@ -299,7 +306,7 @@ def _settled(grays: Iterator[np.ndarray], settle_s: float, min_frames: int) -> n
     return gray  # the stream ended early: its last frame
 
 
-def run(cfg, out: Path = DEFAULT_OUT) -> dict:
+def run(cfg: config.Config, out: Path = DEFAULT_OUT) -> dict[str, Any]:
     """One settled frame, measured, written to `out`; the summary."""
     live = cfg.camera.source != "replay"
     source = _open(cfg)
@@ -318,7 +325,7 @@ def run(cfg, out: Path = DEFAULT_OUT) -> dict:
     return summary(m, out)
 
 
-def watch(cfg, frames: int | None = None, out: Path | None = None, stream: TextIO | None = None) -> int:
+def watch(cfg: config.Config, frames: int | None = None, out: Path | None = None, stream: TextIO | None = None) -> int:
     """A line per frame (a live camera: every WATCH_INTERVAL_S) until Ctrl-C, `frames` lines or the replay's end.
 
     On a terminal the line rewrites itself in place; otherwise (a pipe, a log,
@@ -363,7 +370,6 @@ def watch(cfg, frames: int | None = None, out: Path | None = None, stream: TextI
 
 
 # --- the command ---------------------------------------------------------------------------------
-
 
 
 def main(args: argparse.Namespace) -> int:

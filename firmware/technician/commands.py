@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -15,8 +17,14 @@ from firmware.errors import QrgateError
 from firmware.logs import setup_logging
 from firmware.utc import iso
 
+if TYPE_CHECKING:
+    from cryptography import x509
 
-def cmd_run(args) -> int:
+    from firmware.tokens.trustlist import TrustList
+    from firmware.trust import TrustStore
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from firmware import app, config
 
     setup_logging(args.verbose, daemon=True)
@@ -31,7 +39,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def describe_trust_list(tl, now: float) -> dict:
+def describe_trust_list(tl: TrustList, now: float) -> dict[str, Any]:
     """A trust list as a technician reads it: what is trusted, until when, what is revoked."""
     return {
         "seq": tl.seq,
@@ -49,7 +57,7 @@ def describe_trust_list(tl, now: float) -> dict:
     }
 
 
-def describe_signer(kid: bytes, cert, now: float) -> dict:
+def describe_signer(kid: bytes, cert: x509.Certificate, now: float) -> dict[str, Any]:
     """An EU DCC document signer: its kid, subject, validity and the DCC types it may sign."""
     from firmware.tokens import dcc
 
@@ -58,7 +66,7 @@ def describe_signer(kid: bytes, cert, now: float) -> dict:
             "not_after": iso(end), "types": dcc.signer_types(cert), "valid_now": start <= now <= end}
 
 
-def _device_trust(config_path: Path):
+def _device_trust(config_path: Path) -> TrustStore:
     from firmware import config
     from firmware.trust import TrustStore
 
@@ -66,7 +74,7 @@ def _device_trust(config_path: Path):
     return TrustStore(cfg.device.state_dir, keys.load_root_public(cfg.trust.root_key))
 
 
-def cmd_trust_install(args) -> int:
+def cmd_trust_install(args: argparse.Namespace) -> int:
     from firmware.tokens import trustlist
 
     store = _device_trust(args.config)
@@ -76,7 +84,7 @@ def cmd_trust_install(args) -> int:
     return 0
 
 
-def cmd_trust_show(args) -> int:
+def cmd_trust_show(args: argparse.Namespace) -> int:
     from firmware.tokens import trustlist
 
     store = _device_trust(args.config)
@@ -90,7 +98,7 @@ def cmd_trust_show(args) -> int:
     return 0
 
 
-def cmd_decode(args) -> int:
+def cmd_decode(args: argparse.Namespace) -> int:
     import cv2
 
     from firmware.scanner.decode import DECODERS

@@ -11,10 +11,12 @@ test holds the page and the code equal).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import typing
 from pathlib import Path
+from typing import Any
 
 from firmware import config, credentials, keys
 from firmware.errors import ConfigError
@@ -39,7 +41,7 @@ def check(cfg: config.Config) -> list[str]:
     return [f"{key} = {path}" for key, path in named.items() if path is not None]
 
 
-def _default(f: dataclasses.Field):
+def _default(f: dataclasses.Field[Any]) -> object:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -72,7 +74,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _allowed(f: dataclasses.Field, kind: object) -> str:
+def _allowed(f: dataclasses.Field[Any], kind: object) -> str:
     m = f.metadata
     if m.get("choices"):
         many = "any of " if typing.get_origin(kind) is list else ""
@@ -109,12 +111,12 @@ def reference() -> str:
     return "\n".join(lines)
 
 
-def cmd_reference(args) -> int:
+def cmd_reference(args: argparse.Namespace) -> int:
     print(reference(), end="")
     return 0
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     loaded = config.load_layers(args.config)
     for line in check(loaded.config):
         print(f"  {line}")
@@ -122,6 +124,6 @@ def cmd_check(args) -> int:
     return 0
 
 
-def cmd_show(args) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
     print(show(config.load_layers(args.config), changed=args.changed), end="")
     return 0

@@ -34,6 +34,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -48,12 +49,19 @@ from firmware.store.statefiles import fsync_dir, write_atomic
 from firmware.tokens import trustlist
 from firmware.utc import iso
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 DEFAULT_ETC = paths.ETC
 DEFAULT_STATE_DIR = paths.STATE_DIR
 MQTTS_PORT, MQTT_PORT = 8883, 1883
 
+DeviceKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 _PEM = serialization.Encoding.PEM
-_SPKI = dict(encoding=serialization.Encoding.DER, format=serialization.PublicFormat.SubjectPublicKeyInfo)
+_SPKI: dict[str, Any] = dict(encoding=serialization.Encoding.DER,
+                             format=serialization.PublicFormat.SubjectPublicKeyInfo)
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\.?$){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -145,7 +153,10 @@ def parse_broker(url: str, insecure: bool = False) -> Broker:
     return Broker(host, port, tls)
 
 
-def _extension(cert: x509.Certificate, cls, source: str):
+E = TypeVar("E", bound=x509.ExtensionType)
+
+
+def _extension(cert: x509.Certificate, cls: type[E], source: str) -> E | None:
     try:
         return cert.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:
@@ -187,7 +198,7 @@ def load_ca(path: Path, now: datetime.datetime) -> list[x509.Certificate]:
     return certs
 
 
-def load_trust(path: Path, root, now: float) -> trustlist.TrustList:
+def load_trust(path: Path, root: Ed25519PublicKey, now: float) -> trustlist.TrustList:
     try:
         tl = trustlist.parse(trustlist.read_file(path), root)
     except OSError as exc:
@@ -200,7 +211,7 @@ def load_trust(path: Path, root, now: float) -> trustlist.TrustList:
     return tl
 
 
-def load_device_key(path: Path):
+def load_device_key(path: Path) -> DeviceKey:
     data = _read(path, "device key")
     try:
         key = serialization.load_pem_private_key(data, None)
@@ -212,11 +223,11 @@ def load_device_key(path: Path):
     return key
 
 
-def _same_key(a, b) -> bool:
+def _same_key(a: CertificatePublicKeyTypes, b: CertificatePublicKeyTypes) -> bool:
     return a.public_bytes(**_SPKI) == b.public_bytes(**_SPKI)
 
 
-def check_certificate(data: bytes, source: Path, key, key_path: Path, cas: list[x509.Certificate],
+def check_certificate(data: bytes, source: Path, key: DeviceKey, key_path: Path, cas: list[x509.Certificate],
                       ca_path: Path, cn: str, now: datetime.datetime) -> x509.Certificate:
     """The device certificate: for `key`, directly issued by one of `cas`, valid now, for TLS clients, CN `cn`."""
     certs = _certificates(data, source, "device certificate")
@@ -259,7 +270,7 @@ def check_certificate(data: bytes, source: Path, key, key_path: Path, cas: list[
     return cert
 
 
-def make_csr(key, cn: str) -> bytes:
+def make_csr(key: DeviceKey, cn: str) -> bytes:
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
@@ -322,11 +333,11 @@ def _make_folders(layout: Layout) -> None:
     os.chmod(layout.tls, 0o700)
 
 
-def ensure_key(layout: Layout) -> tuple[object, str]:
+def ensure_key(layout: Layout) -> tuple[DeviceKey, str]:
     """The device key, made here when missing: (key, "generated" | "kept")."""
     _make_folders(layout)
     if not layout.key.exists() and not layout.key.is_symlink():
-        key = ec.generate_private_key(ec.SECP256R1())
+        key: DeviceKey = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         if _create_exclusive(layout.key, pem, 0o600):
             return key, "generated"
@@ -362,7 +373,7 @@ def _toml_key(k: str) -> str:
     return k if _BARE_KEY.fullmatch(k) else config.toml_value(k)
 
 
-def _toml_value(v, where: str) -> str:
+def _toml_value(v: object, where: str) -> str:
     try:
         return config.toml_value(v)
     except TypeError:
@@ -370,7 +381,7 @@ def _toml_value(v, where: str) -> str:
                           "move it to a conf.d/*.toml file") from None
 
 
-def render(doc: dict[str, dict], cn: str, source: str = "qrgate.toml") -> str:
+def render(doc: dict[str, dict[str, Any]], cn: str, source: str = "qrgate.toml") -> str:
     """The config as readable TOML: the header, then each section with a line saying what it is."""
     lines = [HEADER.rstrip("\n")]
     for section, table in doc.items():
@@ -394,8 +405,8 @@ def render(doc: dict[str, dict], cn: str, source: str = "qrgate.toml") -> str:
 
 
 def config_doc(layout: Layout, venue: str, device: str, state_dir: Path, broker: Broker,
-               ca: bool, cert: bool) -> dict[str, dict]:
-    mqtt: dict = {"host": broker.host, "port": broker.port, "tls": broker.tls}
+               ca: bool, cert: bool) -> dict[str, dict[str, Any]]:
+    mqtt: dict[str, Any] = {"host": broker.host, "port": broker.port, "tls": broker.tls}
     if ca:
         mqtt["ca"] = str(layout.ca)
     if cert:
@@ -409,9 +420,9 @@ def config_doc(layout: Layout, venue: str, device: str, state_dir: Path, broker:
     }
 
 
-def _with_cert(mqtt: dict, layout: Layout) -> dict:
+def _with_cert(mqtt: dict[str, Any], layout: Layout) -> dict[str, Any]:
     """The [mqtt] table with cert and key set, placed right after ca."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, value in mqtt.items():
         if key in ("cert", "key"):
             continue
@@ -506,7 +517,8 @@ def provision(args: argparse.Namespace) -> int:
 
     text = render(config_doc(layout, venue, device, state_dir, broker, ca=cas is not None, cert=cert_kept), cn,
                   str(layout.config))
-    public_pem = lambda k: k.public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo)  # noqa: E731
+    public_pem: Callable[[X25519PublicKey | Ed25519PublicKey], bytes] = \
+        lambda k: k.public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo)  # noqa: E731
     files = []
     if cas is not None:
         files.append((layout.ca, b"".join(c.public_bytes(_PEM) for c in cas)))

@@ -9,6 +9,7 @@ daemon holds the camera and the pins while it runs: stop it first
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sqlite3
@@ -16,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from firmware import config, credentials, keys
 from firmware.clock import ClockSync
@@ -24,6 +25,9 @@ from firmware.errors import QrgateError, StorageError
 from firmware.store.buffer import inspect
 from firmware.tokens import trustlist
 from firmware.trust import TrustStore
+
+if TYPE_CHECKING:
+    from gpiozero.pins import Factory
 
 STEP_S = 0.5
 CAMERA_TIMEOUT_S = 10.0
@@ -41,7 +45,7 @@ class Result:
         return f"{'ok  ' if self.ok else 'FAIL'}  {self.name:<10} {self.detail}"
 
 
-def check_outputs(cfg: config.Config, pin_factory=None) -> Result:
+def check_outputs(cfg: config.Config, pin_factory: Factory | None = None) -> Result:
     from firmware.leds import patterns
     from firmware.leds.feedback import GpioFeedback, Pins, default_pin_factory
     from firmware.leds.patterns import Pattern, Step
@@ -175,10 +179,11 @@ def check_clock(cfg: config.Config, clock: ClockSync | None = None) -> Result:
     return Result("clock", False, "not synchronised: the device needs NTP once after each boot")
 
 
-def run(cfg: config.Config, pin_factory=None, clock: ClockSync | None = None,
+def run(cfg: config.Config, pin_factory: Factory | None = None, clock: ClockSync | None = None,
         out: Callable[[str], None] = print) -> list[Result]:
-    checks = [lambda: check_outputs(cfg, pin_factory), lambda: check_camera(cfg), lambda: check_store(cfg),
-              lambda: check_trust(cfg, time.time()), lambda: check_broker(cfg), lambda: check_clock(cfg, clock)]
+    checks: list[Callable[[], Result]] = [
+        lambda: check_outputs(cfg, pin_factory), lambda: check_camera(cfg), lambda: check_store(cfg),
+        lambda: check_trust(cfg, time.time()), lambda: check_broker(cfg), lambda: check_clock(cfg, clock)]
     results = []
     for check in checks:
         result = check()
@@ -187,7 +192,7 @@ def run(cfg: config.Config, pin_factory=None, clock: ClockSync | None = None,
     return results
 
 
-def cmd_selftest(args) -> int:
+def cmd_selftest(args: argparse.Namespace) -> int:
     results = run(config.load(args.config))
     failed = [r.name for r in results if not r.ok]
     print(f"\nselftest: {len(results) - len(failed)} of {len(results)} checks ok"

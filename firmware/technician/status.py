@@ -10,10 +10,12 @@ Exit status 0 when all is well, 1 when anything needs a technician.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from firmware import __version__, config, keys
 from firmware.clock import ClockSync
@@ -26,7 +28,7 @@ from firmware import health
 STALE_S = 20.0  # the daemon rewrites its status every 5 s
 
 
-def _daemon(runtime_dir: Path, now: float) -> dict:
+def _daemon(runtime_dir: Path, now: float) -> dict[str, Any]:
     try:
         report = json.loads((Path(runtime_dir) / health.FILE).read_text())
     except (OSError, ValueError):
@@ -37,7 +39,7 @@ def _daemon(runtime_dir: Path, now: float) -> dict:
     return {"running": True, **report}
 
 
-def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None) -> dict:
+def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     state = Path(cfg.device.state_dir)
     problems: list[str] = []
@@ -95,7 +97,7 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
     }
 
 
-def _age(seconds) -> str:
+def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = int(seconds)
@@ -105,11 +107,11 @@ def _age(seconds) -> str:
     return f"{seconds} s"
 
 
-def _when(ts) -> str:
+def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "never"
 
 
-def render(report: dict, now: float | None = None) -> str:
+def render(report: dict[str, Any], now: float | None = None) -> str:
     """A screenful: one fact a line, the problems last."""
     now = time.time() if now is None else now
     d, s, t, cpu = report["daemon"], report["store"], report["trust"], report["cpu"]
@@ -142,7 +144,7 @@ def render(report: dict, now: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     report = collect(cfg, args.sys_root)
     print(json.dumps(report) if args.json else render(report), end="\n" if args.json else "")

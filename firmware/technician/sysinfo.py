@@ -10,6 +10,7 @@ these files are where the Pi's kernel puts them only a Pi can confirm.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 THROTTLED = Path("sys/devices/platform/soc/soc:firmware/get_throttled")
 THROTTLE_BITS = {
@@ -37,7 +38,7 @@ def cpu_temperature_c(root: Path = Path("/")) -> float | None:
     return None
 
 
-def throttling(root: Path = Path("/")) -> dict | None:
+def throttling(root: Path = Path("/")) -> dict[str, Any] | None:
     """{"flags": [...], "raw": "0x50005"}, or None where the board says nothing."""
     text = _read(Path(root) / THROTTLED)
     if text:

@@ -76,7 +76,7 @@ def strict_loads(data: bytes, tags: frozenset[int] = frozenset()) -> object:
         raise CoseError(str(exc)) from None
 
 
-def labelled_map(obj: object) -> Mapping:
+def labelled_map(obj: object) -> Mapping[Any, Any]:
     """A map whose labels are exactly ints or texts, as COSE and CWT define them.
 
     Python finds `m.get(1)` under the label true or 1.0 too (True == 1.0 == 1),

@@ -88,7 +88,7 @@ class DccResult:
     iat: int | None = None
     exp: int | None = None
     # The decoded DCC (hcert claim 1): name and birth date. Memory only, never repr, logs or the wire.
-    payload: Mapping | None = field(default=None, repr=False, compare=False)
+    payload: Mapping[Any, Any] | None = field(default=None, repr=False, compare=False)
     # The intermediate forms, for the conformance runner; personal too.
     stages: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
@@ -96,7 +96,7 @@ class DccResult:
     def ok(self) -> bool:
         return self.reason is None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The public form: steps, reason, type and CWT times; never the payload or the UVCI."""
         return {"ok": self.ok, "reason": self.reason.value if self.reason else None, "type": self.dcc_type,
                 "iss": self.iss, "iat": self.iat, "exp": self.exp, "steps": dict(self.steps)}
@@ -136,7 +136,7 @@ def _is_map(obj: object) -> TypeGuard[Mapping[Any, Any]]:
     return isinstance(obj, (dict, cbor2.frozendict))
 
 
-def _get(m: Mapping, label: int) -> object:
+def _get(m: Mapping[Any, Any], label: int) -> object:
     """m[label] for an integer label only: True and 1.0 are equal to 1 in Python, not in CBOR."""
     for key, value in m.items():
         if type(key) is int and key == label:
@@ -225,7 +225,7 @@ def dcc_type(payload: object) -> str | None:
     return kinds[0] if len(kinds) == 1 else None
 
 
-def _uvci(payload: Mapping, kind: str | None) -> str | None:
+def _uvci(payload: Mapping[Any, Any], kind: str | None) -> str | None:
     entries = payload.get(kind) if kind else None
     if isinstance(entries, (list, tuple)) and entries and _is_map(entries[0]):
         ci = entries[0].get("ci")
@@ -250,7 +250,7 @@ def verify_raising(text: object, signers: Signers, now: float) -> DccResult:
         signers = signers_by_kid(signers)
     steps: dict[str, bool | None] = dict.fromkeys(STEPS)
     stages: dict[str, bytes] = {}
-    facts: dict = {}
+    facts: dict[str, Any] = {}
     try:
         reason = _verify(text, signers, now, steps, stages, facts)
     except _Stop as stop:
@@ -258,12 +258,13 @@ def verify_raising(text: object, signers: Signers, now: float) -> DccResult:
     return DccResult(steps, reason, stages=stages, **facts)
 
 
-def _verify(text, signers, now, steps, stages, facts) -> Reason | None:
+def _verify(text: object, signers: Mapping[bytes, list[x509.Certificate]], now: float, steps: dict[str, bool | None],
+            stages: dict[str, bytes], facts: dict[str, Any]) -> Reason | None:
     # Prefix, base45, zlib.
     steps["unprefix"] = isinstance(text, str) and len(text) <= MAX_TEXT and text.startswith(PREFIX)
     if not steps["unprefix"]:
         raise _Stop(Reason.NOT_DCC)
-    body = text[len(PREFIX):]
+    body = cast(str, text)[len(PREFIX):]  # a str: steps["unprefix"] says so
     try:
         raw = base45.b45decode(body)
     except Exception:  # noqa: BLE001 - the package raises ValueError, and others on non-ASCII
@@ -322,7 +323,7 @@ def _verify(text, signers, now, steps, stages, facts) -> Reason | None:
     steps["decode"] = _is_map(dcc)
     kind = dcc_type(dcc) if steps["decode"] else None
     if steps["decode"]:
-        claims, dcc = cast(Mapping, claims), cast(Mapping, dcc)  # maps: steps["decode"] says so
+        claims, dcc = cast(Mapping[Any, Any], claims), cast(Mapping[Any, Any], dcc)  # maps: steps["decode"] says so
         iss = _get(claims, CLAIM_ISS)
         facts.update(payload=dcc, dcc_type=kind, uvci=_uvci(dcc, kind), iss=iss if isinstance(iss, str) else None,
                      iat=_time(_get(claims, CLAIM_IAT)), exp=_time(_get(claims, CLAIM_EXP)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from firmware.tokens.verdict import Reason
 
@@ -29,21 +29,21 @@ class _Refused(Exception):
         self.reason = reason
 
 
-def _text(entry: Mapping, key: str) -> str:
+def _text(entry: Mapping[Any, Any], key: str) -> str:
     value = entry.get(key)
     if not isinstance(value, str):
         raise _Refused(Reason.MALFORMED)
     return value
 
 
-def _count(entry: Mapping, key: str) -> int:
+def _count(entry: Mapping[Any, Any], key: str) -> int:
     value = entry.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 100:
         raise _Refused(Reason.MALFORMED)
     return value
 
 
-def _date(entry: Mapping, key: str) -> dt.date:
+def _date(entry: Mapping[Any, Any], key: str) -> dt.date:
     """A date field; some issuers write a whole time where the schema says a date: its date is taken."""
     try:
         return dt.date.fromisoformat(_text(entry, key)[:10])
@@ -51,7 +51,7 @@ def _date(entry: Mapping, key: str) -> dt.date:
         raise _Refused(Reason.MALFORMED) from None
 
 
-def _instant(entry: Mapping, key: str) -> float:
+def _instant(entry: Mapping[Any, Any], key: str) -> float:
     try:
         t = dt.datetime.fromisoformat(_text(entry, key))
     except ValueError:
@@ -59,7 +59,7 @@ def _instant(entry: Mapping, key: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def _vaccination(e: Mapping, rules: "DccConfig", today: dt.date) -> None:
+def _vaccination(e: Mapping[Any, Any], rules: "DccConfig", today: dt.date) -> None:
     if rules.vaccines and _text(e, "mp") not in rules.vaccines:
         raise _Refused(Reason.VACCINE_NOT_ACCEPTED)
     if rules.vaccination_complete and _count(e, "dn") < _count(e, "sd"):
@@ -71,7 +71,7 @@ def _vaccination(e: Mapping, rules: "DccConfig", today: dt.date) -> None:
         raise _Refused(Reason.VACCINATION_TOO_OLD)
 
 
-def _test(e: Mapping, rules: "DccConfig", now: float, skew: int) -> None:
+def _test(e: Mapping[Any, Any], rules: "DccConfig", now: float, skew: int) -> None:
     if _text(e, "tr") != NEGATIVE:
         raise _Refused(Reason.TEST_POSITIVE)
     if _text(e, "tt") not in rules.test_types:
@@ -83,14 +83,14 @@ def _test(e: Mapping, rules: "DccConfig", now: float, skew: int) -> None:
         raise _Refused(Reason.TEST_TOO_OLD)
 
 
-def _recovery(e: Mapping, rules: "DccConfig", today: dt.date) -> None:
+def _recovery(e: Mapping[Any, Any], rules: "DccConfig", today: dt.date) -> None:
     if not _date(e, "df") <= today <= _date(e, "du"):
         raise _Refused(Reason.RECOVERY_NOT_VALID)
     if rules.recovery_max_days and (today - _date(e, "fr")).days > rules.recovery_max_days:
         raise _Refused(Reason.RECOVERY_NOT_VALID)
 
 
-def check(kind: str | None, payload: Mapping, rules: "DccConfig", now: float, skew: int = 5) -> Reason | None:
+def check(kind: str | None, payload: Mapping[Any, Any], rules: "DccConfig", now: float, skew: int = 5) -> Reason | None:
     """None when the DCC (type `kind`, its decoded hcert `payload`) meets the venue's rules, else why not.
 
     `skew`: seconds a test's sample time may lie ahead of this clock (the venue's policy.skew_s).

@@ -14,8 +14,10 @@ about seq (no rollback) and expiry.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -105,14 +107,19 @@ def _time(r: strictcbor.Reader, name: str) -> int:
     return value
 
 
-def _schema(readers: dict) -> dict[bytes, tuple]:
+T = TypeVar("T")
+FieldReader = Callable[[strictcbor.Reader], Any]
+
+
+def _schema(readers: dict[str, FieldReader]) -> dict[bytes, tuple[str, FieldReader]]:
     """Field readers by the UTF-8 of their key, as `_fields` looks them up."""
     return {key.encode(): (key, read) for key, read in readers.items()}
 
 
-def _fields(r: strictcbor.Reader, what: str, schema: dict[bytes, tuple], required: tuple[str, ...]) -> dict:
+def _fields(r: strictcbor.Reader, what: str, schema: dict[bytes, tuple[str, FieldReader]],
+            required: tuple[str, ...]) -> dict[str, Any]:
     """A map of text keys, each read by its own reader, in any order, each once; no other key."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for _ in range(r.map(what, len(schema))):
         key, read = r.one_of(schema, f"{what}'s key")
         if key in out:
@@ -191,7 +198,7 @@ def certificate_entry(der: object) -> bytes:
     return der
 
 
-def _many(r: strictcbor.Reader, name: str, most: int, read) -> list:
+def _many(r: strictcbor.Reader, name: str, most: int, read: Callable[[strictcbor.Reader], T]) -> list[T]:
     return [read(r) for _ in range(r.array(name, most))]
 
 

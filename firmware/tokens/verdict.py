@@ -78,7 +78,7 @@ class Verdict:
     def green(self) -> bool:
         return self.kind is not Kind.REJECTED
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, str | None]:
         """The public form (CLI, event log): never the token id."""
         return {
             "verdict": self.kind.value,

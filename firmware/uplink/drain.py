@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from firmware.errors import StorageError
 from firmware.faults import Faults
@@ -66,7 +66,7 @@ class Drain:
         uplink: Uplink,
         visits_topic: str,
         status_topic: str,
-        status: Callable[[], dict],
+        status: Callable[[], dict[str, Any]],
         stats: Stats,
         faults: Faults,
         window: int = 16,

@@ -9,7 +9,7 @@ calls, doing nothing, so no part of the daemon asks whether there is a broker.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from firmware import credentials, health
 from firmware.backoff import Backoff
@@ -78,7 +78,7 @@ class OnlineLink:
         self.uplink.stop(final=(self._status_topic, health.OFFLINE))
 
 
-def connect(m: MqttConfig, venue: str, device: str, *, store: SqliteRecordStore, snapshot: Callable[[], dict],
+def connect(m: MqttConfig, venue: str, device: str, *, store: SqliteRecordStore, snapshot: Callable[[], dict[str, Any]],
             stats: Stats, faults: Faults, on_trust_list: Callable[[bytes], object],
             on_state: Callable[[bool, str], None] = lambda up, why: None, client_id: str | None = None) -> OnlineLink:
     """MqttUplink and Drain, wired; nothing started. `client_id`: the device's own unless a benchmark names one."""

@@ -17,7 +17,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -25,6 +25,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware.backoff import Backoff
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +96,7 @@ class MqttUplink:
         self._client = c
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         properties.SessionExpiryInterval = self.session_expiry_s
         properties.MaximumPacketSize = self.max_packet
         self._retry_later()
@@ -135,7 +138,8 @@ class MqttUplink:
             on_ack(*early)
         return True
 
-    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
+    def _connected(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+                   properties: Properties | None) -> None:
         if reason_code.is_failure:
             self._on_state(False, f"broker refused the connection: {reason_code}")
             return
@@ -154,12 +158,14 @@ class MqttUplink:
         self._on_state(True, "connected (session resumed)" if self.session_present else "connected (new session)")
         self._on_connected()
 
-    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
+    def _disconnected(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                      reason_code: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
         self._retry_later()
         self._on_state(False, f"disconnected: {reason_code}")
 
-    def _published(self, client, userdata, mid, reason_code, properties) -> None:
+    def _published(self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode,
+                   properties: Properties) -> None:
         ok = not reason_code.is_failure
         reason = "" if ok else str(reason_code)  # naming a code costs a search: only for a refusal
         with self._lock:
@@ -170,10 +176,11 @@ class MqttUplink:
         if callback is not None:
             callback(ok, reason)
 
-    def _message(self, client, userdata, message) -> None:
+    def _message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         handler = self._subscriptions.get(message.topic)
         if handler is not None:
             try:
-                handler(message.payload)
+                # paho says bytes | bytearray; a received message's payload is bytes (struct.unpack's "s").
+                handler(cast(bytes, message.payload))
             except Exception:
                 logger.exception("handling a message on %s failed", message.topic)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Generator
 
 import cv2
 
@@ -44,7 +44,7 @@ class OpenCvSource:
         if self._cap is not None:
             self._cap.release()
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Generator[Frame, None, None]:
         assert self._cap is not None
         seq = 0
         while True:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator
+from collections.abc import Mapping
+from typing import Generator
 
 from firmware.errors import QrgateError
 from firmware.scanner.frames import Frame
@@ -37,15 +38,15 @@ AF_SPEED_FAST = 1
 AE_EXPOSURE_SHORT = 1
 
 
-def camera_controls(available: dict, fps: float, exposure_us: int, analogue_gain: float, focus: str,
-                    lens_position: float) -> dict:
+def camera_controls(available: Mapping[str, object], fps: float, exposure_us: int, analogue_gain: float, focus: str,
+                    lens_position: float) -> dict[str, object]:
     """The controls to set, limited to those this camera has (`Picamera2.camera_controls`).
 
     focus: "macro" (continuous autofocus, macro range), "continuous" (full
     range), "manual" (fixed at `lens_position` dioptres: 1/metres), or "fixed"
     (a lens without autofocus: nothing set).
     """
-    wanted: dict = {"FrameRate": fps}
+    wanted: dict[str, object] = {"FrameRate": fps}
     if exposure_us > 0:
         wanted.update(AeEnable=False, ExposureTime=exposure_us)
     else:
@@ -73,7 +74,7 @@ class PicameraSource:
         self.buffer_count = buffer_count
         self.wait_s = wait_s
         self.dropped = 0
-        self.controls: dict = {}
+        self.controls: dict[str, object] = {}
         self._camera = None
 
     def __enter__(self) -> "PicameraSource":
@@ -112,7 +113,7 @@ class PicameraSource:
             camera.stop()
             camera.close()
 
-    def frames(self) -> Iterator[Frame | None]:
+    def frames(self) -> Generator[Frame | None, None, None]:
         from picamera2 import MappedArray
 
         width, height = self.size

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Generator
 
 import cv2
 import numpy as np
@@ -78,7 +78,7 @@ class ReplaySource:
             self._video.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._position = 0
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self) -> Generator[Frame, None, None]:
         offset = 0  # frames in the passes before this one: seq numbers run on across passes, like a camera's
         while True:
             self._rewind()

@@ -56,11 +56,26 @@ def test_door_pulses_only_when_asked(feedback, pins):
 
 
 def test_a_new_pattern_cuts_the_one_playing_and_leaves_nothing_on(feedback, pins):
+    """The next visitor is answered at once: a pattern that is playing stops and leaves its outputs off."""
+    long = patterns.Pattern("green for half a minute", (patterns.Step(0.0, "green", 1),
+                                                        patterns.Step(30.0, "green", 0)))
+    feedback.show(long)
+    deadline = time.monotonic() + 5
+    while changes(pins.log, "GPIO17") != [1.0]:
+        assert time.monotonic() < deadline, "the first pattern never started"
+        time.sleep(0.01)  # polling the feedback thread's output, bounded
+    feedback.show(patterns.REJECTED)
+    assert feedback.idle.wait(5), "the playing pattern was not cut"  # uncut, it would play for 30 s
+    for pin in ("GPIO17", "GPIO27", "GPIO18"):
+        assert pins.pin(int(pin[4:])).state == 0
+    assert changes(pins.log, "GPIO27") == [1.0, 0.0]
+    assert pins.log.index(("GPIO17", 0.0)) < pins.log.index(("GPIO27", 1.0))  # green off before red on
+
+
+def test_answers_shown_together_play_the_newest_only(feedback, pins):
     feedback.show(patterns.ACCEPTED)
     feedback.show(patterns.REJECTED)
     assert feedback.idle.wait(5)
-    for pin in ("GPIO17", "GPIO27", "GPIO18"):
-        assert pins.pin(int(pin[4:])).state == 0
     assert changes(pins.log, "GPIO27") == [1.0, 0.0]
 
 

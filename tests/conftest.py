@@ -100,11 +100,13 @@ class RecordingPin(MockPWMPin):
     """A mock PWM pin that also logs (pin, state) and (pin, "Hz", frequency) in one shared, ordered list."""
 
     log: list = []
+    timed: list = []  # (pin, state, monotonic time) of every state change, for what lasts how long
 
     def _change_state(self, value):
         changed = super()._change_state(value)
         if changed:
             self.log.append((self.info.name, value))
+            self.timed.append((self.info.name, value, time.monotonic()))
         return changed
 
     def _set_frequency(self, value):
@@ -116,9 +118,9 @@ class RecordingPin(MockPWMPin):
 @pytest.fixture
 def pins():
     """gpiozero's MockFactory; `pins.log` lists every output change in order, by pin name (GPIO17…)."""
-    RecordingPin.log = []
+    RecordingPin.log, RecordingPin.timed = [], []
     factory = MockFactory(pin_class=RecordingPin)
-    factory.log = RecordingPin.log
+    factory.log, factory.timed = RecordingPin.log, RecordingPin.timed
     yield factory
     factory.reset()
 

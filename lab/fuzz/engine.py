@@ -444,8 +444,6 @@ def _mutant(rng: random.Random, t: Target, stats: Counter) -> str:
     return text if text is not None else wrap(data)
 
 
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 

@@ -163,7 +163,7 @@ def test_an_ingest_needs_a_storage():
         Ingest("127.0.0.1", 1883)
 
 
-def test_the_ingest_command_takes_the_device_limits_and_names_itself_by_its_certificate(tmp_path):
+def test_the_ingest_command_takes_the_device_limits_and_names_itself_by_its_certificate(tmp_path, capsys):
     from custodian.cli import certificate_cn
     from custodian.ingest import DEVICE_BURST, DEVICE_RATE_PER_S
     from firmware.cli import build_parser
@@ -174,9 +174,11 @@ def test_the_ingest_command_takes_the_device_limits_and_names_itself_by_its_cert
     assert (args.device_rate, args.device_burst) == (DEVICE_RATE_PER_S, DEVICE_BURST) == (1.0, 1_000_000)
     args = build_parser().parse_args([*base, "--device-rate", "0.5", "--device-burst", "20"])
     assert (args.device_rate, args.device_burst) == (0.5, 20)
-    for bad in (["--device-rate", "0"], ["--device-burst", "0"]):
-        with pytest.raises(SystemExit):
+    for bad, why in ((["--device-rate", "0"], "argument --device-rate: must be over 0"),
+                     (["--device-burst", "0"], "argument --device-burst: must be at least 1")):
+        with pytest.raises(SystemExit) as refused:
             build_parser().parse_args([*base, *bad])
+        assert refused.value.code == 2 and why in capsys.readouterr().err
     cert, _ = Pki(tmp_path / "pki").issue("custodian:ingest-7")
     assert certificate_cn(cert) == "custodian:ingest-7"
 

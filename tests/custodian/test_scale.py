@@ -10,7 +10,7 @@ from custodian import fleet, scale
 from firmware import cli
 
 
-def test_scale_and_fleet_are_custodian_subcommands(monkeypatch):
+def test_scale_and_fleet_are_custodian_subcommands(monkeypatch, capsys):
     parser = cli.build_parser()
     ran = []
     monkeypatch.setattr(scale, "command", lambda args: ran.append(("scale", args.devices, args.rate, args.ingest)) or 0)
@@ -20,8 +20,9 @@ def test_scale_and_fleet_are_custodian_subcommands(monkeypatch):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
     assert ran == [("scale", [10, 100], 50.0, 3), ("fleet", 1884)]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         parser.parse_args(["custodian", "scale", "--devices", "10,ten"])
+    assert refused.value.code == 2 and "argument --devices: a comma-separated list" in capsys.readouterr().err
 
 
 def test_a_small_fleet_is_stored_whole_once_and_promptly(tmp_path, capsys):

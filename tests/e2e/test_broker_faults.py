@@ -77,6 +77,9 @@ class Custodian:
         self.client.loop_stop()
 
 
+RESTARTS = 6
+
+
 def run_with_broker_faults(tmp_path, world, pins, visits: int, fps: int | None, faults) -> tuple[list[dict], list[bytes]]:
     """Run the daemon over `visits` tokens shown at `fps` (None: as fast as the loop takes frames, none
     dropped) while `faults(broker, done)` plays with the broker.
@@ -116,22 +119,33 @@ def rids(events: list[dict]) -> set[bytes]:
     return {bytes.fromhex(e["rid"]) for e in events}
 
 
+def answered(tmp_path) -> int:
+    """How many visitors the daemon has answered so far, from its event log (polled: the display's feed)."""
+    events = tmp_path / "events.jsonl"
+    return events.read_bytes().count(b"\n") if events.exists() else 0
+
+
 def test_scanning_goes_on_through_a_broker_outage_and_every_visit_arrives(tmp_path, world, pins):
     down: list[float] = []
 
-    def outage(broker, done) -> None:  # down for a stretch in the middle of the run, then back
-        if not done.wait(0.5):
-            broker.stop()
-            down.append(time.time())
-            done.wait(2.0)
-            down.append(time.time())
-            broker.start()
+    def outage(broker, done) -> None:  # down in the middle of the run while 30 visitors are answered, then back
+        while answered(tmp_path) < 30 and not done.wait(0.02):
+            pass
+        if done.is_set():
+            return
+        broker.stop()
+        down.append(time.time())
+        at_stop = answered(tmp_path)
+        while answered(tmp_path) < at_stop + 30 and not done.wait(0.02):
+            pass  # bounded: the run ends (done) if the door froze, and the count below then fails
+        down.append(time.time())
+        broker.start()
 
     accepted, received = run_with_broker_faults(tmp_path, world, pins, 300, 100, outage)
     # Every visitor the camera caught was answered green, broker or not (a loaded machine may drop
     # every frame of a rare one: the newest frame wins) ...
     assert len(accepted) >= 290
-    assert sum(down[0] < e["ts"] < down[1] for e in accepted) > 50  # ... many of them while it was down
+    assert sum(down[0] < e["ts"] < down[1] for e in accepted) >= 30  # ... and 30 of them while it was down
     assert set(received) == rids(accepted)  # each arrived; nothing arrived that was not answered green
 
 
@@ -139,8 +153,13 @@ def test_a_flapping_broker_loses_nothing_over_2000_visits(tmp_path, world, pins)
     rng = random.Random(7)
     restarts = Counter()
 
-    def flapping(broker, done) -> None:  # restarted every couple of seconds until the run ends
-        while not done.wait(rng.uniform(0.2, 0.6)):
+    def flapping(broker, done) -> None:  # restarted after every 150 visitors (of 2,000), whatever the machine's pace
+        for _ in range(RESTARTS):
+            due = answered(tmp_path) + rng.randint(100, 200)
+            while answered(tmp_path) < due and not done.wait(0.02):
+                pass
+            if done.is_set():
+                return
             broker.stop()
             done.wait(rng.uniform(0.05, 0.2))
             broker.start()
@@ -148,7 +167,7 @@ def test_a_flapping_broker_loses_nothing_over_2000_visits(tmp_path, world, pins)
 
     # Unpaced: the loop takes every frame, so all 2,000 visitors are decided, as fast as the card allows.
     accepted, received = run_with_broker_faults(tmp_path, world, pins, 2000, None, flapping)
-    assert len(accepted) == 2000 and restarts["n"] >= 5
+    assert len(accepted) == 2000 and restarts["n"] == RESTARTS
     assert set(received) == rids(accepted)  # nothing lost, nothing unknown: duplicates only re-deliver a rid
     duplicates = len(received) - len(set(received))
     print(f"\nflapping: {restarts['n']} restarts, {len(accepted)} visits, {duplicates} re-deliveries")

@@ -145,12 +145,15 @@ def test_the_door_relay_opens_for_a_new_visit_only(tmp_path, world, pins):
     """An unmanned store's door: one pulse per recorded visit; never for a token already checked in (a
     KP1 in its window, a DCC within its recheck hour) nor for a refusal (issue 15, finding 6)."""
     token, dcc = world.mint(ttl=300), world.mint_dcc()
-    door = 'door_enabled = true\ndoor_pulse_s = 0.1'
+    door = 'door_enabled = true\ndoor_pulse_s = 0.3'
     config = dict(gpio=door, policy='accept = ["KP1", "DCC"]')
-    first = load(tmp_path, world.config_toml(tmp_path / "state", write_frames(tmp_path / "f1", [token, dcc]),
-                                             **config))
+    # The visitors 1.3 s apart (40 frames at 30 fps): each pulse has its full length before the next answer.
+    frames = write_frames(tmp_path / "f1", [token, dcc], gap_frames=36)
+    first = load(tmp_path, world.config_toml(tmp_path / "state", frames, **config))
     assert run(first, pins) == [("accepted", None), ("accepted", None)]
     assert changes(pins.log, "GPIO23") == [1, 0, 1, 0]
+    edges = [t for pin, _, t in pins.timed if pin == "GPIO23"]
+    assert all(off - on >= 0.3 for on, off in zip(edges[::2], edges[1::2]))  # each pulse lasts door_pulse_s
     pins.log.clear()
     again = load(tmp_path, world.config_toml(tmp_path / "state",
                                              write_frames(tmp_path / "f2", [token, dcc, world.forge()]), **config))

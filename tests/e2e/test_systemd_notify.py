@@ -78,15 +78,18 @@ def test_ready_once_scanning_then_keepalives_then_stopping(tmp_path, world, pins
     unreadable store: READY there must name the fault.)"""
     frames = write_frames(tmp_path / "frames", [world.mint()], gap_frames=20)  # 44 frames: 1.5 s at 30 fps
     cfg = load(tmp_path, world.config_toml(tmp_path / "state", frames))
+    t0 = time.monotonic()
     stats = app.run(cfg, pin_factory=pins)
+    ran_s = time.monotonic() - t0
     messages = systemd.close()
     ready = [m for m in messages if "READY" in m]
     assert len(ready) == 1 and ready[0]["STATUS"] == "scanning"
     assert messages[-1] == {"STOPPING": "1", "STATUS": "stopping"} and messages.index(ready[0]) < len(messages) - 1
     keepalives = systemd.times("WATCHDOG", "1")
     assert stats.frames >= 40 and len(keepalives) >= 5
-    gaps = np.diff(keepalives)
-    assert gaps.min() >= 0.09  # at most one per quarter period: the loop does not flood the socket
+    # At most one per quarter period (0.1 s), though the loop turns 30 times a second: the socket is not
+    # flooded. Counted over the run, not timed on arrival, which a busy machine may bunch up.
+    assert len(keepalives) <= ran_s / 0.1 + 1
 
 
 def test_keepalives_come_from_the_daemons_own_loop_so_a_stalled_loop_stops_them(tmp_path, world, pins, systemd):

@@ -120,8 +120,9 @@ def test_the_command_prints_one_json_object_and_exits_by_the_findings(capsys):
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["count"] == 300
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         parser.parse_args(["fuzz", "kp1", "--count", "0"])
+    assert refused.value.code == 2 and "argument --count: must be at least 1" in capsys.readouterr().err
 
 
 def test_the_command_line_offers_every_target_and_only_those():

@@ -80,6 +80,7 @@ class Drain:
         self._inflight: set[bytes] = set()  # handed to paho, not yet acknowledged
         self._acked: list[bytes] = []  # acknowledged, not yet deleted
         self._held: dict[bytes, float] = {}  # refused rids -> monotonic time to try again
+        self._refusal_shown = False  # publish_refused is set: the next success ends it (paho's thread only)
         # Reading ahead (this thread's alone): read, not yet handed over; and where reading goes on from.
         self._ahead: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self._position: int | None = None
@@ -182,7 +183,9 @@ class Drain:
             if not ok:
                 self.stats.add("refused")
                 self.faults.set("publish_refused", f"the broker refused a visit record: {reason}")
-            elif self._held:  # a refusal was reported: this success may end it
+                self._refusal_shown = True
+            elif self._refusal_shown:  # this success ends it, the retried record's own included
+                self._refusal_shown = False
                 self.faults.clear("publish_refused")
             with self._cond:
                 self._inflight.discard(rid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -10,6 +11,8 @@ from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.leds import patterns
+from firmware.store.buffer import SqliteRecordStore
+from firmware.store.records import SealedRecord
 from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 
 NOW = 1_800_000_000
@@ -106,3 +109,79 @@ def test_a_device_not_ready_answers_the_fault_without_verifying():
     g.verifier = Refusing(accepted())
     answer = g.decide("KP1:…", NOW)
     assert (answer.verdict, answer.fault, answer.pattern) == (None, "no_trust_list", patterns.FAULT)
+
+
+# The gate on the real SQLite store and real sealing: what a visitor is answered over time, and what the authority
+# finds in the record.
+
+class Tokens:
+    """A verifier: each "KP1:…" text its own token (its id drawn from the text), valid for 15 s, judged at `now`."""
+
+    def verify(self, text: str, now: float) -> Verdict:
+        if not text.startswith("KP1:"):
+            return rejected(Reason.MALFORMED)
+        claims = Claims(iss="naver", iat=NOW, exp=NOW + 15, cti=hashlib.sha256(text.encode()).digest()[:16])
+        if now > claims.exp:
+            return rejected(Reason.EXPIRED, claims)
+        return Verdict(Kind.ACCEPTED, None, claims, seen_until=claims.exp + 5)
+
+
+class TrustUntil:
+    """Readiness: the trust list in force is past its not_after from `not_after` on."""
+
+    def __init__(self, not_after: float):
+        self.not_after = not_after
+
+    def blocking(self, now: float) -> str | None:
+        return "trust_list_expired" if now > self.not_after else None
+
+
+def real_gate(tmp_path, authority=None, ready=None) -> tuple[Gate, SqliteRecordStore]:
+    store = SqliteRecordStore(tmp_path / "visits.db")
+    authority = authority or X25519PrivateKey.generate().public_key()
+    return Gate(Tokens(), store, authority, "cafe-1", "door-1", Faults(), ready or TrustUntil(NOW + 3600)), store
+
+
+def test_a_token_is_one_visit_however_often_shown_and_each_other_token_is_its_own(tmp_path):
+    g, store = real_gate(tmp_path)
+    answers = [g.decide(text, NOW + dt) for text, dt in (("KP1:a", 0), ("KP1:a", 5), ("KP1:b", 5), ("KP1:a", 10))]
+    assert [(a.label, a.reason, a.verdict.iss) for a in answers] == [
+        ("accepted", None, "naver"), ("already_checked_in", None, "naver"), ("accepted", None, "naver"),
+        ("already_checked_in", None, "naver")]
+    assert [a.rid is not None for a in answers] == [True, False, True, False]
+    assert store.depth()[0] == 2
+    store.close()
+
+
+def test_the_token_is_judged_at_the_time_of_the_scan(tmp_path):
+    g, store = real_gate(tmp_path)
+    assert g.decide("KP1:a", NOW + 15).label == "accepted"
+    assert (g.decide("KP1:b", NOW + 16).label, g.decide("KP1:b", NOW + 16).reason) == ("rejected", "expired")
+    assert g.decide("not a token", NOW).reason == "malformed"
+    store.close()
+
+
+def test_readiness_is_judged_at_the_time_of_the_scan(tmp_path):
+    g, store = real_gate(tmp_path, ready=TrustUntil(NOW + 5))
+    assert g.decide("KP1:a", NOW + 5).label == "accepted"
+    answer = g.decide("KP1:b", NOW + 6)
+    assert (answer.label, answer.reason, answer.pattern) == ("fault", "trust_list_expired", patterns.FAULT)
+    store.close()
+
+
+def test_the_record_opens_for_the_authority_to_the_visit_at_the_second_of_the_scan(tmp_path):
+    authority = X25519PrivateKey.generate()
+    g, store = real_gate(tmp_path, authority.public_key())
+    answer = g.decide("KP1:a", NOW + 0.7)
+    [(_, rid, wire)] = store.after(None, 10)
+    record = SealedRecord.from_wire(wire)
+    assert rid == record.rid == answer.rid and (record.venue, record.device, record.ts) == ("cafe-1", "door-1", NOW)
+    visit = record.open(authority)
+    assert (visit["iss"], visit["cti"], visit["ts"]) == ("naver", hashlib.sha256(b"KP1:a").digest()[:16], NOW)
+    store.close()
+
+
+def test_the_storage_fault_tells_the_technician_what_the_store_said():
+    events, faults = [], Faults()
+    gate(accepted(), Store(events, fail=True), events, faults=faults).decide("KP1:…", NOW)
+    assert faults.active()["storage"] == "the card is full"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from firmware.leds import patterns
 from firmware.scanner.frames import Frame
 from firmware.scanner.loop import ScanLoop
 from firmware.stats import Stats
-from firmware.tokens.verdict import Kind, Verdict
+from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 
 
 class Camera:
@@ -100,3 +102,176 @@ def test_a_gate_that_raises_is_the_fault_never_green():
     loop.run(threading.Event())
     assert [(d.verdict, d.reason) for d in decisions] == [("fault", "internal_error")]
     assert [e for e in events if e[0] == "show"] == [("show", patterns.FAULT.name, False)]
+
+
+# What a decision leaves behind: the event (the events log, a display), the counters (`qrgate status`, the demo,
+# the benchmarks) and the journal. The fakes below script a camera whose frames carry their code in the pixels.
+
+NOW = 1_800_000_000.0
+CODES = {1: ["KP1:new"], 2: ["KP1:again"], 3: ["KP1:expired"], 4: ["KP1:broken"], 5: []}
+RID = bytes(range(16))
+NAVER = Claims(iss="naver", iat=int(NOW), exp=int(NOW) + 15, cti=b"\x07" * 16)
+
+
+class Scripted:
+    """A camera: for each turn None (a silent turn) or (code, t), a frame of that code arriving at monotonic t."""
+
+    def __init__(self, turns: list, dropped: int = 0):
+        self.turns, self.dropped, self.shown = turns, dropped, []
+
+    def frames(self, stop: threading.Event):
+        for seq, turn in enumerate(self.turns):
+            if turn is None:
+                yield None
+                continue
+            code, t = turn
+            frame = Frame(np.full((4, 4), code, np.uint8), seq, t)
+            self.shown.append(frame)
+            yield frame
+
+
+class Pixels:
+    """A decoder that reads the code from the plane it is handed, and notes when it was busy decoding."""
+
+    def __init__(self):
+        self.busy: list[tuple[float, float]] = []
+
+    def decode(self, gray) -> list[str]:
+        entered = time.monotonic()
+        texts = CODES[int(gray[0, 0])]
+        while time.monotonic() == entered:  # some measurable time spent decoding, at the clock's resolution
+            pass
+        self.busy.append((entered, time.monotonic()))
+        return texts
+
+
+class Judge:
+    """The gate: an answer per code, and the time each code was judged at."""
+
+    def __init__(self):
+        self.judged: list[tuple[str, float]] = []
+
+    def decide(self, text: str, now: float) -> Answer:
+        self.judged.append((text, now))
+        if text == "KP1:broken":
+            raise RuntimeError("a bug")
+        if text == "KP1:new":
+            return Answer(Verdict(Kind.ACCEPTED, None, NAVER, seen_until=int(NOW) + 20), patterns.for_verdict(
+                Kind.ACCEPTED), rid=RID)
+        if text == "KP1:again":
+            return Answer(Verdict(Kind.ALREADY_CHECKED_IN, None, NAVER), patterns.for_verdict(Kind.ALREADY_CHECKED_IN))
+        return Answer(rejected(Reason.EXPIRED), patterns.for_verdict(Kind.REJECTED))
+
+
+class Recorder(Stats):
+    """The daemon's counters, also keeping what each call was given, as the scan benchmark's recorder does."""
+
+    def __init__(self):
+        super().__init__()
+        self.frames_seen: list[tuple[int, list[str]]] = []
+        self.answers: list[tuple[str, float, float]] = []
+
+    def scanned(self, seq, texts, decode_ms, frame_ms, dropped) -> None:
+        super().scanned(seq, texts, decode_ms, frame_ms, dropped)
+        self.frames_seen.append((seq, texts))
+
+    def answered(self, label, frame_t, latency_ms) -> None:
+        super().answered(label, frame_t, latency_ms)
+        self.answers.append((label, frame_t, latency_ms))
+
+
+def scan(turns: list, dropped: int = 0, **kw):
+    camera, decoder, judge, stats, decisions = Scripted(turns, dropped), Pixels(), Judge(), Recorder(), []
+    loop = ScanLoop(camera, decoder, judge, Feedback([]), stats, decisions.append, clock=lambda: NOW, **kw)
+    loop.run(threading.Event())
+    return camera, decoder, judge, stats, decisions
+
+
+def test_each_event_carries_the_verdict_reason_issuer_pattern_time_and_the_new_visits_rid():
+    _, _, judge, _, decisions = scan([(c, time.monotonic()) for c in (1, 2, 3, 4)])
+    assert [(d.verdict, d.reason, d.iss, d.pattern, d.rid) for d in decisions] == [
+        ("accepted", None, "naver", patterns.for_verdict(Kind.ACCEPTED).name, RID.hex()),
+        ("already_checked_in", None, "naver", patterns.for_verdict(Kind.ALREADY_CHECKED_IN).name, None),
+        ("rejected", "expired", None, patterns.for_verdict(Kind.REJECTED).name, None),
+        ("fault", "internal_error", None, patterns.FAULT.name, None),
+    ]
+    assert all(d.ts == NOW for d in decisions)  # the wall clock of the answer
+    assert judge.judged == [(text, NOW) for text in ("KP1:new", "KP1:again", "KP1:expired", "KP1:broken")]
+
+
+def test_the_counters_count_each_answer_by_verdict_and_reason():
+    _, _, _, stats, _ = scan([(c, time.monotonic()) for c in (1, 2, 3, 4, 1)], hold_s=0.0)
+    assert stats.decisions == {"accepted": 2, "already_checked_in": 1, "rejected:expired": 1,
+                               "fault:internal_error": 1}
+
+
+def test_latency_is_from_the_frames_arrival_to_its_answer_in_milliseconds_in_the_event_and_the_counters():
+    """Frames that arrived 1000 s and 2000 s before the run: the latency is bracketed by the clock read around it."""
+    before = time.monotonic()
+    camera, _, _, stats, decisions = scan([(1, before - 1000.0), (3, before - 2000.0)])
+    after = time.monotonic()
+    for frame, decision, (_, frame_t, latency), frame_ms in zip(camera.shown, decisions, stats.answers,
+                                                                  stats.frame_ms):
+        assert frame_t == frame.t  # the benchmark pairs each green with the frame it was decided on
+        assert (before - frame.t) * 1000 <= latency <= (after - frame.t) * 1000
+        assert (before - frame.t) * 1000 <= frame_ms <= (after - frame.t) * 1000
+        assert abs(decision.latency_ms - latency) <= 0.005  # the event's figure, to its hundredths
+    assert stats.latency()["median"] is not None and len(decisions) == 2
+
+
+def test_decode_time_is_the_decoders_time_on_the_frame_in_milliseconds():
+    before = time.monotonic()
+    _, decoder, _, stats, _ = scan([(5, time.monotonic()), (1, time.monotonic())])
+    after = time.monotonic()
+    for (entered, left), decode_ms in zip(decoder.busy, stats.decode_ms, strict=True):
+        assert (left - entered) * 1000 <= decode_ms <= (after - before) * 1000
+
+
+def test_the_counters_see_every_frame_its_codes_and_the_cameras_drops():
+    _, _, _, stats, _ = scan([None, (5, time.monotonic()), None, (1, time.monotonic())], dropped=7)
+    assert stats.frames_seen == [(1, []), (3, ["KP1:new"])] and stats.frames == 2 and stats.dropped == 7
+
+
+def test_a_silent_turn_feeds_the_watchdog_and_the_loop_goes_on_to_the_next_frame():
+    turns: list = []
+    camera, _, _, _, decisions = scan([None, (1, time.monotonic())], on_turn=turns.append)
+    assert turns == [None, camera.shown[0]]  # the daemon is READY only once a turn brings a frame
+    assert [d.verdict for d in decisions] == ["accepted"]
+
+
+def test_the_loop_ends_when_stopped_and_the_camera_is_told_to_stop():
+    stop = threading.Event()
+
+    class Endless:
+        dropped = 0
+
+        def frames(self, stop: threading.Event):
+            for seq in range(100):
+                if stop.is_set():
+                    return
+                yield Frame(np.full((4, 4), 1, np.uint8), seq, time.monotonic())
+            raise AssertionError("the camera was never told to stop")
+
+    decisions: list = []
+    loop = ScanLoop(Endless(), Pixels(), Judge(), Feedback([]), Stats(), lambda d: (decisions.append(d), stop.set()))
+    loop.run(stop)
+    assert [d.verdict for d in decisions] == ["accepted"]
+
+
+def test_by_default_a_code_is_held_for_the_documented_one_and_a_half_seconds_and_the_door_stays_shut():
+    """docs/configuration.md: `hold_s` 1.5; the door relay is pulsed only where the configuration enables it."""
+    events: list = []
+    camera = Scripted([(1, 100.0), (1, 101.4), (1, 103.0)])
+    loop = ScanLoop(camera, Pixels(), Judge(), Feedback(events), Stats(), lambda d: None)
+    loop.run(threading.Event())
+    assert events == [("show", patterns.for_verdict(Kind.ACCEPTED).name, False)] * 2
+
+
+def test_the_journal_names_each_verdict_and_its_reason_never_the_code(caplog):
+    caplog.set_level(logging.INFO, logger="firmware.scanner.loop")
+    _, _, _, _, decisions = scan([(c, time.monotonic()) for c in (1, 2, 3)])
+    lines = [r.getMessage() for r in caplog.records if r.name == "firmware.scanner.loop"]
+    assert len(lines) == len(decisions) == 3
+    for line, d in zip(lines, decisions):
+        assert d.verdict in line and (f"({d.reason})" in line if d.reason else "(" not in line)
+    assert "KP1:" not in caplog.text and RID.hex() not in caplog.text

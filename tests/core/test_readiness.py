@@ -71,3 +71,43 @@ def test_faults_clear_when_their_cause_is_gone_and_a_new_list_is_adopted_first()
     ready.blocking(NOW)
     ready.clock, trust._current = Clock(None), List()
     assert ready.blocking(NOW) is None and f.active() == {} and trust.refreshed == 2
+
+
+class SteppedBack(Clock):
+    """A guard whose high-water mark is NOW: a time before it is a clock stepped back."""
+
+    def problem(self, now: float) -> str | None:
+        return "clock_stepped_back" if now < NOW else None
+
+
+@dataclass
+class VouchingUntil(List):
+    """A list in force that vouches for the authority key only until `until`."""
+
+    until: float = NOW
+
+    def names_authority(self, key, now: float) -> bool:
+        return key is AUTHORITY and now <= self.until
+
+
+def test_the_clock_and_the_authority_key_are_judged_at_the_time_asked_about():
+    f = Faults()
+    ready = Readiness(SteppedBack(), Trust(VouchingUntil()), f, AUTHORITY)
+    assert ready.blocking(NOW - 1) == "clock_stepped_back"
+    assert ready.blocking(NOW) is None and f.active() == {}
+    assert ready.blocking(NOW + 1) == AUTHORITY_KEY_NOT_LISTED and set(f.active()) == {"authority_key"}
+
+
+def test_the_clock_fault_says_what_the_guard_found():
+    f = Faults()
+    Readiness(Clock("clock_jumped"), Trust(List()), f, AUTHORITY).blocking(NOW)
+    assert f.active() == {"clock": "the clock: clock_jumped"}
+
+
+def test_the_authority_key_fault_clears_once_a_list_vouching_for_it_is_in_force():
+    f = Faults()
+    trust = Trust(List(vouches=False))
+    ready = Readiness(Clock(), trust, f, AUTHORITY)
+    assert ready.blocking(NOW) == AUTHORITY_KEY_NOT_LISTED and set(f.active()) == {"authority_key"}
+    trust._current = List(seq=2)
+    assert ready.blocking(NOW) is None and f.active() == {}

@@ -1,6 +1,8 @@
 """The sealed SQLite store on the card: one-time-use memory, durability settings, retention."""
 
+import os
 import sqlite3
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -8,7 +10,7 @@ import pytest
 
 from firmware.errors import StorageError
 from lab.signers import new_authority
-from firmware.store.buffer import RETENTION_S, CorruptStore, SqliteRecordStore, kept_aside, set_aside
+from firmware.store.buffer import RETENTION_S, CorruptStore, SqliteRecordStore, inspect, kept_aside, set_aside
 from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Claims
 
@@ -248,8 +250,10 @@ def test_a_store_that_fails_its_integrity_check_is_named_corrupt(tmp_path):
     data = bytearray(path.read_bytes())
     data[-4096 : -4096 + 8] = b"\xff" * 8  # the filler's last page overwritten, as a dying card might
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptStore):
+    with pytest.raises(CorruptStore) as caught:
         SqliteRecordStore(path)
+    assert str(path) in str(caught.value)  # the fault names the file, and it is closed (as for a garbled one below)
+    assert _open_fds_on(path) == []
 
 
 def test_an_unopenable_store_is_a_storage_error_but_not_corrupt(tmp_path):
@@ -267,3 +271,120 @@ def test_set_aside_moves_the_store_and_its_journal_under_a_dated_name(tmp_path):
     assert aside.name == "visits.db.corrupt-20250615T150640Z"
     assert sorted(p.name for p in tmp_path.iterdir()) == [aside.name, aside.name + "-shm", aside.name + "-wal"]
     assert kept_aside(path) == [aside]
+
+
+# --- the scrub's bookkeeping: every deleted record leaves the card, whatever came before ------------------
+
+@pytest.mark.parametrize("steps", ["delivered_twice", "delivered_then_nothing_to_purge", "delivered_then_purged",
+                                   "delivered_scrubbed_delivered_again"])
+def test_every_deleted_record_leaves_the_card_whatever_deletions_came_before(store_setup, steps):
+    store_setup.admit(cti(1))
+    store_setup.admit(cti(2), ts=NOW - RETENTION_S - 10 if steps == "delivered_then_purged" else NOW)
+    store_setup.admit(cti(3))
+    first, second = store_setup.made[0], store_setup.made[1]
+    store = store_setup.store
+    store.delete([first.rid])
+    if steps == "delivered_twice":
+        store.delete([first.rid])  # the broker acknowledged it again (at least once): nothing more to delete
+        store.scrub()
+        gone = [first]
+    elif steps == "delivered_then_nothing_to_purge":
+        assert store.purge(NOW) == 0
+        gone = [first]
+    elif steps == "delivered_then_purged":
+        assert store.purge(NOW) == 1
+        gone = [first, second]
+    else:
+        store.scrub()
+        store.delete([second.rid])
+        store.scrub()
+        gone = [first, second]
+    data = card_bytes(store_setup)
+    assert all(r.wire() not in data and r.wire()[-64:] not in data for r in gone)
+    assert rids(store) == [r.rid for r in store_setup.made if r not in gone]
+
+
+def test_the_loop_and_the_uplink_share_the_store_from_their_own_threads(store_setup):
+    # The scan loop admits on its thread while the uplink reads and deletes on another: one connection for both.
+    outcome = []
+    loop = threading.Thread(target=lambda: outcome.append(store_setup.admit(cti(1))))
+    loop.start()
+    loop.join()
+    assert outcome == [True]
+    [(_, rid, _)] = store_setup.store.after(None, 10)
+    store_setup.store.delete([rid])
+    assert store_setup.store.depth() == (0, None)
+
+
+# --- a store that is not sound, and what its error says ------------------------------------------------------
+
+def _open_fds_on(path: Path) -> list[str]:
+    named = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            named.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the descriptor listdir itself used, closed by now
+            pass
+    return [n for n in named if n.startswith(str(path))]
+
+
+def _garble(path: Path, how: str) -> None:
+    store = SqliteRecordStore(path)
+    store.close()
+    data = bytearray(path.read_bytes())
+    if how == "schema_page":
+        data[100:4096] = b"\xff" * (4096 - 100)  # SQLite's header intact, the schema behind it gone
+    else:  # not a database at all
+        data[:] = b"not a database at all" * 100
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["schema_page", "not_a_database"])
+def test_a_garbled_store_is_named_corrupt_names_its_file_and_leaves_it_closed(tmp_path, how):
+    # CorruptStore, not a mere StorageError: the daemon sets a corrupt store aside and starts a new one. The
+    # error is the storage fault the status shows, so it names the file; and the file is closed by the time the
+    # caller hears of it, or every retry would leave a descriptor behind.
+    path = tmp_path / "visits.db"
+    _garble(path, how)
+    with pytest.raises(CorruptStore) as caught:
+        SqliteRecordStore(path)
+    assert str(path) in str(caught.value)
+    assert _open_fds_on(path) == []
+
+
+@pytest.mark.parametrize("operation", ["admit", "delete", "purge", "scrub"])
+def test_a_storage_failure_carries_sqlites_reason(store_setup, operation):
+    # The StorageError becomes the storage fault the status message shows: it says why, in SQLite's words.
+    store = store_setup.store
+    store_setup.admit(cti(1))
+    store.delete([store_setup.made[0].rid])  # something for the scrub to do
+    store.close()
+    run = {"admit": lambda: store_setup.admit(cti(2)), "delete": lambda: store.delete([bytes(16)]),
+           "purge": lambda: store.purge(NOW), "scrub": store.scrub}[operation]
+    with pytest.raises(StorageError, match="closed database"):
+        run()
+
+
+# --- inspect: what a technician may know of a store ---------------------------------------------------------
+
+def test_inspect_reads_depth_oldest_and_integrity_beside_the_running_store(store_setup):
+    store_setup.admit(cti(1), ts=NOW + 5)
+    store_setup.admit(cti(2), ts=NOW)
+    assert inspect(store_setup.path) == {"queue_depth": 2, "oldest_ts": NOW, "integrity": "ok"}
+    assert store_setup.admit(cti(3)) is True  # the daemon's store went on working
+    assert inspect(store_setup.path)["queue_depth"] == 3
+
+
+def test_inspect_of_a_missing_store_says_there_is_none_yet(tmp_path):
+    with pytest.raises(StorageError, match="no store") as caught:
+        inspect(tmp_path / "visits.db")
+    assert str(tmp_path / "visits.db") in str(caught.value)
+    assert not (tmp_path / "visits.db").exists()  # a look creates nothing
+
+
+def test_inspect_of_a_file_that_is_no_store_says_why(tmp_path):
+    path = tmp_path / "visits.db"
+    path.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StorageError, match="not a database") as caught:
+        inspect(path)
+    assert str(path) in str(caught.value)

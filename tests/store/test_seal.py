@@ -109,17 +109,21 @@ def _wire(*fields) -> bytes:
     ((1, bytes(16), "cafe-1", "door-a", 1.5, b"x"), "ts"),
     ((1, bytes(16), "cafe-1", "door-a", cbor2.CBORTag(4, [-2, 10**400]), b"x"), "ts"),
     ((1, bytes(15), "cafe-1", "door-a", 1, b"x"), "rid"),
+    ((1, "0" * 16, "cafe-1", "door-a", 1, b"x"), "rid"),
     ((1, bytes(16), "", "door-a", 1, b"x"), "venue"),
     ((1, bytes(16), "v" * 65, "door-a", 1, b"x"), "venue"),
     ((1, bytes(16), b"cafe-1", "door-a", 1, b"x"), "venue"),
     ((1, bytes(16), "a/b", "door-a", 1, b"x"), "venue"),  # would pass for qrgate/v1/a/b/door-a/visits
     ((1, bytes(16), "cafe-1", "+", 1, b"x"), "venue or device"),
+    ((1, bytes(16), "cafe-1", b"door-a", 1, b"x"), "device"),
+    ((1, bytes(16), "cafe-1", "door-a", 1, "x"), "sealed part"),
     ((True, bytes(16), "cafe-1", "door-a", 1, b"x"), "version"),
     ((2, bytes(16), "cafe-1", "door-a", 1, b"x"), "version"),
     ((1, bytes(16), "cafe-1", "door-a", 1, b"x", 0), "record"),
 ])
 def test_from_wire_refuses_every_field_out_of_shape(fields, why):
-    with pytest.raises(ValueError, match=why):
+    # The refusal names the field at fault, as a word of its own ("ts", not the "ts" inside "its").
+    with pytest.raises(ValueError, match=rf"\b{why}\b"):
         SealedRecord.from_wire(_wire(*fields))
 
 
@@ -172,3 +176,29 @@ def test_a_record_from_the_wire_never_meets_a_general_cbor_decoder(seal_setup, m
     assert SealedRecord.from_wire(seal_setup.sealed.wire()) == seal_setup.sealed
     with pytest.raises(ValueError):
         SealedRecord.from_wire(b"\x86\x01\xc4\x82\x21\xc2\x5a\x00\x01\x00\x00" + b"\xff" * 65536)
+
+
+@pytest.mark.parametrize("iss", ["n", "n" * records.MAX_ID])
+def test_open_takes_an_issuer_name_of_1_to_64_characters(seal_setup, iss):
+    plain = {**seal_setup.sealed.open(seal_setup.authority), "iss": iss}
+    record = _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain))
+    assert record.open(seal_setup.authority)["iss"] == iss
+
+
+def test_a_visit_from_a_dcc_is_sealed_with_its_uvci_and_opens_as_a_dcc(seal_setup):
+    uvci = "URN:UVCI:01:XX:TEST/0001#X"
+    visit = Visit.of(Claims(iss="XX", iat=NOW, exp=NOW + 86400, cti=uvci, kind="DCC"), "cafe-1", "door-a", NOW)
+    assert visit.kind == "DCC"
+    plain = SealedRecord.from_wire(visit.seal(seal_setup.authority.public_key()).wire()).open(seal_setup.authority)
+    assert (plain["kind"], plain["cti"], plain["iss"]) == ("DCC", uvci, "XX")
+
+
+@pytest.mark.parametrize("length, opens", [(0, False), (1, True), (256, True), (257, False)])
+def test_a_dccs_uvci_in_the_plaintext_is_1_to_256_characters(seal_setup, length, opens):
+    plain = {**seal_setup.sealed.open(seal_setup.authority), "kind": "DCC", "cti": "U" * length}
+    record = _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain))
+    if opens:
+        assert record.open(seal_setup.authority)["cti"] == "U" * length
+    else:
+        with pytest.raises(records.PlaintextError):
+            record.open(seal_setup.authority)

@@ -16,7 +16,7 @@ import base45
 import cbor2
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
@@ -91,6 +91,32 @@ def build(key, cert, *, kind="v", iat=NOW - 3600, exp=NOW + 86400, alg=-7, kid_w
 # --- conformance -----------------------------------------------------------------------------------
 
 
+# A flag the vector expects false, in step order, and the reasons the refusal may be named by: the first one
+# decides the verdict. The step flags alone would pass a verifier that notes a failed check and accepts anyway.
+REFUSED_BY = {
+    "EXPECTEDUNPREFIX": {Reason.NOT_DCC},
+    "EXPECTEDB45DECODE": {Reason.BAD_BASE45},
+    "EXPECTEDCOMPRESSION": {Reason.BAD_COMPRESSION, Reason.MALFORMED},  # not zlib at all: read as a bare COSE
+    "EXPECTEDVERIFY": {Reason.MALFORMED, Reason.UNSUPPORTED_ALGORITHM, Reason.UNKNOWN_SIGNER, Reason.BAD_SIGNATURE},
+    "EXPECTEDDECODE": {Reason.MALFORMED},
+    # common/CO16's clock is before its signer's validity too, which is named first.
+    "EXPECTEDEXPIRATIONCHECK": {Reason.EXPIRED, Reason.NOT_YET_VALID, Reason.SIGNER_NOT_VALID},
+    "EXPECTEDKEYUSAGE": {Reason.KEY_USAGE},
+}
+# A vector expecting the signature, the expiry and the key usage all to pass expects the DCC accepted.
+ACCEPTED_IF = ("EXPECTEDVERIFY", "EXPECTEDEXPIRATIONCHECK", "EXPECTEDKEYUSAGE")
+
+
+def expected_verdict(flags: dict) -> set[Reason | None] | None:
+    """The reasons the vector's evaluated flags allow ({None}: accepted); None where they say nothing of it."""
+    for flag, reasons in REFUSED_BY.items():
+        if flag in flags and flags[flag]["expected"] is False:
+            return set(reasons)
+    if all(flags.get(f, {}).get("expected") is True for f in ACCEPTED_IF):
+        return {None}
+    return None
+
+
 def test_conformance_vectors_all_pass():
     out = io.StringIO()
     passed, failed = dcc_conformance.run([DATA], out=out)
@@ -103,6 +129,13 @@ def test_conformance_vectors_all_pass():
     # Every false expectation of the suite is met as a failure, not skipped.
     falses = sum(not f["expected"] for c in cases for f in c.get("flags", {}).values())
     assert falses >= 80
+    # And the verdict is the one the vector implies: refused, for the first step it expects to fail, or accepted.
+    judged = [(c["case"], expected_verdict(c["flags"]), c["reason"] and Reason(c["reason"]))
+              for c in cases if not c.get("skipped")]
+    wrong = [(case, want, got) for case, want, got in judged if want is not None and got not in want]
+    assert not wrong, wrong
+    assert sum(want == {None} for _, want, _ in judged) >= 237
+    assert sum(want == {Reason.KEY_USAGE} for _, want, _ in judged) >= 75
 
 
 def test_conformance_prints_nothing_personal():
@@ -281,3 +314,213 @@ def test_a_tag_4_bomb_in_a_short_qr_is_refused_at_its_head(es_key, es_cert, monk
     result = dcc.verify(text, [es_cert], NOW)
     assert not result.ok and spy.built == 0
     assert result.reason in (Reason.MALFORMED, Reason.UNKNOWN_SIGNER, Reason.BAD_SIGNATURE)
+
+
+# --- each step's outcome, as the conformance runner and `as_json` read them -------------------------
+
+
+def claims_bytes(claims: dict | None = None) -> bytes:
+    """The CWT claims of a vaccination, with `claims` in place of some."""
+    return cbor2.dumps({1: "XX", 4: NOW + 86400, 6: NOW - 3600, -260: {1: payload("v")}, **(claims or {})})
+
+
+def es_sign(key, protected: bytes, body: bytes) -> bytes:
+    r, s = decode_dss_signature(key.sign(cbor2.dumps(["Signature1", protected, b"", body]), ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def hc1(cose: bytes, compress=True) -> str:
+    return dcc.PREFIX + base45.b45encode(zlib.compress(cose, 9) if compress else cose).decode("ascii")
+
+
+def signed(key, cert, body: bytes, *, prot=None, unprot=None, sig=None, wrap=lambda items: cbor2.CBORTag(18, items)):
+    """A COSE_Sign1 over exactly `body`, genuinely signed unless `sig` is given; `wrap` builds the envelope."""
+    protected = cbor2.dumps({1: -7, 4: dcc.kid_of(cert)} if prot is None else prot) if prot != b"" else b""
+    items = [protected, {} if unprot is None else unprot, body, es_sign(key, protected, body) if sig is None else sig]
+    return cbor2.dumps(wrap(items))
+
+
+def steps(**passed) -> dict:
+    """Every step, not reached (None) unless given."""
+    return {**dict.fromkeys(dcc.STEPS), **passed}
+
+
+UP_TO_COSE = {"unprefix": True, "b45decode": True, "compression": True}
+ALL_PASS = {s: True for s in dcc.STEPS}
+
+
+@pytest.mark.parametrize("why, text_of, reason, outcome", [
+    ("another prefix", lambda k, c: "KP1:AAAA", Reason.NOT_DCC, steps(unprefix=False)),
+    ("not base45", lambda k, c: "HC1:!!", Reason.BAD_BASE45, steps(unprefix=True, b45decode=False)),
+    ("a zlib header and nothing after it", lambda k, c: "HC1:" + base45.b45encode(b"\x78\x9c").decode(),
+     Reason.BAD_COMPRESSION, steps(unprefix=True, b45decode=True, compression=False)),
+    ("a zlib stream cut before its checksum", lambda k, c: "HC1:" + base45.b45encode(
+        zlib.compress(signed(k, c, claims_bytes()))[:-4]).decode(), Reason.BAD_COMPRESSION,
+     steps(unprefix=True, b45decode=True, compression=False)),
+    # Not zlib (compression method, window size or header check wrong): read as a bare COSE, which it is not.
+    *[(f"bytes {raw.hex()} are not zlib", lambda k, c, raw=raw: "HC1:" + base45.b45encode(raw).decode(),
+       Reason.MALFORMED, steps(unprefix=True, b45decode=True, compression=False, cose=cose))
+      for raw, cose in ((b"\x00\x00", None), (b"\x88\x1c", None), (b"\x78\x00", False))],
+    ("a COSE under a tag other than 18", lambda k, c: hc1(signed(k, c, claims_bytes(), wrap=lambda i: cbor2.CBORTag(
+        98, i))), Reason.MALFORMED, steps(**UP_TO_COSE)),  # refused as it is read
+    ("a CWT tag around a CWT tag", lambda k, c: hc1(signed(k, c, claims_bytes(), wrap=lambda i: cbor2.CBORTag(
+        61, cbor2.CBORTag(61, cbor2.CBORTag(18, i))))), Reason.MALFORMED, steps(**UP_TO_COSE, cose=False)),
+    ("a number, not a COSE_Sign1", lambda k, c: hc1(cbor2.dumps(5)), Reason.MALFORMED, steps(**UP_TO_COSE, cose=False)),
+    ("three items", lambda k, c: hc1(signed(k, c, claims_bytes(), wrap=lambda i: i[:3])), Reason.MALFORMED,
+     steps(**UP_TO_COSE, cose=False)),
+    ("a text protected header", lambda k, c: hc1(signed(k, c, claims_bytes(), wrap=lambda i: ["hdr", *i[1:]])),
+     Reason.MALFORMED, steps(**UP_TO_COSE, cose=False)),
+    ("a list as unprotected header", lambda k, c: hc1(signed(k, c, claims_bytes(), unprot=[1])), Reason.MALFORMED,
+     steps(**UP_TO_COSE, cose=False)),
+    ("a number as signature", lambda k, c: hc1(signed(k, c, claims_bytes(), sig=7)), Reason.MALFORMED,
+     steps(**UP_TO_COSE, cose=False)),
+    ("a protected header that is a list", lambda k, c: hc1(signed(k, c, claims_bytes(), prot=[1, -7])),
+     Reason.MALFORMED, steps(**UP_TO_COSE, cose=False)),
+    ("a kid that is not bytes", lambda k, c: hc1(signed(k, c, claims_bytes(), prot={1: -7}, unprot={4: [1]},
+                                                        wrap=lambda i: i)),  # untagged: the kid is a list
+     Reason.UNKNOWN_SIGNER, steps(**UP_TO_COSE, cose=True, verify=False, decode=True, expiration=True)),
+    ("an algorithm other than ES256 and PS256", lambda k, c: hc1(signed(k, c, claims_bytes(), prot={
+        1: -35, 4: dcc.kid_of(c)})), Reason.UNSUPPORTED_ALGORITHM,
+     steps(**UP_TO_COSE, cose=True, verify=False, decode=True, expiration=True)),
+    ("signed claims that are not a map", lambda k, c: hc1(signed(k, c, cbor2.dumps([1, 2]))), Reason.MALFORMED,
+     steps(**UP_TO_COSE, cose=True, verify=True, signer_validity=True, keyusage=True, decode=False)),
+    ("an hcert that is not a map", lambda k, c: hc1(signed(k, c, cbor2.dumps({4: NOW + 60, -260: "v"}))),
+     Reason.MALFORMED, steps(**UP_TO_COSE, cose=True, verify=True, signer_validity=True, keyusage=True,
+                             decode=False)),
+    ("past its exp", lambda k, c: hc1(signed(k, c, claims_bytes({4: NOW - 1}))), Reason.EXPIRED,
+     {**ALL_PASS, "expiration": False}),
+    ("issued after now", lambda k, c: hc1(signed(k, c, claims_bytes({6: NOW + 1}))), Reason.NOT_YET_VALID,
+     {**ALL_PASS, "expiration": False}),
+    ("issued this very second", lambda k, c: hc1(signed(k, c, claims_bytes({6: NOW}))), None, ALL_PASS),
+    ("uncompressed", lambda k, c: hc1(signed(k, c, claims_bytes()), compress=False), None,
+     {**ALL_PASS, "compression": False}),
+    ("inside a CWT tag (61)", lambda k, c: hc1(signed(k, c, claims_bytes(), wrap=lambda i: cbor2.CBORTag(
+        61, cbor2.CBORTag(18, i)))), None, ALL_PASS),
+    ("alg and kid unprotected, the protected header empty", lambda k, c: hc1(signed(
+        k, c, claims_bytes(), prot=b"", unprot={1: -7, 4: dcc.kid_of(c)})), None, ALL_PASS),
+])
+def test_each_step_outcome_and_the_reason(es_key, es_cert, why, text_of, reason, outcome):
+    result = dcc.verify(text_of(es_key, es_cert), [es_cert], NOW)
+    assert (result.reason, dict(result.steps)) == (reason, outcome), why
+
+
+# CBOR as member states write it: indefinite lengths and duplicate keys are read, not refused.
+INDEFINITE = b"\xbf" + claims_bytes()[1:] + b"\xff"  # the claims map with an indefinite length
+DUPLICATE = b"\xa5" + claims_bytes()[1:] + cbor2.dumps(1)[:1] + cbor2.dumps("XX")  # iss twice
+
+
+@pytest.mark.parametrize("body", [INDEFINITE, DUPLICATE], ids=["indefinite", "duplicate-keys"])
+def test_lenient_cbor_of_member_states_verifies(es_key, es_cert, body):
+    assert cbor2.loads(body)[1] == "XX"
+    assert dcc.verify(hc1(signed(es_key, es_cert, body)), [es_cert], NOW).ok
+
+
+def test_an_es256_signature_is_exactly_64_bytes(es_key, es_cert):
+    """r || s, 32 bytes each: the same signature with s padded by a zero byte is not accepted."""
+    body = claims_bytes()
+    protected = cbor2.dumps({1: -7, 4: dcc.kid_of(es_cert)})
+    good = es_sign(es_key, protected, body)
+    assert dcc.verify(hc1(signed(es_key, es_cert, body, sig=good)), [es_cert], NOW).ok
+    padded = good[:32] + b"\x00" + good[32:]
+    assert dcc.verify(hc1(signed(es_key, es_cert, body, sig=padded)), [es_cert], NOW).reason is Reason.BAD_SIGNATURE
+
+
+def test_ps256_named_over_an_ec_key_is_a_bad_signature(es_key, es_cert):
+    """The header's algorithm must be one the signer's key does: PS256 over a P-256 key verifies nothing."""
+    text = hc1(signed(es_key, es_cert, claims_bytes(), prot={1: -37, 4: dcc.kid_of(es_cert)}))
+    assert dcc.verify(text, [es_cert], NOW).reason is Reason.BAD_SIGNATURE
+
+
+def test_a_signer_whose_key_cannot_be_read_signs_nothing(es_key, es_cert):
+    """A trusted certificate with a key of an unknown curve: its kid is known, yet nothing verifies under it."""
+    p256 = bytes.fromhex("06082a8648ce3d030107")
+    der = es_cert.public_bytes(serialization.Encoding.DER)
+    assert der.count(p256) == 1
+    odd = x509.load_der_x509_certificate(der.replace(p256, bytes.fromhex("06082a8648ce3d030109")))
+    with pytest.raises(Exception):
+        odd.public_key()
+    text = hc1(signed(es_key, odd, claims_bytes(), prot={1: -7, 4: dcc.kid_of(odd)}))
+    assert dcc.verify(text, [odd], NOW).reason is Reason.BAD_SIGNATURE
+
+
+def test_the_signer_is_valid_on_both_edges_of_its_period(es_key):
+    start = make_cert(es_key, days=(0, 30))
+    end = make_cert(es_key, days=(-30, 0))
+    for cert in (start, end):
+        assert dcc.verify(build(es_key, cert), [cert], NOW).ok
+        assert dcc.verify(build(es_key, cert), [cert], NOW + (-1 if cert is start else 1)).reason \
+            is Reason.SIGNER_NOT_VALID
+
+
+@pytest.mark.parametrize("entries, kind, uvci", [
+    ({"v": [{"ci": UVCI}]}, "v", UVCI),
+    ({"v": [{"ci": UVCI}], "t": [{"ci": UVCI}]}, None, None),  # a vaccination and a test: no one type
+    ({"ver": "1.3.0"}, None, None),
+    ({None: [{"ci": UVCI}]}, None, None),  # no type, so no entry to take a UVCI from, whatever the map holds
+    ({"v": []}, "v", None),
+    ({"v": {"ci": UVCI}}, "v", None),  # an entry where the schema has a list of them
+    ({"v": [{"ci": 1234}]}, "v", None),
+])
+def test_type_and_uvci_are_read_only_from_the_one_entry(es_key, es_cert, entries, kind, uvci):
+    """A genuine DCC of an odd shape still has each step's outcome; its type and UVCI are there only if clear."""
+    result = dcc.verify(hc1(signed(es_key, es_cert, claims_bytes({-260: {1: entries}}))), [es_cert], NOW)
+    assert (result.dcc_type, result.uvci) == (kind, uvci)
+    assert result.steps["verify"] is True and result.steps["decode"] is True
+
+
+def test_an_iss_that_is_not_text_is_no_issuer(es_key, es_cert):
+    assert dcc.verify(hc1(signed(es_key, es_cert, claims_bytes({1: 410}))), [es_cert], NOW).iss is None
+
+
+def test_the_public_form_has_the_verdict_type_times_and_steps(es_key, es_cert):
+    result = dcc.verify(build(es_key, es_cert), [es_cert], NOW)
+    assert result.as_json() == {"ok": True, "reason": None, "type": "v", "iss": "XX", "iat": NOW - 3600,
+                                "exp": NOW + 86400, "steps": ALL_PASS}
+    refused = dcc.verify(build(es_key, es_cert, exp=NOW - 1), [es_cert], NOW).as_json()
+    assert (refused["ok"], refused["reason"], refused["steps"]["expiration"]) == (False, "expired", False)
+
+
+class _BrokenSigners(dict):
+    def get(self, *args):
+        raise RuntimeError("a bug")
+
+
+def test_a_bug_is_a_malformed_result_with_no_step_reached(es_key, es_cert):
+    text = build(es_key, es_cert)
+    result = dcc.verify(text, _BrokenSigners(), NOW)
+    assert (result.reason, dict(result.steps)) == (Reason.MALFORMED, steps())
+    with pytest.raises(RuntimeError):  # the fuzz harness's call lets it escape, to be found
+        dcc.verify_raising(text, _BrokenSigners(), NOW)
+
+
+@pytest.mark.parametrize("eku, types", [
+    ([EKU_TEST], ["t"]), ([EKU_VAX_ALT], ["v"]), ([EKU_TEST, EKU_REC], ["t", "r"]), ([], ["v", "t", "r"]),
+    ([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH], ["v", "t", "r"]),
+])
+def test_signer_types_as_trust_show_lists_them(es_key, eku, types):
+    assert dcc.signer_types(make_cert(es_key, eku=eku)) == types
+
+
+def test_an_unzoned_validation_clock_is_utc_whatever_the_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "KST-9")
+    time.tzset()
+    try:
+        assert dcc.parse_time("2021-06-01T10:00:00") == dt.datetime(2021, 6, 1, 10, tzinfo=dt.UTC).timestamp()
+        assert dcc.parse_time("2021-06-01T19:00:00+09:00") == dt.datetime(2021, 6, 1, 10, tzinfo=dt.UTC).timestamp()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_runner_compares_the_intermediate_forms_a_case_gives(tmp_path):
+    """Where a vector gives the base45-decoded or inflated bytes, ours must be those bytes, not just a success."""
+    case = json.loads((DATA / "CZ" / "2DCode" / "raw" / "1.json").read_text())
+    for field, flag in (("COMPRESSED", "EXPECTEDB45DECODE"), ("COSE", "EXPECTEDCOMPRESSION")):
+        wrong = dict(case, **{field: "00" + case[field]})
+        folder = tmp_path / field / "XX" / "2DCode" / "raw"
+        folder.mkdir(parents=True)
+        (folder / "1.json").write_text(json.dumps(wrong))
+        out = io.StringIO()
+        assert dcc_conformance.run([tmp_path / field], out=out) == (0, 1)
+        line = json.loads(out.getvalue().splitlines()[0])
+        assert line["flags"][flag] == {"expected": True, "actual": False}

@@ -177,3 +177,52 @@ def test_the_dispatch_follows_policy_accept(signer):
     for v in (both, only_dcc, only_kp1):
         assert v.verify("https://example.com/menu", NOW).reason is Reason.MALFORMED
         assert v.verify(None, NOW).reason is Reason.MALFORMED
+
+
+# --- the rules' edges, straight on check(): no signature needed to say what a venue admits ----------
+
+
+def at(offset_s: int, zone: str = "Z") -> str:
+    """A test's sample time `offset_s` from NOW, written in UTC ("Z"), unzoned ("") or at +09:00."""
+    shift = 9 * 3600 if zone == "+09:00" else 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(NOW + offset_s + shift)) + zone
+
+
+@pytest.fixture(params=["UTC0", "KST-9"])
+def local_zone(request, monkeypatch):
+    """The device's own time zone, which must change nothing: at NOW it is already the next day in KST."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("kind, fields, venue, reason", [
+    # Dose counts: zero doses is an incomplete series, a count past any series is malformed.
+    ("v", {"dn": 0, "sd": 1}, {}, Reason.SERIES_INCOMPLETE),
+    ("v", {"dn": 99, "sd": 2}, {}, None),
+    ("v", {"dn": 100, "sd": 2}, {}, Reason.MALFORMED),
+    ("v", {"dn": 2, "sd": 100}, {}, Reason.MALFORMED),
+    ("v", {"dn": -1, "sd": 2}, {}, Reason.MALFORMED),
+    # The vaccination's age counts in UTC days, whatever the device's zone (KST is a day ahead at NOW).
+    ("v", {"dt": day(-13)}, {}, Reason.VACCINATION_TOO_RECENT),
+    # A test's sample time: up to skew seconds ahead of the door's clock, up to test_max_hours old.
+    ("t", {"sc": at(0)}, {}, None),
+    ("t", {"sc": at(5)}, {}, None),
+    ("t", {"sc": at(6)}, {}, Reason.NOT_YET_VALID),
+    ("t", {"sc": at(-48 * 3600)}, {}, None),
+    ("t", {"sc": at(-48 * 3600 - 1)}, {}, Reason.TEST_TOO_OLD),
+    ("t", {"sc": at(-3600, "+09:00")}, {}, None),  # an hour ago in Seoul, written in Seoul's time
+    ("t", {"sc": at(-47 * 3600, "")}, {}, None),  # unzoned is UTC, not the device's zone
+    ("t", {"sc": at(-49 * 3600, "")}, {}, Reason.TEST_TOO_OLD),
+    ("t", {"sc": "yesterday at noon"}, {}, Reason.MALFORMED),
+    # A recovery is valid from df to du, both days included; the positive test up to recovery_max_days ago.
+    ("r", {"df": day(0)}, {}, None),
+    ("r", {"du": day(0)}, {}, None),
+    ("r", {"fr": day(-180)}, {}, None),
+    ("r", {"fr": day(-181)}, {}, Reason.RECOVERY_NOT_VALID),
+])
+def test_what_the_venue_admits_at_the_edges_of_its_rules(local_zone, kind, fields, venue, reason):
+    payload = {kind: [dcc_issuer.entry(kind, NOW, "URN:UVCI:01:KR:EDGE", "KR", **fields)]}
+    assert dcc_policy.check(kind, payload, rules(**venue), NOW, skew=5) is reason

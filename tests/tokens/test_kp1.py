@@ -259,3 +259,23 @@ def test_rejects_token_known_used_elsewhere(kp1_setup):
     assert verdict.reason is Reason.REPLAYED_ELSEWHERE and asked == [CTI]
     fresh = kp1.Kp1Verifier(trust=lambda: kp1_setup.trust, used_elsewhere=lambda cti: False)
     assert fresh.verify(signers.mint(kp1_setup.issuer, NOW), NOW).kind is Kind.ACCEPTED
+
+
+def test_a_verifier_bug_rejects_as_malformed_and_logs_the_exception_type_not_the_token(kp1_setup, caplog):
+    # A bug (here: the trust list in force cannot be read) must not stop the loop nor light green, and the
+    # operator learns what broke from the log, which names the exception's type only: its message may quote
+    # the token, and nothing personal goes to a log.
+    text = signers.mint(kp1_setup.issuer, NOW, cti=CTI)
+
+    def broken_trust():
+        raise ZeroDivisionError(f"cannot judge {text}")
+
+    verifier = kp1.Kp1Verifier(trust=broken_trust)
+    with caplog.at_level("ERROR", logger=kp1.__name__):
+        verdict = verifier.verify(text, NOW)
+    assert verdict.kind is Kind.REJECTED and verdict.reason is Reason.MALFORMED and not verdict.green
+    with pytest.raises(ZeroDivisionError):
+        verifier.verify_raising(text, NOW)  # the fuzz harness's call lets the bug through
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and "ZeroDivisionError" in logged[0]
+    assert text[len(kp1.PREFIX):] not in logged[0] and CTI.hex() not in logged[0]

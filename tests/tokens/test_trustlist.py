@@ -1,17 +1,21 @@
 """The signed trust list (tokens.trustlist) and the one in force on the device (trust.TrustStore)."""
 
 import os
+import re
 from types import SimpleNamespace
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from firmware.errors import TrustListError
-from firmware.keys import kid_of
+from firmware.keys import kid_of, raw_public
 from lab.signers import new_issuer, new_root
 from firmware.tokens import cose, trustlist
 from firmware.trust import FILENAME, TrustStore
-from lab import signers
+from lab import dcc_issuer, signers
 
 NOW = 1_750_000_000
 DAY = 86400
@@ -50,7 +54,7 @@ def test_build_parse_round_trip(trust_setup):
 
 def test_parse_with_another_root_raises(trust_setup):
     other = new_root(trust_setup.tmp / "other")
-    with pytest.raises(TrustListError):
+    with pytest.raises(TrustListError, match="different root key"):
         trustlist.parse(build(trust_setup, 1), other.public_key())
 
 
@@ -304,3 +308,161 @@ def test_a_trust_list_file_is_read_no_further_than_the_cap(tmp_path):
     exact = tmp_path / "exact.cose"
     exact.write_bytes(bytes(trustlist.MAX_BYTES))
     assert len(trustlist.read_file(exact)) == trustlist.MAX_BYTES
+
+
+# --- the payload's schema, field by field -------------------------------------------------------------
+# A refusal says why: `qrgate provision` and `trust install` show the technician the reason, which names the
+# field at fault by its key in the payload (DESIGN.md's names).
+
+_ROOT = Ed25519PrivateKey.generate()
+_ISSUER_KEY = Ed25519PrivateKey.generate()
+_SEALING = X25519PrivateKey.generate().public_key()
+
+
+def _signed(payload: dict | bytes) -> bytes:
+    """`payload` (a dict, or CBOR bytes of the test's own making) signed by the root, as the root signs lists."""
+    data = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
+    return cose.sign1(data, _ROOT, kid_of(_ROOT.public_key()))
+
+
+def _parse(payload: dict | bytes) -> trustlist.TrustList:
+    return trustlist.parse(_signed(payload), _ROOT.public_key())
+
+
+def _issuer_entry(**over) -> dict:
+    return {"kid": b"\x11" * 8, "iss": "naver", "alg": "EdDSA", "key": raw_public(_ISSUER_KEY.public_key()),
+            "not_before": NOW - DAY, "not_after": NOW + DAY, **over}
+
+
+def _authority_entry(**over) -> dict:
+    return {"alg": "X25519", "key": raw_public(_SEALING), "not_before": NOW - DAY, "not_after": NOW + DAY, **over}
+
+
+def _payload(**over) -> dict:
+    return {"seq": 1, "issued_at": NOW, "not_after": NOW + DAY, "issuers": [_issuer_entry()], "revoked": [],
+            "dsc": [], "authority": [_authority_entry()], **over}
+
+
+def _without(entry: dict, key: str) -> dict:
+    return {k: v for k, v in entry.items() if k != key}
+
+
+def _enc(*items: object) -> bytes:
+    return b"".join(cbor2.dumps(item) for item in items)
+
+
+def _with_repeated_key(entry: str) -> bytes:
+    """A payload whose one issuer or authority entry names `key` twice (and so, at its count, lacks another)."""
+    if entry == "issuer":
+        e = _issuer_entry()
+        inner = b"\xa6" + _enc("kid", e["kid"], "kid", e["kid"], "iss", "naver", "alg", "EdDSA", "key", e["key"],
+                               "not_before", NOW)
+    else:
+        inner = b"\xa4" + _enc("alg", "X25519", "key", raw_public(_SEALING), "key", raw_public(_SEALING),
+                               "not_before", NOW)
+    name = "issuers" if entry == "issuer" else "authority"
+    return b"\xa4" + _enc("seq", 1, "issued_at", NOW, "not_after", NOW + DAY, name) + b"\x81" + inner
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (_without(_payload(), "seq"), "payload lacks seq"),
+    ([1, NOW, NOW + DAY], "payload"),
+    (_payload(issuers=[_without(_issuer_entry(), "not_after")]), "issuer entry lacks not_after"),
+    (_payload(issuers=[{**_without(_issuer_entry(), "alg"), "note": "EdDSA"}]), "issuer entry"),  # a key it has not
+    (_payload(issuers=[7]), "issuer entry"),
+    (_with_repeated_key("issuer"), "issuer entry repeats"),
+    (_payload(issuers=[_issuer_entry(kid=b"\x11" * 7)]), "issuer kid is not 8 bytes"),
+    (_payload(issuers=[_issuer_entry(kid="11111111")]), "issuer kid"),
+    (_payload(issuers=[_issuer_entry(alg="ES256")]), "issuer alg"),
+    (_payload(issuers=[_issuer_entry(iss="")]), "issuer name"),
+    (_payload(issuers=[_issuer_entry(iss="n" * 65)]), "issuer name"),
+    (_payload(issuers=[_issuer_entry(iss=7)]), "issuer name"),
+    (_payload(issuers=[_issuer_entry(not_after=2**40)]), "not_after"),
+    (_payload(seq=2**40), "seq"),
+    (_payload(authority=[_without(_authority_entry(), "key")]), "authority entry lacks key"),
+    (_payload(authority=[_without(_without(_authority_entry(), "not_before"), "not_after")]),
+     r"authority entry lacks not_before\b.*\bnot_after"),  # every field it lacks
+    (_payload(authority=[_authority_entry(alg="P-256")]), "authority alg"),
+    (_payload(authority=[_authority_entry(key=bytes(31))]), "authority key"),
+    (_with_repeated_key("authority"), "authority entry repeats"),
+    (_payload(authority=[_authority_entry()] * (trustlist.MAX_AUTHORITY + 1)), "authority"),
+    (_payload(dsc=[b"not a certificate"]), "DER X.509"),
+], ids=lambda v: re.sub(r"\W+", "_", v) if isinstance(v, str) else None)  # plain ids mutmut can pass on
+def test_a_signed_list_off_its_schema_is_refused_naming_the_field(payload, reason):
+    with pytest.raises(TrustListError, match=rf"\b{reason}\b"):  # the field's name as a word of its own
+        _parse(payload)
+
+
+def test_a_list_of_only_the_required_fields_trusts_nothing():
+    tl = _parse({"seq": 4, "issued_at": NOW, "not_after": NOW + DAY})
+    assert (tl.seq, tl.issued_at, tl.not_after) == (4, NOW, NOW + DAY)
+    assert (tl.issuers, tl.revoked, tl.dsc, tl.authority) == ({}, frozenset(), (), ())
+    assert not tl.names_authority(_SEALING, NOW)
+
+
+def test_the_largest_times_and_the_shortest_and_longest_issuer_names_are_read():
+    last = 2**40 - 1  # trustlist.MAX_TIME is the first value that is not a time
+    tl = _parse(_payload(seq=last, not_after=last, issuers=[_issuer_entry(iss="n", not_after=last),
+                                                             _issuer_entry(kid=b"\x22" * 8, iss="n" * 64)]))
+    assert tl.seq == last and tl.not_after == last
+    assert tl.issuers[b"\x11" * 8].iss == "n" and tl.issuers[b"\x11" * 8].not_after == last
+    assert tl.issuers[b"\x22" * 8].iss == "n" * 64
+
+
+def test_the_authority_keys_are_read_as_the_root_signed_them(trust_setup):
+    second = X25519PrivateKey.generate().public_key()
+    raw = build(trust_setup, 2, valid_days=10, authority=[_SEALING, second])
+    tl = trustlist.parse(raw, trust_setup.root.public_key())
+    assert tl.authority == (trustlist.AuthorityKey(raw_public(_SEALING), "X25519", NOW - DAY, NOW + 10 * DAY),
+                            trustlist.AuthorityKey(raw_public(second), "X25519", NOW - DAY, NOW + 10 * DAY))
+
+
+def test_the_list_names_an_authority_key_only_when_listed_and_in_its_validity():
+    tl = _parse(_payload(authority=[_authority_entry(not_before=NOW - DAY, not_after=NOW + DAY)]))
+    assert tl.names_authority(_SEALING, NOW)
+    assert tl.names_authority(_SEALING, NOW - DAY) and tl.names_authority(_SEALING, NOW + DAY)  # both ends inclusive
+    assert not tl.names_authority(_SEALING, NOW - DAY - 1) and not tl.names_authority(_SEALING, NOW + DAY + 1)
+    assert not tl.names_authority(X25519PrivateKey.generate().public_key(), NOW)  # sealing to it: no
+
+
+def test_document_signers_are_kept_as_signed_and_found_by_their_dcc_kid(trust_setup):
+    signer = dcc_issuer.make_signer()
+    tl = trustlist.parse(build(trust_setup, 2, dsc=[signer.der]), trust_setup.root.public_key())
+    assert tl.dsc == (signer.der,)
+    assert [c.public_bytes(Encoding.DER) for c in tl.dcc_signers[signer.kid]] == [signer.der]
+
+
+def test_the_authoritys_tool_refuses_a_dsc_that_is_not_der_bytes():
+    with pytest.raises(TrustListError, match="DER X.509"):
+        trustlist.certificate_entry(dcc_issuer.make_signer().cert)  # the certificate object, not its DER
+
+
+def test_parse_refuses_what_is_not_bytes():
+    with pytest.raises(TrustListError, match="not bytes"):
+        trustlist.parse(_signed(_payload()).hex(), _ROOT.public_key())
+
+
+def _exactly(length: int) -> bytes:
+    """A valid list whose message is exactly `length` bytes: document signers for the bulk, revoked kids
+    (9 bytes each) and the length of one issuer's name (24 to 64 characters: one head size) for the rest."""
+    der = dcc_issuer.make_signer().der
+    target = length - 88  # the root's envelope around a payload of 64 KiB or more: 17 + 5 + payload + 66
+    bulk = (target - 2000) // (len(der) + 3)
+
+    def payload(kids: int, name: int) -> dict:
+        return _payload(dsc=[der] * bulk, revoked=[i.to_bytes(8, "big") for i in range(kids)],
+                        issuers=[_issuer_entry(iss="n" * name)])
+
+    kids = 0
+    for _ in range(8):
+        extra = target - len(cbor2.dumps(payload(kids, 40)))
+        if -16 <= extra <= 24:
+            return _signed(payload(kids, 40 + extra))
+        kids = max(0, kids + extra // 9)
+    raise AssertionError("no padding makes the list that long")
+
+
+def test_a_list_of_exactly_one_mib_is_read():
+    raw = _exactly(trustlist.MAX_BYTES)
+    assert len(raw) == trustlist.MAX_BYTES
+    assert trustlist.parse(raw, _ROOT.public_key()).seq == 1

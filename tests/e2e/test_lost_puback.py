@@ -16,6 +16,7 @@ import threading
 from conftest import load, running_daemon, store_rows, write_frames
 from crashharness import Custodian, wait_for
 from firmware import app
+from relay import Relay
 
 
 def _packet(buf: bytes) -> int | None:
@@ -38,40 +39,17 @@ def _is_visit_publish(packet: bytes) -> bool:
     return topic.endswith(b"/visits")
 
 
-class LosingRelay:
-    """The device's path to the broker. It relays both ways until the device's first visit PUBLISH: that one it
-    swallows, then it drops the link and turns the device away, until `restore()` makes it a plain relay."""
+class LosingRelay(Relay):
+    """Relays both ways until the device's first visit PUBLISH: that one it swallows, then it drops the link and
+    turns the device away, until `restore()` makes it a plain relay."""
 
     def __init__(self, target_port: int):
-        self.target_port = target_port
         self.swallowed = threading.Event()
         self.restored = False
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="losing-relay", daemon=True).start()
+        super().__init__(target_port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                down, _ = self._server.accept()
-            except OSError:
-                return
-            if self.swallowed.is_set() and not self.restored:
-                down.close()
-                continue
-            up = socket.create_connection(("127.0.0.1", self.target_port))
-            self._sockets += [down, up]
-            threading.Thread(target=self._copy, args=(up, down), daemon=True).start()
-            threading.Thread(target=self._upward, args=(down, up), daemon=True).start()
-
-    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        self._drop(src, dst)
+    def admit(self) -> bool:
+        return self.restored or not self.swallowed.is_set()
 
     def _upward(self, down: socket.socket, up: socket.socket) -> None:
         buf = b""
@@ -82,29 +60,15 @@ class LosingRelay:
                     packet, buf = buf[:n], buf[n:]
                     if not self.restored and not self.swallowed.is_set() and _is_visit_publish(packet):
                         self.swallowed.set()
-                        self._drop(down, up)
+                        self.drop(down, up)
                         return
                     up.sendall(packet)
         except OSError:
             pass
-        self._drop(down, up)
-
-    @staticmethod
-    def _drop(*sockets: socket.socket) -> None:
-        for s in sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.drop(down, up)
 
     def restore(self) -> None:
         self.restored = True
-
-    def close(self) -> None:
-        self._server.close()
-        self._drop(*self._sockets)
-        for s in self._sockets:
-            s.close()
 
 
 def test_a_publish_lost_before_its_puback_stays_in_the_store_and_the_next_run_sends_it(tmp_path, world, pins,
@@ -128,4 +92,4 @@ def test_a_publish_lost_before_its_puback_stays_in_the_store_and_the_next_run_se
         assert store_rows(cfg) == 0
     finally:
         custodian.close()
-        relay.close()
+        relay.cut()

@@ -57,15 +57,19 @@ def test_door_pulses_only_when_asked(feedback, pins):
     assert changes(pins.log, "GPIO23") == [1.0, 0.0]
 
 
-def test_a_new_pattern_cuts_the_one_playing_and_leaves_nothing_on(feedback, pins):
-    """The next visitor is answered at once: a pattern that is playing stops and leaves its outputs off."""
-    long = patterns.Pattern("green for half a minute", (patterns.Step(0.0, "green", 1),
-                                                        patterns.Step(30.0, "green", 0)))
-    feedback.show(long)
+def play_long_green(feedback, pins) -> None:
+    """Start a pattern that would keep green on for 30 s, and return once green is on."""
+    feedback.show(patterns.Pattern("green for half a minute", (patterns.Step(0.0, "green", 1),
+                                                               patterns.Step(30.0, "green", 0))))
     deadline = time.monotonic() + 5
     while changes(pins.log, "GPIO17") != [1.0]:
         assert time.monotonic() < deadline, "the first pattern never started"
         time.sleep(0.01)  # polling the feedback thread's output, bounded
+
+
+def test_a_new_pattern_cuts_the_one_playing_and_leaves_nothing_on(feedback, pins):
+    """The next visitor is answered at once: a pattern that is playing stops and leaves its outputs off."""
+    play_long_green(feedback, pins)
     feedback.show(patterns.REJECTED)
     assert feedback.idle.wait(5), "the playing pattern was not cut"  # uncut, it would play for 30 s
     for pin in ("GPIO17", "GPIO27", "GPIO18"):
@@ -151,13 +155,7 @@ def test_each_step_comes_at_its_time(feedback, pins):
 
 
 def test_of_several_answers_waiting_only_the_newest_plays(feedback, pins):
-    long = patterns.Pattern("green for half a minute", (patterns.Step(0.0, "green", 1),
-                                                        patterns.Step(30.0, "green", 0)))
-    feedback.show(long)
-    deadline = time.monotonic() + 5
-    while changes(pins.log, "GPIO17") != [1.0]:
-        assert time.monotonic() < deadline, "the first pattern never started"
-        time.sleep(0.01)  # polling the feedback thread's output, bounded
+    play_long_green(feedback, pins)
     feedback.show(patterns.ACCEPTED)
     feedback.show(patterns.REJECTED)
     assert feedback.idle.wait(5)

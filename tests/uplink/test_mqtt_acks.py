@@ -16,6 +16,7 @@ from firmware.backoff import Backoff
 from firmware.uplink.mqtt import MqttUplink, Tls, Will
 from lab.broker import Mosquitto, free_port
 from pki import Pki
+from relay import Relay
 
 VISITS, STATUS, TRUSTLIST = "qrgate/v1/cafe-1/door-1/visits", "qrgate/v1/cafe-1/door-1/status", "qrgate/v1/trustlist"
 
@@ -166,46 +167,6 @@ def test_stopping_leaves_the_final_status_retained(broker):
     finally:
         custodian.disconnect()
         custodian.loop_stop()
-
-
-class Relay:
-    """The device's network path to the broker, which the test can cut without the device saying goodbye."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        self.frozen = False  # still connected, nothing gets through: a broker that no longer answers
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                down, _ = self._server.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.target_port))
-            self._sockets += [down, up]
-            threading.Thread(target=self._copy, args=(down, up), daemon=True).start()
-            threading.Thread(target=self._copy, args=(up, down), daemon=True).start()
-
-    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                if not self.frozen:
-                    dst.sendall(data)
-        except OSError:
-            pass
-
-    def cut(self) -> None:
-        self._server.close()
-        for s in self._sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
 
 
 def test_a_cut_link_leaves_the_last_will_retained_and_is_seen_as_down(broker):

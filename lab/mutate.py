@@ -113,14 +113,14 @@ def run(name: str, module: Module, children: int, fresh: bool, equivalents: set[
         done = subprocess.run(command, cwd=work, stdout=out, stderr=subprocess.STDOUT)
         # mutmut keeps a result until the function changes; the tests may have changed since, so what
         # survived before is tried again against them (what was killed stays killed: tests are only added).
-        survivors = _survivors(meta) if done.returncode == 0 and meta.exists() else []
+        survivors = _survivors(_codes(meta)) if done.returncode == 0 and meta.exists() else []
         if survivors:
             done = subprocess.run(command + survivors, cwd=work, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.monotonic() - t0
     if done.returncode != 0 or not meta.exists():
         raise SystemExit(f"./dev mutate: mutmut failed on {module.file} (exit {done.returncode}); see {log}")
-    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
-    survived = _survivors(meta)
+    codes = _codes(meta)
+    survived = _survivors(codes)
     killed = len(codes) - len(survived)
     unexplained = [{"name": m, "diff": _diff(work, m)} for m in survived if m not in equivalents]
     prefix = module.file.removesuffix(".py").replace("/", ".") + "."
@@ -141,8 +141,13 @@ def _by_name_only() -> list[str]:
     return [name for name, module in CORE.items() if module.by_name_only]
 
 
-def _survivors(meta: Path) -> list[str]:
+def _codes(meta: Path) -> dict[str, int | None]:
+    """mutmut's exit code for each mutant of the file: its record of what killed it, or None if untested."""
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return codes
+
+
+def _survivors(codes: dict[str, int | None]) -> list[str]:
     return sorted((m for m, code in codes.items() if code not in KILLED), key=_natural)
 
 

@@ -27,10 +27,10 @@ import base45
 import cryptography
 
 from lab.bench.machine import cpu_model
+from firmware import keys
 from firmware.errors import QrgateError
 from firmware.tokens import b45, cose, kp1, trustlist
 from firmware.tokens.verdict import Kind, Reason
-from lab import signers
 from lab.world import APPS, World
 
 NOW = 1_750_000_000
@@ -41,7 +41,7 @@ GOAL_GARBAGE_PER_S = 100_000
 def _world(n_tokens: int, rng: random.Random):
     with tempfile.TemporaryDirectory(prefix="qrgate-bench-verify-") as tmp:
         world = World.create(Path(tmp), issued_at=NOW)
-        trust = trustlist.parse(world.trust_file.read_bytes(), signers.load_root(world.root_dir).public_key())
+        trust = trustlist.parse(world.trust_file.read_bytes(), keys.load_root_public(world.root_dir))
     tokens = [
         world.mint(APPS[i % len(APPS)], NOW, ttl=rng.choice((15, 30, 300)), att=rng.sample(kp1.ATTRIBUTES, i % 4))
         for i in range(n_tokens)

@@ -11,12 +11,14 @@ free loopback port when it can, runs `firmware.app.run` exactly as
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from lab.world import World
 FPS = 15.0
 CODE_FRAMES = 12  # 0.8 s of a phone held up
 GAP_FRAMES = 9  # 0.6 s of nobody between visitors
+PLANNING_MARGIN = 2.0  # drawing the queue is planned at half the pace its first frames were drawn at
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Visitor:
 
 
 def _visitors(world: World, start: int) -> list[Visitor]:
+    """The queue, for a replay that starts at `start`."""
     slot = (CODE_FRAMES + GAP_FRAMES) / FPS
     t = lambda i: start + 2 + i * slot  # noqa: E731 - when visitor i is in front of the camera
 
@@ -65,19 +69,22 @@ def _visitors(world: World, start: int) -> list[Visitor]:
     ]
 
 
-def _render_frames(visitors: list[Visitor], folder: Path) -> int:
-    folder.mkdir()
-    rng = np.random.default_rng(7)
-    bg = render.background(seed=3)
-    n = 0
+def _frames(folder: Path) -> Callable[[np.ndarray], None]:
+    """A writer of numbered camera frames into `folder`, in the order the replay shows them."""
+    folder.mkdir(exist_ok=True)
+    written = len(list(folder.iterdir()))
 
     def put(frame: np.ndarray) -> None:
-        nonlocal n
-        render.write_png(folder / f"{n:05d}.png", frame)
-        n += 1
+        nonlocal written
+        render.write_png(folder / f"{written:05d}.png", frame)
+        written += 1
 
-    for _ in range(GAP_FRAMES):
-        put(render.scene(None, rng, bg=bg))
+    return put
+
+
+def _render_visitors(visitors: list[Visitor], put: Callable[[np.ndarray], None]) -> None:
+    rng = np.random.default_rng(7)
+    bg = render.background(seed=3)
     for v in visitors:
         phone = render.phone_screen(v.token, v.app, dark=v.dark)
         for k in range(CODE_FRAMES):
@@ -85,7 +92,39 @@ def _render_frames(visitors: list[Visitor], folder: Path) -> int:
                              glare=k % 4 == 1, bg=bg))
         for _ in range(GAP_FRAMES):
             put(render.scene(None, rng, bg=bg))
-    return n
+
+
+def prepare(world: World, folder: Path, clock: Callable[[], float] = time.time) -> tuple[list[Visitor], int]:
+    """The queue's frames in `folder`, and the time (`clock`'s) the replay is to start at.
+
+    A phone token lives 15 s and must be in its frames before they are drawn,
+    and on a slow machine (a Pi Zero 2 W, an emulated arm64 root) drawing them
+    outlasts it. So the empty frames before the first visitor are drawn first
+    and timed; the replay is planned to start once the rest would be drawn at
+    PLANNING_MARGIN times that pace; each token is minted for the moment its
+    visitor will be in front of the camera then; and if drawing was slower
+    still, the visitors are drawn again, planned on the pace just seen.
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    t0 = clock()
+    lead = _frames(folder)
+    rng, bg = np.random.default_rng(3), render.background(seed=3)
+    for _ in range(GAP_FRAMES):
+        lead(render.scene(None, rng, bg=bg))
+    pace = (clock() - t0) / GAP_FRAMES
+    queue_frames = len(_visitors(world, 0)) * (CODE_FRAMES + GAP_FRAMES)  # only how many: these tokens go
+    for _attempt in range(3):
+        start = math.ceil(clock() + pace * queue_frames * PLANNING_MARGIN)
+        visitors = _visitors(world, start)
+        for old in sorted(folder.iterdir())[GAP_FRAMES:]:
+            old.unlink()
+        began = clock()
+        _render_visitors(visitors, _frames(folder))
+        if clock() <= start:
+            return visitors, start
+        pace = (clock() - began) / queue_frames
+    raise SystemExit("qrgate demo: this machine drew the camera frames slower each time than planned; "
+                     "the tokens in them would expire before they are shown")
 
 
 def _write_config(world: World, port: int, require_sync: bool) -> Path:
@@ -131,13 +170,7 @@ def main(keep: Path | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="qrgate-demo-")) if keep is None else Path(keep)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"qrgate demo — a venue entrance, in {folder}")
-    start = int(time.time())
-    world = World.create(folder, issued_at=start)
-    visitors = _visitors(world, start)
-    n_frames = _render_frames(visitors, folder / "frames")
-    print(f"camera: replaying {n_frames} frames at {FPS:g} fps — {len(visitors)} visitors: "
-          + ", ".join(v.label for v in visitors))
-
+    world = World.create(folder, issued_at=int(time.time()))
     broker, receiver = None, None
     try:
         broker = Mosquitto(folder / "mosquitto")
@@ -148,12 +181,18 @@ def main(keep: Path | None = None) -> int:
     except MosquittoError as exc:
         port = free_port()
         print(f"broker: Mosquitto could not start ({exc}); carrying on offline — visits will wait in the store")
+    # Drawn last, just before the replay, whose start its tokens are minted for.
+    visitors, start = prepare(world, folder / "frames")
+    n_frames = len(list((folder / "frames").iterdir()))
+    print(f"camera: replaying {n_frames} frames at {FPS:g} fps — {len(visitors)} visitors: "
+          + ", ".join(v.label for v in visitors))
 
     synced = ClockSync().synchronised()
     if not synced:
         print("clock: this machine's clock is not NTP-synchronised (common in containers); the demo runs "
               "as a device with a real-time clock would (clock.require_sync = false)")
     cfg = config.load(_write_config(world, port, require_sync=synced))
+    time.sleep(max(0.0, start - time.time()))  # the moment the tokens in the frames were minted for
     print("daemon: scanning (the LED column is what the mock pins were driven to show)\n")
     t0 = time.monotonic()
     try:

@@ -42,12 +42,15 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 
 
 class SqliteRecordStore:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, busy_timeout_s: float = 10.0):
+        """`busy_timeout_s`: how long a write or a checkpoint waits for another connection (a technician's
+        read-only look) before it gives up."""
         self.path = Path(path)
         self._lock = threading.Lock()
         self._deleted = 0  # records deleted since the last scrub
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=busy_timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             # Deleted records are overwritten with zeros, not left readable in free pages.

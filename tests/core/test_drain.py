@@ -7,6 +7,7 @@ reached the end of the store, a look at the connection.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -213,6 +214,11 @@ def test_a_refused_record_is_tried_again_once_its_hold_is_over(drain_on):
     assert r.store.rids() == {b"a"}
     r.uplink.ack(b"a")
     settle(lambda: r.store.deleted == [b"a"])
+
+
+def test_a_refused_record_is_offered_again_30_s_later_by_default():
+    """The figure docs/promises.md gives: often enough to notice a mended ACL, seldom enough not to spin."""
+    assert inspect.signature(Drain).parameters["retry_refused_s"].default == 30.0
 
 
 def test_the_refused_record_accepted_on_its_retry_ends_the_publish_refused_fault(drain_on):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -152,6 +153,28 @@ def test_each_step_comes_at_its_time(feedback, pins):
     assert len(starts) == len(ends) == 2
     assert all(end - start >= patterns.BEEP for start, end in zip(starts, ends))
     assert starts[1] - starts[0] >= 2 * patterns.BEEP
+
+
+class Schedule(threading.Event):
+    """The feedback's cut, never set while a pattern plays: it notes each wait's length and returns at once,
+    so the schedule a pattern keeps is seen without a clock (and on a loaded machine too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+@pytest.mark.parametrize("name", ["ACCEPTED", "REJECTED", "ALREADY_CHECKED_IN"])
+def test_each_step_waits_only_for_its_own_time_so_a_pattern_lasts_its_length(feedback, name):
+    pattern = getattr(patterns, name)
+    feedback._cut = schedule = Schedule()
+    play(feedback, pattern)
+    assert all(w > 0 for w in schedule.waits)
+    assert sum(schedule.waits) == pytest.approx(max(step.at for step in pattern.steps))
 
 
 def test_of_several_answers_waiting_only_the_newest_plays(feedback, pins):

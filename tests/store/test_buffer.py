@@ -304,6 +304,26 @@ def test_every_deleted_record_leaves_the_card_whatever_deletions_came_before(sto
     assert rids(store) == [r.rid for r in store_setup.made if r not in gone]
 
 
+def test_a_scrub_held_back_by_a_reader_is_owed_until_it_succeeds(store_setup):
+    """A reader (a technician's `qrgate records`, say) holding an old snapshot keeps the WAL's frames: the
+    TRUNCATE checkpoint comes back busy, and the next scrub tries again."""
+    store_setup.store.close()
+    store_setup.store = SqliteRecordStore(store_setup.path, busy_timeout_s=0.05)
+    store_setup.admit(cti(1))
+    store_setup.admit(cti(2))
+    gone = store_setup.made[0]
+    reader = sqlite3.connect(store_setup.path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM records").fetchone() == (2,)  # its snapshot holds the record
+    store_setup.store.delete([gone.rid])
+    store_setup.store.scrub()  # busy: the reader's snapshot still needs the old frames
+    assert gone.wire() in card_bytes(store_setup)
+    reader.execute("COMMIT")
+    reader.close()
+    store_setup.store.scrub()
+    assert gone.wire() not in card_bytes(store_setup) and gone.wire()[-64:] not in card_bytes(store_setup)
+
+
 def test_the_loop_and_the_uplink_share_the_store_from_their_own_threads(store_setup):
     # The scan loop admits on its thread while the uplink reads and deletes on another: one connection for both.
     outcome = []

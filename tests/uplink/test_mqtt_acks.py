@@ -131,6 +131,47 @@ def test_every_publish_gets_its_own_acknowledgement_once(broker):
         late.loop_stop()
 
 
+def test_a_puback_read_before_publish_returns_still_reaches_its_caller_once(broker, monkeypatch):
+    """paho's network thread may read the PUBACK before publish() has noted the caller's on_ack. Forced here:
+    paho's publish returns only once its PUBACK has been handled (paho 2.2 marks a message published after its
+    on_publish callback returns); the ack is kept for publish() to hand over, once."""
+    link = uplink(broker.port)
+    real = link._client.publish
+
+    def publish_then_wait_for_the_puback(*args, **kw):
+        info = real(*args, **kw)
+        info.wait_for_publish(10)
+        return info
+
+    monkeypatch.setattr(link._client, "publish", publish_then_wait_for_the_puback)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        acks = Acks()
+        for n in range(3):
+            assert link.publish(VISITS, b"record %d" % n, on_ack=acks.for_(n)) is True
+            assert acks.got.get(n) == [(True, "")]  # handed over before publish() returned
+        assert link.publish(VISITS, b"no one asks", on_ack=None) is True
+    finally:
+        link.stop()
+
+
+def test_a_link_lost_between_the_check_and_pahos_publish_takes_nothing(broker, monkeypatch):
+    """`connected` was set when publish() looked, and the link dropped before paho's publish: paho answers
+    MQTT_ERR_NO_CONN (asked here of a client that never connected), and the caller keeps its record."""
+    link = uplink(broker.port)
+    never_connected = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    monkeypatch.setattr(link._client, "publish", never_connected.publish)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        called: list = []
+        assert link.publish(VISITS, b"record", on_ack=lambda ok, reason: called.append(ok)) is False
+        assert called == []
+    finally:
+        link.stop()
+
+
 def test_a_message_handler_that_fails_does_not_stop_the_next_messages(broker):
     got: list[bytes] = []
 

@@ -6,8 +6,8 @@
 #   sudo image-build/build.sh --ssh-key ~/.ssh/id_ed25519.pub            # pi-gen natively
 #   image-build/build.sh --ssh-key ~/.ssh/id_ed25519.pub --docker        # pi-gen in Docker
 #
-# It clones pi-gen at a pinned tag into the work folder, builds the qrgate wheel
-# from this checkout, puts it with install.sh and systemd/ into stage-qrgate,
+# It clones pi-gen at a pinned tag into the work folder, builds the arm64 Debian
+# package from this checkout (`./dev package arm64`), puts it into stage-qrgate,
 # writes pi-gen's config from image-build/config, runs pi-gen, and prints the image.
 set -euo pipefail
 
@@ -20,19 +20,19 @@ pigen_url=https://github.com/RPi-Distro/pi-gen.git
 pigen_ref=${PIGEN_REF:-2024-11-19-raspios-bookworm-arm64}
 work=$here/work
 ssh_key=
-wheel=
+deb=
 docker=0
 
 usage() {
     cat <<EOF
-usage: $prog --ssh-key FILE [--docker] [--work DIR] [--pigen-ref REF] [--wheel FILE]
+usage: $prog --ssh-key FILE [--docker] [--work DIR] [--pigen-ref REF] [--deb FILE]
 
   --ssh-key FILE    the technicians' public key(s), an authorized_keys file: the only
                     way into the image (user "tech", SSH by key, sudo)
   --docker          run pi-gen's build-docker.sh (needs Docker) instead of build.sh (needs root)
   --work DIR        work folder, with no spaces in its path (default: $work)
   --pigen-ref REF   pi-gen tag or branch (default: $pigen_ref; or PIGEN_REF=...)
-  --wheel FILE      install this qrgate wheel instead of building one from $checkout
+  --deb FILE        install this qrgate_*_arm64.deb instead of building one from $checkout
 EOF
 }
 say() { printf '%s: %s\n' "$prog" "$*"; }
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --docker) docker=1; shift ;;
         --work) need_arg "$@"; work=$2; shift 2 ;;
         --pigen-ref) need_arg "$@"; pigen_ref=$2; shift 2 ;;
-        --wheel) need_arg "$@"; wheel=$2; shift 2 ;;
+        --deb) need_arg "$@"; deb=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -63,8 +63,6 @@ elif [ "$(id -u)" != 0 ]; then
     die "pi-gen's build.sh runs as root: sudo $0 ... (or --docker)"
 fi
 command -v git >/dev/null 2>&1 || die "git is missing (apt-get install git)"
-python3 -m pip --version >/dev/null 2>&1 || [ -n "$wheel" ] \
-    || die "building the wheel needs pip (apt-get install python3-pip), or give --wheel FILE"
 
 # --- the key: the only way into the image ----------------------------------------------
 [ -n "$ssh_key" ] || { usage >&2; die "--ssh-key FILE is required: the image has no password"; }
@@ -105,27 +103,26 @@ if [ "$docker" = 0 ] && [ -f "$pigen/depends" ]; then
     fi
 fi
 
-# --- the wheel and the stage -------------------------------------------------------------
-if [ -z "$wheel" ]; then
+# --- the package and the stage -------------------------------------------------------------
+if [ -z "$deb" ]; then
     rm -rf "$work/dist"
-    say "wheel: building from $checkout"
-    python3 -m pip wheel --quiet --no-deps -w "$work/dist" "$checkout"
-    wheel=$(find "$work/dist" -maxdepth 1 -name 'qrgate-*.whl' -print -quit)
-    [ -n "$wheel" ] || die "pip wheel made no qrgate wheel"
+    say "package: building the arm64 .deb from $checkout (./dev package: the lock's wheels)"
+    "$checkout/dev" package arm64 --out "$work/dist"
+    deb=$(find "$work/dist" -maxdepth 1 -name 'qrgate_*_arm64.deb' -print -quit)
+    [ -n "$deb" ] || die "./dev package made no qrgate_*_arm64.deb"
 fi
-[ -f "$wheel" ] || die "no such wheel: $wheel"
+[ -f "$deb" ] || die "no such package: $deb"
+case "$(basename -- "$deb")" in
+    qrgate_*_arm64.deb) ;;
+    *) die "$deb is not qrgate's arm64 package (qrgate_*_arm64.deb)" ;;
+esac
 
 stage=$pigen/stage-qrgate
 rm -rf "$stage"
 cp -a "$here/stage-qrgate" "$stage"
 files=$stage/00-qrgate/files
-install -d "$files/systemd"
-install -m 0755 "$here/install.sh" "$files/install.sh"
-for f in qrgate.service qrgate-keygen.service qrgate.sysusers qrgate.tmpfiles; do
-    [ -f "$checkout/systemd/$f" ] || die "missing $checkout/systemd/$f"
-    install -m 0644 "$checkout/systemd/$f" "$files/systemd/$f"
-done
-install -m 0644 "$wheel" "$files/"
+install -d "$files"
+install -m 0644 "$deb" "$files/"
 # Only stage-qrgate exports an image; stage2's own Lite image is not wanted.
 touch "$pigen/stage2/SKIP_IMAGES"
 

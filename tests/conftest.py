@@ -147,3 +147,26 @@ def picamera2(monkeypatch):
     monkeypatch.setattr(picamera2.Picamera2, "camera_controls_for_next", picamera2.CM3_CONTROLS)
     monkeypatch.setattr(picamera2.Picamera2, "open_failures", 0)
     return picamera2
+
+
+class BuiltPackages:
+    """The `.deb` files `./dev package`'s own code built for the package tests (tests/package/)."""
+
+    def __init__(self, folder: Path, seconds: float):
+        self.folder = folder
+        self.seconds = seconds
+
+    def deb(self, arch: str, revision: int = 1) -> Path:
+        from lab import package
+        return self.folder / f"qrgate_{package.version(revision)}_{arch}.deb"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> BuiltPackages:
+    """Both architectures, two revisions each: the second has the same contents and is
+    what an upgrade installs over the first."""
+    from lab import package
+    folder = tmp_path_factory.mktemp("dist")
+    started = time.monotonic()
+    package.build(list(package.ARCHES), folder, revisions=(1, 2))
+    return BuiltPackages(folder, time.monotonic() - started)

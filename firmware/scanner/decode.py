@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     import zxingcpp
@@ -32,7 +33,7 @@ def qr_formats() -> list[zxingcpp.BarcodeFormat]:
 
 
 class Decoder(Protocol):
-    def decode(self, gray: np.ndarray) -> list[str]: ...
+    def decode(self, gray: NDArray[Any]) -> list[str]: ...
 
 
 class ZxingDecoder:
@@ -61,7 +62,7 @@ class ZxingDecoder:
         self._formats = qr_formats()
         self._zbar: ZbarDecoder | None = None
 
-    def decode(self, gray: np.ndarray) -> list[str]:
+    def decode(self, gray: NDArray[Any]) -> list[str]:
         # A 2-D uint8 array, strided or not, is read through the buffer protocol in place. (zxing-cpp's stub
         # takes a BarcodeFormats for `formats`; a list of formats converts to one, as these calls rely on.)
         found = self._zx.read_barcodes(gray, formats=self._formats, return_errors=True)  # type: ignore[arg-type]
@@ -76,11 +77,11 @@ class ZxingDecoder:
                 return texts
         return []
 
-    def _read(self, image: np.ndarray, **options: Any) -> list[str]:
+    def _read(self, image: NDArray[Any], **options: Any) -> list[str]:
         return [b.text for b in self._zx.read_barcodes(image, formats=self._formats,  # type: ignore[arg-type]
                                                        **options) if b.valid]
 
-    def _sharpened_crops(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
+    def _sharpened_crops(self, gray: NDArray[Any], found: list[zxingcpp.Barcode]) -> list[str]:
         for x0, y0, x1, y1 in _boxes(gray, found):
             crop = cv2.resize(gray[y0:y1, x0:x1], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
             sharp = cv2.addWeighted(crop, 1.8, cv2.GaussianBlur(crop, (0, 0), 2.0), -0.8, 0)  # unsharp mask
@@ -89,13 +90,13 @@ class ZxingDecoder:
                 return texts
         return []
 
-    def _blurred(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
+    def _blurred(self, gray: NDArray[Any], found: list[zxingcpp.Barcode]) -> list[str]:
         return self._read(cv2.blur(gray, (3, 3)), binarizer=self._zx.Binarizer.GlobalHistogram, try_downscale=False)
 
-    def _global_binarizer(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
+    def _global_binarizer(self, gray: NDArray[Any], found: list[zxingcpp.Barcode]) -> list[str]:
         return self._read(gray, binarizer=self._zx.Binarizer.GlobalHistogram)
 
-    def _with_zbar(self, gray: np.ndarray, found: list[zxingcpp.Barcode]) -> list[str]:
+    def _with_zbar(self, gray: NDArray[Any], found: list[zxingcpp.Barcode]) -> list[str]:
         # The whole plane: glare often hides the located region's true extent
         # (zbar on the region alone read a third fewer). ~8 ms: the cost of a
         # frame that is about to fail anyway, and of most of the loop's p95.
@@ -104,7 +105,7 @@ class ZxingDecoder:
         return self._zbar.decode(gray)
 
 
-def _boxes(gray: np.ndarray, found: list[zxingcpp.Barcode], most: int = 2) -> Iterator[tuple[int, int, int, int]]:
+def _boxes(gray: NDArray[Any], found: list[zxingcpp.Barcode], most: int = 2) -> Iterator[tuple[int, int, int, int]]:
     """The regions (x0, y0, x1, y1) of the first codes located, with a quarter of their size as margin."""
     for barcode in found[:most]:
         p = barcode.position
@@ -132,7 +133,7 @@ class ZbarDecoder:
         zbar.zbar_image_scanner_set_config(self._scanner, zbar.ZBarSymbol.NONE, zbar.ZBarConfig.CFG_ENABLE, 0)
         zbar.zbar_image_scanner_set_config(self._scanner, zbar.ZBarSymbol.QRCODE, zbar.ZBarConfig.CFG_ENABLE, 1)
 
-    def decode(self, gray: np.ndarray) -> list[str]:
+    def decode(self, gray: NDArray[Any]) -> list[str]:
         z = self._z
         if gray.ndim != 2 or gray.dtype != np.uint8 or gray.strides[1] != 1:
             raise ValueError("zbar reads a 2-D uint8 plane with contiguous rows")

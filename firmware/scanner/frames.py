@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Protocol
+from typing import Any, Callable, Generator, Protocol
 
-import numpy as np
+from numpy.typing import NDArray
 
 
 def _nothing() -> None:
@@ -22,7 +22,7 @@ class Frame:
     camera's frame number: a gap between two frames is frames dropped.
     """
 
-    gray: np.ndarray
+    gray: NDArray[Any]
     seq: int
     t: float  # time.monotonic() when the frame arrived
     release: Callable[[], None] = field(default=_nothing, compare=False)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Generator, Iterator, TextIO
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 import zxingcpp
 
 from firmware import config, paths
@@ -85,7 +86,7 @@ class Measure:
         return "code located, not read" if self.codes else "no code"
 
 
-def sharpness(gray: np.ndarray) -> float:
+def sharpness(gray: NDArray[Any]) -> float:
     """The variance of the Laplacian: higher is sharper (0 for a flat or tiny patch)."""
 
     if gray.shape[0] < 3 or gray.shape[1] < 3:
@@ -122,7 +123,7 @@ def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
 _Candidate = tuple[bool, tuple[tuple[int, int], ...], tuple[int, int, int, int]]
 
 
-def locate(gray: np.ndarray) -> list[Code]:
+def locate(gray: NDArray[Any]) -> list[Code]:
     """The QR codes zxing-cpp finds in the plane, read or only located; one per code, read ones first.
 
     A code zxing-cpp cannot decode often comes back as several candidates:
@@ -177,12 +178,12 @@ def _box(corners: tuple[tuple[int, int], ...], width: int, height: int) -> tuple
     return max(0, min(xs)), max(0, min(ys)), min(width, max(xs) + 1), min(height, max(ys) + 1)
 
 
-def _box_sharpness(gray: np.ndarray, box: tuple[int, int, int, int]) -> float:
+def _box_sharpness(gray: NDArray[Any], box: tuple[int, int, int, int]) -> float:
     x0, y0, x1, y1 = box
     return sharpness(gray[y0:y1, x0:x1])
 
 
-def measure(gray: np.ndarray) -> Measure:
+def measure(gray: NDArray[Any]) -> Measure:
     height, width = gray.shape
     return Measure(width, height, sharpness(gray), float(gray.mean()), tuple(locate(gray)))
 
@@ -199,7 +200,7 @@ def summary(m: Measure, png: Path | None) -> dict[str, Any]:
     }
 
 
-def _label(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], scale: float = 0.5) -> int:
+def _label(image: NDArray[Any], text: str, x: int, y: int, color: tuple[int, int, int], scale: float = 0.5) -> int:
     """`text` on a black band with its baseline at y (kept inside the image); returns the band's height."""
 
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -212,7 +213,7 @@ def _label(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, 
     return th + base + 4
 
 
-def annotate(gray: np.ndarray, m: Measure) -> np.ndarray:
+def annotate(gray: NDArray[Any], m: Measure) -> NDArray[Any]:
     """The frame in gray as BGR, each code outlined and labelled, the figures at the top left."""
 
     image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
@@ -233,7 +234,7 @@ def annotate(gray: np.ndarray, m: Measure) -> np.ndarray:
     return image
 
 
-def write_png(path: Path, gray: np.ndarray, m: Measure) -> None:
+def write_png(path: Path, gray: NDArray[Any], m: Measure) -> None:
 
     if not cv2.imwrite(str(path), annotate(gray, m)):
         raise QrgateError(f"cannot write {path}")
@@ -268,7 +269,7 @@ def _open(cfg: config.Config) -> FrameSource:
     return source
 
 
-def _grays(source: FrameSource, live: bool) -> Generator[np.ndarray, None, None]:
+def _grays(source: FrameSource, live: bool) -> Generator[NDArray[Any], None, None]:
     """Each frame's plane as an array of its own, the camera's buffer handed back at once.
 
     A source may yield None while its camera delivers nothing (picamera's
@@ -297,7 +298,7 @@ def _grays(source: FrameSource, live: bool) -> Generator[np.ndarray, None, None]
         frames.close()
 
 
-def _settled(grays: Iterator[np.ndarray], settle_s: float, min_frames: int) -> np.ndarray | None:
+def _settled(grays: Iterator[NDArray[Any]], settle_s: float, min_frames: int) -> NDArray[Any] | None:
     start, n, gray = time.monotonic(), 0, None
     for gray in grays:
         n += 1

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Generator
+from typing import Any, Generator
 
 import cv2
-import numpy as np
+from numpy.typing import NDArray
 
 from firmware.errors import QrgateError
 from firmware.scanner.frames import Frame
@@ -26,7 +26,7 @@ class ReplayError(QrgateError):
     pass
 
 
-def _read_gray(path: Path) -> np.ndarray:
+def _read_gray(path: Path) -> NDArray[Any]:
     gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if gray is None:
         raise ReplayError(f"cannot read image {path}")
@@ -60,7 +60,7 @@ class ReplaySource:
         if self._video is not None:
             self._video.release()
 
-    def _read(self, index: int) -> np.ndarray | None:
+    def _read(self, index: int) -> NDArray[Any] | None:
         """Frame `index` of the current pass, or None past the end."""
         if self._images:
             return _read_gray(self._images[index]) if index < len(self._images) else None

@@ -45,8 +45,9 @@ class SignedRepo:
         release = _run("apt-ftparchive", "-o", "APT::FTPArchive::Release::Origin=qrgate",
                        "-o", "APT::FTPArchive::Release::Label=qrgate", "release", ".", cwd=self.folder)
         (self.folder / "Release").write_text(release)
-        (self.folder / "InRelease").unlink(missing_ok=True)
-        self._gpg("--clearsign", "--output", self.folder / "InRelease", self.folder / "Release")
+        (self.folder / "InRelease").write_bytes(self.sign(self.folder / "Release"))
 
-    def source_line(self, uri: str, keyring: str) -> str:
-        return f"deb [signed-by={keyring}] {uri} ./\n"
+    def sign(self, release: Path) -> bytes:
+        """`release` clear-signed with this repository's key: what apt reads as InRelease."""
+        return subprocess.run(["gpg", "--homedir", str(self.gnupg), "--batch", "--clearsign", "--output", "-",
+                               str(release)], capture_output=True, check=True).stdout

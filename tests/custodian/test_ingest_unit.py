@@ -11,6 +11,7 @@ test_custodian_hostile.py.
 from __future__ import annotations
 
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -29,9 +30,17 @@ from custodian.ingest import INBOX_BATCHES, MAX_AGE_S, TS_SKEW_S, DeviceBuckets,
 from custodian.storage import DAY_S, RETENTION_DAYS, SqliteStorage, StorageUnavailable
 from firmware.store.records import MAX_WIRE, SealedRecord
 from firmware.uplink import topics
-from tests.conftest import wait_until
 
 TOPIC = topics.visits("cafe-1", "door-1")
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    """Poll an observable condition every millisecond, up to `timeout`: the writer answers within milliseconds, and
+    each mutant that breaks it costs this timeout (tests.conftest's waits 30 s, polling every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.001)
 
 
 class FakeClient:
@@ -39,12 +48,15 @@ class FakeClient:
 
     def __init__(self) -> None:
         self.acks: list[tuple[int, int]] = []
+        self.acked = threading.Condition()  # notified at each ack: a test waits for acks, not for a clock
         self.subscriptions: list[tuple[str, int]] = []
         self.connect_properties: Properties | None = None
         self.disconnected = False
 
     def ack(self, mid: int, qos: int) -> None:
-        self.acks.append((mid, qos))
+        with self.acked:
+            self.acks.append((mid, qos))
+            self.acked.notify_all()
 
     def subscribe(self, topic: str, options) -> None:
         self.subscriptions.append((topic, options.QoS))
@@ -105,6 +117,44 @@ def disconnect(code: int = 0x8B) -> tuple:
     return DisconnectFlags(is_disconnect_packet_from_server=True), ReasonCode(PacketTypes.DISCONNECT, identifier=code), None
 
 
+class Inbox(queue.Queue):
+    """The ingest's inbox, but a wait on it also ends when the ingest stops.
+
+    An idle writer waits on its inbox up to 0.2 s before it looks at its stop again, so each stop of a real
+    one costs up to 0.2 s, and each mutant runs some thirty stops. Ending that wait early is what a message
+    arriving does, so the writer sees nothing it could not see with the real queue.
+    """
+
+    def __init__(self, maxsize: int, stopping: threading.Event) -> None:
+        super().__init__(maxsize)
+        self.stopping = stopping
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        if block:
+            end = None if timeout is None else time.monotonic() + timeout
+            with self.not_empty:
+                while not self._qsize() and not self.stopping.is_set():
+                    left = None if end is None else end - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self.not_empty.wait(left)
+        return super().get(block=False)
+
+
+class Stopping(threading.Event):
+    """The ingest's stop flag, which wakes a writer waiting on its Inbox when it is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: Inbox | None = None
+
+    def set(self) -> None:
+        super().set()
+        if self.inbox is not None:
+            with self.inbox.not_empty:
+                self.inbox.not_empty.notify_all()
+
+
 class Wired:
     """An Ingest on a FakeClient, connected once, its writer running; `deliver` is paho's network thread."""
 
@@ -112,6 +162,8 @@ class Wired:
         self.ingest = Ingest("127.0.0.1", 1, storage=storage, client_id="ingest-a", batch=batch, **kw)
         self.client = FakeClient()
         self.ingest._client = self.client
+        self.ingest._stopping = stopping = Stopping()
+        self.ingest._inbox = stopping.inbox = Inbox(self.ingest._inbox.maxsize, stopping)
         self.died = threading.Event()
         self.ingest.start(on_death=self.died.set)
         if connect:
@@ -128,9 +180,10 @@ class Wired:
             self.ingest._on_message(self.client, None, m)
 
     def settled(self, n: int) -> None:
-        """Wait until n messages are acknowledged or stored or rejected, whichever the test counts."""
-        wait_until(lambda: len(self.client.acks) >= n or self.died.is_set(), timeout=10)
-        assert not self.died.is_set()
+        """Wait until n messages are acknowledged (or the writer died)."""
+        with self.client.acked:
+            self.client.acked.wait_for(lambda: len(self.client.acks) >= n or self.died.is_set(), timeout=5)
+        assert len(self.client.acks) >= n and not self.died.is_set()
 
     def __enter__(self) -> "Wired":
         return self
@@ -443,14 +496,14 @@ def test_records_past_a_devices_rate_are_rejected_as_rate_limited(storage, autho
 
 def test_a_batch_holds_at_most_batch_messages_and_waits_its_window_for_more(storage, authority):
     scripted = Scripted(storage)
-    with Wired(scripted, batch=3, batch_window_s=0.3) as w:
+    with Wired(scripted, batch=3, batch_window_s=0.1) as w:
         w.deliver(*[message(i, r.wire()) for i, r in enumerate(records(authority, 7), start=1)])
         w.settled(7)
         assert sorted(w.client.acks) == [(i, 1) for i in range(1, 8)] and w.ingest.stored == 7
     assert scripted.batches == [3, 3, 1]
     scripted = Scripted(storage)
     first, second = records(authority, 2)
-    with Wired(scripted, batch_window_s=0.5) as w:
+    with Wired(scripted, batch=2, batch_window_s=5) as w:  # the second message ends the window: the batch is full
         w.deliver(message(1, first.wire()))
         wait_until(lambda: w.ingest._inbox.qsize() == 0)  # the writer holds it, and waits its window for more
         w.deliver(message(2, second.wire()))
@@ -476,7 +529,7 @@ def test_acks_of_an_older_connection_are_never_sent_on_a_newer_one(storage, auth
 def test_a_database_unavailable_is_retried_unacknowledged_until_it_commits(storage, authority, caplog):
     caplog.set_level(logging.ERROR, logger="custodian")
     scripted = Scripted(storage, fails=3)
-    with Wired(scripted, retry_s=0.01, batch_window_s=0.5) as w:
+    with Wired(scripted, batch=2, retry_s=0.01, batch_window_s=5) as w:
         w.deliver(message(1, authority.visit()[1].wire()), message(2, authority.visit()[1].wire()))
         w.settled(2)
         assert scripted.batches == [2] * 4 and w.ingest.stored == 2 and w.ingest.rejected == 0
@@ -496,7 +549,7 @@ def test_a_stop_during_an_outage_leaves_the_batch_unacknowledged(storage, author
 def test_a_record_the_database_refuses_is_rejected_as_unstorable_and_the_rest_stored(storage, authority, caplog):
     batch = records(authority, 4)
     scripted = Scripted(storage, poison=batch[1].rid)
-    with Wired(scripted, batch_window_s=0.5) as w:
+    with Wired(scripted, batch=5, batch_window_s=5) as w:
         w.deliver(*[message(i, r.wire()) for i, r in enumerate(batch + batch[:1], start=1)])
         w.settled(5)
         assert sorted(w.client.acks) == [(i, 1) for i in range(1, 6)]
@@ -516,7 +569,7 @@ def test_a_stop_while_storing_record_by_record_leaves_the_rest_unacknowledged(st
                 raise StorageUnavailable("gone")
             return super().add(records, received_at)
 
-    w = Wired(RefusesOneThenGoesAway(storage, poison=batch[0].rid), batch_window_s=0.5, retry_s=60)
+    w = Wired(RefusesOneThenGoesAway(storage, poison=batch[0].rid), batch=3, batch_window_s=5, retry_s=60)
     w.deliver(*[message(i, r.wire()) for i, r in enumerate(batch, start=1)])
     wait_until(lambda: storage.count() == 1)  # batch[1] stored; batch[2] waits out its retry
     w.ingest.stop(timeout=30)

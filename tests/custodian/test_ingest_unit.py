@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from custodian_kit import new_authority
 from paho.mqtt.client import ConnectFlags, DisconnectFlags
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -113,12 +114,12 @@ def message(mid: int, payload: bytes, topic: str = TOPIC, qos: int = 1) -> mqtt.
     return m
 
 
-def connack(ok: bool = True, max_packet: int | None = topics.MAX_PACKET) -> tuple:
+def connack(ok: bool = True, max_packet: int | None = topics.MAX_PACKET, resumed: bool = False) -> tuple:
     properties = Properties(PacketTypes.CONNACK)
     if max_packet is not None:
         properties.MaximumPacketSize = max_packet
     code = ReasonCode(PacketTypes.CONNACK, "Success" if ok else "Not authorized")
-    return ConnectFlags(session_present=False), code, properties
+    return ConnectFlags(session_present=resumed), code, properties
 
 
 def disconnect(code: int = 0x8B) -> tuple:
@@ -126,7 +127,8 @@ def disconnect(code: int = 0x8B) -> tuple:
 
 
 class Inbox(queue.Queue):
-    """The ingest's inbox, but a wait on it also ends when the ingest stops.
+    """The ingest's inbox, but a wait on it also ends when the ingest stops (see `wake`); it notes that a reader
+    waited on it, empty, rather than only polling it.
 
     An idle writer waits on its inbox up to 0.2 s before it looks at its stop again, so each stop of a real
     one costs up to 0.2 s, and each mutant runs some thirty stops. Ending that wait early is what a message
@@ -136,6 +138,7 @@ class Inbox(queue.Queue):
     def __init__(self, maxsize: int, stopping: threading.Event) -> None:
         super().__init__(maxsize)
         self.stopping = stopping
+        self.waited = threading.Event()
 
     def get(self, block: bool = True, timeout: float | None = None):
         if block:
@@ -145,22 +148,24 @@ class Inbox(queue.Queue):
                     left = None if end is None else end - time.monotonic()
                     if left is not None and left <= 0:
                         break
+                    self.waited.set()
                     self.not_empty.wait(left)
         return super().get(block=False)
 
+    def wake(self) -> None:
+        with self.not_empty:
+            self.not_empty.notify_all()
 
-class Stopping(threading.Event):
-    """The ingest's stop flag, which wakes a writer waiting on its Inbox when it is set."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.inbox: Inbox | None = None
+def waking(stopping: threading.Event, inbox: Inbox) -> None:
+    """The ingest's own stop flag (not a stand-in), made to wake a writer waiting on its Inbox when it is set."""
+    set_flag = stopping.set
 
-    def set(self) -> None:
-        super().set()
-        if self.inbox is not None:
-            with self.inbox.not_empty:
-                self.inbox.not_empty.notify_all()
+    def set_and_wake() -> None:
+        set_flag()
+        inbox.wake()
+
+    stopping.set = set_and_wake  # type: ignore[method-assign]
 
 
 class Wired:
@@ -170,8 +175,8 @@ class Wired:
         self.ingest = Ingest("127.0.0.1", 1, storage=storage, client_id="ingest-a", batch=batch, **kw)
         self.client = FakeClient()
         self.ingest._client = self.client
-        self.ingest._stopping = stopping = Stopping()
-        self.ingest._inbox = stopping.inbox = Inbox(self.ingest._inbox.maxsize, stopping)
+        self.ingest._inbox = inbox = Inbox(self.ingest._inbox.maxsize, self.ingest._stopping)
+        waking(self.ingest._stopping, inbox)
         self.died = threading.Event()
         self.ingest.start(on_death=self.died.set)
         if connect:
@@ -360,6 +365,9 @@ def test_its_paho_client_keeps_its_id_speaks_mqtt5_hears_the_broker_and_acknowle
     ingest = Ingest("127.0.0.1", 1, storage=storage, client_id="ingest-7")
     client = ingest._client
     assert client._client_id == b"ingest-7" and client.protocol == mqtt.MQTTv5 and client._manual_ack is True
+    assert client._callback_api_version == CallbackAPIVersion.VERSION2  # the callbacks' signatures
+    # paho reconnects by itself: after 1 s, backing off to 30 s, so a broker back is heard from within 30 s
+    assert (client._reconnect_min_delay, client._reconnect_max_delay) == (1, 30)
     assert (client.on_connect, client.on_disconnect, client.on_subscribe, client.on_message) == \
         (ingest._on_connect, ingest._on_disconnect, ingest._on_subscribe, ingest._on_message)
 
@@ -407,9 +415,14 @@ def test_a_connection_subscribes_the_group_at_qos1_and_counts_reconnects(storage
         said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "disconnected" in r.getMessage()]
         assert len(said) == 1 and "ingest-a" in said[0] and "Server shutting down" in said[0] and "reconnecting" in said[0]
         w.connect()
-        w.connect()
+        w.connect(resumed=True)
         assert w.ingest.reconnects == 2 and w.ingest.summary()["reconnects"] == 2
         assert len(w.client.subscriptions) == 3
+    # whether what waited in the broker session comes now: the operator's first question after an outage
+    said = [r.getMessage() for r in caplog.records if " connected (" in r.getMessage()]
+    assert len(said) == 3 and all("ingest-a" in line for line in said)
+    assert ["session resumed" in line for line in said] == [False, False, True]
+    assert ["new session" in line for line in said] == [True, True, False]
 
 
 def test_a_refused_connection_or_subscription_is_named_and_nothing_is_subscribed(storage, caplog):
@@ -437,6 +450,7 @@ def test_a_broker_admitting_larger_packets_than_the_ingest_takes_is_named(storag
         assert f"the broker admits packets of {f'up to {admits} bytes' if admits else 'any size'}, larger than " \
                f"the {topics.MAX_PACKET} bytes this ingest takes" in said[0]
         assert f"set max_packet_size {topics.MAX_PACKET} in mosquitto.conf" in said[0]
+        assert "custodian/broker/mosquitto.conf" in said[0]  # the shipped one, which does
 
 
 def test_a_session_taken_over_is_counted_and_an_alarm(storage, caplog):
@@ -505,9 +519,11 @@ def test_each_record_is_stored_once_and_every_message_acknowledged_after_its_com
         w.settled(7)
         assert sorted(w.client.acks) == [(i, 1) for i in range(1, 8)]
         assert (w.ingest.received, w.ingest.stored, w.ingest.duplicates, w.ingest.rejected) == (7, 5, 2, 0)
+        w.deliver(message(8, batch[4].wire()))  # a later batch: its duplicate adds to the count
+        w.settled(8)
         summary = w.ingest.summary()
     assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in batch}
-    assert summary == {"client_id": "ingest-a", "received": 7, "stored": 5, "duplicates": 2, "rejected": 0,
+    assert summary == {"client_id": "ingest-a", "received": 8, "stored": 5, "duplicates": 3, "rejected": 0,
                        "rejected_by_reason": {}, "dropped_inbox_full": 0, "purged": 0, "reconnects": 0,
                        "takeovers": 0}
 
@@ -540,6 +556,23 @@ def test_records_past_a_devices_rate_are_rejected_as_rate_limited(storage, autho
         w.deliver(message(7, authority.visit(venue="gym-2")[1].wire(), topic=topics.visits("gym-2", "door-1")))
         w.settled(7)
         assert (w.ingest.stored, w.ingest.rejected_by_reason) == (5, {"rate_limited": 2})
+
+
+def test_an_idle_writer_waits_on_its_inbox_rather_than_spinning(storage):
+    """Polling an empty inbox would burn a core of the custodian's for nothing."""
+    with Wired(storage) as w:
+        assert w.ingest._inbox.waited.wait(5)
+
+
+def test_a_lone_message_waits_no_longer_than_the_batch_window(storage, authority):
+    """`--batch-ms` bounds how long a batch gathers: with 0 ms, five messages one at a time are committed one by
+    one at once (here within 4 s, in a few ms each), not after a second's wait apiece."""
+    with Wired(storage, batch_window_s=0.0) as w:
+        t0 = time.monotonic()
+        for mid in range(1, 6):
+            w.deliver(message(mid, authority.visit()[1].wire()))
+            w.settled(mid)
+        assert time.monotonic() - t0 < 4.0
 
 
 def test_a_batch_holds_at_most_batch_messages_and_waits_its_window_for_more(storage, authority):
@@ -609,13 +642,17 @@ def test_a_database_unavailable_is_retried_unacknowledged_until_it_commits(stora
 
 
 def test_a_stop_during_an_outage_leaves_the_batch_unacknowledged(storage, authority):
+    """And what waits in the inbox is tried once, not a batch at a time: each try may wait out the database's
+    busy timeout, and the stop would wait for all of them."""
     scripted = Scripted(storage, available=threading.Event())
-    w = Wired(scripted, retry_s=60)
+    w = Wired(scripted, batch=1, retry_s=60)
     w.deliver(message(1, authority.visit()[1].wire()))
     wait_until(lambda: scripted.batches)
+    w.deliver(*[message(i, authority.visit()[1].wire()) for i in range(2, 5)])
     w.ingest.stop(timeout=30)
     assert not w.ingest._writer.is_alive()  # the retry's wait ended with the stop, not after 60 s
     assert w.client.acks == [] and w.ingest.stored == 0 and storage.count() == 0
+    assert scripted.batches == [1, 1]  # message 1, then message 2 as the stop began
 
 
 def test_a_record_the_database_refuses_is_rejected_as_unstorable_and_the_rest_stored(storage, authority, caplog):
@@ -649,6 +686,31 @@ def test_a_stop_while_storing_record_by_record_leaves_the_rest_unacknowledged(st
     w.ingest.stop(timeout=30)
     assert not w.ingest._writer.is_alive()
     assert w.client.acks == [] and w.ingest.stored == 0 and w.ingest.rejected == 0
+
+
+def test_a_stop_gives_up_on_a_writer_stuck_in_the_database_and_leaves_it_no_hold_on_the_process(storage, authority):
+    """A storage call that never returns must not keep a SIGTERMed ingest from exiting: the stop waits for the
+    writer only up to its timeout, and the writer is a daemon thread, so the interpreter does not wait for it."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Stuck(Scripted):
+        def add(self, records, received_at):
+            entered.set()
+            release.wait()
+            return super().add(records, received_at)
+
+    w = Wired(Stuck(storage))
+    try:
+        w.deliver(message(1, authority.visit()[1].wire()))
+        assert entered.wait(5)
+        stopping = threading.Thread(target=w.ingest.stop, kwargs={"timeout": 0.05}, daemon=True)
+        stopping.start()
+        stopping.join(5)
+        assert not stopping.is_alive() and w.client.disconnected and w.client.acks == []
+        assert w.ingest._writer.is_alive() and w.ingest._writer.daemon
+    finally:
+        release.set()
+        w.ingest._writer.join(5)
 
 
 def test_stopping_commits_and_acknowledges_what_has_arrived(storage, authority):
@@ -693,8 +755,8 @@ def test_a_purge_comes_once_a_period_not_with_every_batch(storage, authority, mo
     monkeypatch.setattr(ingest_module, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
     scripted = Scripted(storage)
     with Wired(scripted, batch=1) as w:
-        wait_until(lambda: scripted.purges == 1)
-        for mid, clock[0] in enumerate((1.0, 3599.9), start=1):
+        # Message 1, committed at 0 s, says the writer has read the clock after its first purge.
+        for mid, clock[0] in enumerate((0.0, 3599.9), start=1):
             w.deliver(message(mid, authority.visit()[1].wire()))
             w.settled(mid)  # each a batch of its own, committed: the writer went round its loop
         assert scripted.purges == 1

@@ -541,6 +541,7 @@ def test_rejected_messages_are_counted_by_reason_acknowledged_and_not_stored(sto
         assert w.ingest.rejected_by_reason == {"malformed": 1, "topic_mismatch": 1, "ts_out_of_range": 1,
                                                "oversized": 1}
         assert (w.ingest.stored, w.ingest.rejected) == (1, 4)
+    assert not w.ingest.died.is_set()  # every line it wrote on the way, DEBUG included, was a line, not an error
     assert [row.rid for row in storage.between("cafe-1", 0, 2**62)] == [good.rid]
     assert "SECRET-MARKER" not in caplog.text and elsewhere.rid.hex() not in caplog.text
     for reason in ("malformed", "topic_mismatch", "ts_out_of_range", "oversized"):

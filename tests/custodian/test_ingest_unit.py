@@ -178,7 +178,7 @@ class Wired:
         self.ingest._inbox = inbox = Inbox(self.ingest._inbox.maxsize, self.ingest._stopping)
         waking(self.ingest._stopping, inbox)
         self.died = threading.Event()
-        self.ingest.start(on_death=self.died.set)
+        self.ingest.start(on_death=self._died)
         if connect:
             self.connect()
 
@@ -191,6 +191,12 @@ class Wired:
     def deliver(self, *messages: mqtt.MQTTMessage) -> None:
         for m in messages:
             self.ingest._on_message(self.client, None, m)
+
+    def _died(self) -> None:
+        """The command's stop, here: noted, and any wait for acks told, as no ack is coming."""
+        self.died.set()
+        with self.client.acked:
+            self.client.acked.notify_all()
 
     def settled(self, n: int) -> None:
         """Wait until n messages are acknowledged (or the writer died)."""

@@ -41,7 +41,7 @@ class Module:
     file: str
     tests: tuple[str, ...]
     by_name_only: bool = False  # too slow for the default run, so only when named (none now: the ingest took 39 min
-    # on two cores until its tests stopped waiting out clocks; 7 to 10 min since)
+    # on two cores until its tests stopped waiting out clocks; 6 to 10 min since)
 
 
 CORE: dict[str, Module] = {

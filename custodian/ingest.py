@@ -52,7 +52,6 @@ import logging
 import math
 import queue
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
@@ -216,8 +215,7 @@ class Ingest:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
                         manual_ack=True)
         if tls is not None:
-            c.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert) if tls.cert else None,
-                      keyfile=str(tls.key) if tls.key else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            tls.apply(c)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_subscribe, c.on_message = self._on_subscribe, self._on_message

@@ -40,6 +40,11 @@ class Tls:
     cert: Path | None = None
     key: Path | None = None
 
+    def apply(self, client: mqtt.Client) -> None:
+        """TLS on a paho client: server checked against `ca`, our certificate and key if given (mutual TLS)."""
+        client.tls_set(ca_certs=str(self.ca) if self.ca else None, certfile=str(self.cert) if self.cert else None,
+                       keyfile=str(self.key) if self.key else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+
 
 @dataclass(frozen=True)
 class Will:
@@ -81,12 +86,7 @@ class MqttUplink:
         self._lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if tls is not None:
-            c.tls_set(
-                ca_certs=str(tls.ca),
-                certfile=str(tls.cert) if tls.cert else None,
-                keyfile=str(tls.key) if tls.key else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            tls.apply(c)
         if will is not None:
             c.will_set(will.topic, will.payload, qos=1, retain=True)
         c.max_inflight_messages_set(max_inflight)

@@ -383,11 +383,14 @@ def test_with_tls_it_asks_paho_for_its_ca_and_its_own_certificate_and_key(storag
     monkeypatch.setattr(mqtt.Client, "tls_set", lambda self, **kw: asked.append(kw))
     Ingest("h", 1, storage=storage, tls=Tls(Path("/etc/ca.pem"), Path("/etc/me.pem"), Path("/etc/me.key")))
     Ingest("h", 1, storage=storage, tls=Tls(Path("/etc/ca.pem")))
+    Ingest("h", 1, storage=storage, tls=Tls(None))
     Ingest("h", 1, storage=storage)
     assert asked == [
         {"ca_certs": "/etc/ca.pem", "certfile": "/etc/me.pem", "keyfile": "/etc/me.key",
          "tls_version": ssl.PROTOCOL_TLS_CLIENT},
         {"ca_certs": "/etc/ca.pem", "certfile": None, "keyfile": None, "tls_version": ssl.PROTOCOL_TLS_CLIENT},
+        # No CA named: the system's (paho's None), never a file called "None".
+        {"ca_certs": None, "certfile": None, "keyfile": None, "tls_version": ssl.PROTOCOL_TLS_CLIENT},
     ]
 
 

@@ -5,7 +5,9 @@ no AES instructions). The device only ever holds the public key: nothing here
 can open what it seals. `open_sealed` is for the authority's side and tests.
 
 cryptography's public `Suite.encrypt` takes no associated data; the aad-taking
-single-shot functions beside it are used (present from cryptography 48 on).
+single-shot functions beside it are used: private, present from cryptography 48
+on, checked against 51.0.1 (the lock's). pyproject.toml bounds the version below
+the next major, which must be checked again (tests/store/test_seal.py).
 """
 
 from __future__ import annotations

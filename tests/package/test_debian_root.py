@@ -9,10 +9,10 @@ qemu-user for arm64), per architecture:
   `qrgate demo` accepts every visitor it should;
 - then a fleet repository signed with its own key publishes revision 2: `apt-get
   upgrade` takes it and the device's key, configuration and local edit are the
-  same; an index that key did not sign is refused; a rollback to revision 1 from
-  the same repository keeps them too; `apt-get remove` and `purge` keep the
-  device's state, and the purge the technician asks for (QRGATE_PURGE=state)
-  removes it.
+  same, and `apt-get remove` keeps them; on amd64 also: an index that key did not
+  sign is refused, a rollback to revision 1 from the same repository keeps the
+  device's files, `apt-get purge` keeps its state, and the purge the technician
+  asks for (QRGATE_PURGE=state) removes it.
 
 No systemd runs in the root (units are enabled, never started) and the clock is
 the host's: what only a booted Pi can confirm is in docs/device.md's last section.
@@ -39,6 +39,9 @@ REPO_IN_ROOT = "/srv/fleet-repo"
 KEYRING_IN_ROOT = "/etc/apt/keyrings/qrgate-fleet.gpg"
 KEPT = ("/etc/qrgate/tls/device.key", "/etc/qrgate/qrgate.toml", "/etc/qrgate/conf.d/50-local.toml")
 LOCAL_EDIT = "\n[gpio]\ndoor_pulse_s = 2.5\n"
+# What apt and dpkg do with a repository's signature, a rollback and a purge is the same on every
+# architecture: checked once, natively, rather than for two minutes more under qemu.
+NATIVE = "amd64"
 STEP_TIMEOUT = 1200  # under qemu-user a Python start costs seconds: far above what a step takes (developer.md)
 
 
@@ -126,7 +129,7 @@ def test_the_package_installs_runs_and_its_demo_accepts_every_visitor(device):
     assert summary["records_received_by_the_custodian"] == summary["records_the_authority_key_opened"] == 6
 
 
-def test_a_signed_fleet_repository_upgrades_and_rolls_back_and_purge_asks(device, built, tmp_path):
+def test_a_signed_fleet_repository_upgrades_the_device_and_keeps_what_it_made(device, built, tmp_path):
     if not device.file("/etc/qrgate/tls/device.key").exists():
         device.sh("generate key", "qrgate provision --generate-key")
         device.file("/etc/qrgate/qrgate.toml").write_text("# provisioned\n")
@@ -147,27 +150,29 @@ def test_a_signed_fleet_repository_upgrades_and_rolls_back_and_purge_asks(device
     assert device.digests() == before
     assert LOCAL_EDIT in device.file("/etc/qrgate/conf.d/50-local.toml").read_text()
 
-    # An index the fleet's key did not sign: apt refuses the whole repository.
-    impostor = SignedRepo(tmp_path / "impostor", tmp_path / "gnupg-impostor")
-    (device.file(REPO_IN_ROOT) / "InRelease").write_bytes(impostor.sign(device.file(REPO_IN_ROOT) / "Release"))
-    refused = device.sh("impostor", "apt-get update -q", check=False)
-    assert "NO_PUBKEY" in refused.stdout + refused.stderr or "not signed" in refused.stdout + refused.stderr, \
-        refused.stdout + refused.stderr
-    repo.publish()  # the fleet's own signature again
+    if device.arch == NATIVE:
+        # An index the fleet's key did not sign: apt refuses the whole repository.
+        impostor = SignedRepo(tmp_path / "impostor", tmp_path / "gnupg-impostor")
+        (device.file(REPO_IN_ROOT) / "InRelease").write_bytes(impostor.sign(device.file(REPO_IN_ROOT) / "Release"))
+        refused = device.sh("impostor", "apt-get update -q", check=False)
+        assert "NO_PUBKEY" in refused.stdout + refused.stderr or "not signed" in refused.stdout + refused.stderr, \
+            refused.stdout + refused.stderr
+        repo.publish()  # the fleet's own signature again
 
-    device.sh("rollback", f"apt-get update -qq && apt-get install -y -q --allow-downgrades "
-                          f"qrgate={package.version(1)}")
-    assert device.version() == package.version(1)
-    assert device.digests() == before
+        device.sh("rollback", f"apt-get update -qq && apt-get install -y -q --allow-downgrades "
+                              f"qrgate={package.version(1)}")
+        assert device.version() == package.version(1)
+        assert device.digests() == before
 
     device.sh("remove", "apt-get remove -y -q qrgate")
     assert not device.file("/opt/qrgate/venv").exists() and not device.file("/usr/bin/qrgate").exists()
     assert all(device.file(p).exists() for p in KEPT) and device.file("/var/lib/qrgate").is_dir()
-    purged = device.sh("purge", "apt-get purge -y -q qrgate")
-    assert "QRGATE_PURGE=state" in purged.stdout
-    assert device.file("/etc/qrgate/tls/device.key").exists() and device.file("/var/lib/qrgate").is_dir()
-    assert not device.file("/etc/qrgate/conf.d/50-local.toml").exists()  # the conffile goes with a purge
+    if device.arch == NATIVE:
+        purged = device.sh("purge", "apt-get purge -y -q qrgate")
+        assert "QRGATE_PURGE=state" in purged.stdout
+        assert device.file("/etc/qrgate/tls/device.key").exists() and device.file("/var/lib/qrgate").is_dir()
+        assert not device.file("/etc/qrgate/conf.d/50-local.toml").exists()  # the conffile goes with a purge
 
-    device.sh("reinstall", f"apt-get install -y -q qrgate={package.version(2)}")
-    device.sh("purge state", "apt-get purge -y -q qrgate", env={"QRGATE_PURGE": "state"})
-    assert not device.file("/etc/qrgate").exists() and not device.file("/var/lib/qrgate").exists()
+        device.sh("reinstall", f"apt-get install -y -q qrgate={package.version(2)}")
+        device.sh("purge state", "apt-get purge -y -q qrgate", env={"QRGATE_PURGE": "state"})
+        assert not device.file("/etc/qrgate").exists() and not device.file("/var/lib/qrgate").exists()

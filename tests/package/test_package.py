@@ -157,3 +157,11 @@ def test_systemd_analyze_verifies_the_units_with_the_packaged_binary(verify_root
     (verify_root / "opt/qrgate/venv/bin/qrgate").unlink()
     result = run("systemd-analyze", "verify", f"--root={verify_root}", units[0])
     assert result.returncode != 0 and "/opt/qrgate/venv/bin/qrgate" in result.stderr
+
+
+def test_an_unknown_architecture_is_refused_by_name_before_anything_is_built(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        package.main(["arm64", "sparc", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "no architecture sparc; the package is built for arm64, amd64" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

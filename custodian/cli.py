@@ -29,6 +29,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _db(text: str) -> str | Path:
+    """A `postgresql://` URL as it is (a Path would fold its `//`), anything else a SQLite file."""
+    from custodian.stores import is_url
+
+    return text if is_url(text) else Path(text)
+
+
 def certificate_cn(path: Path) -> str:
     """The certificate's Common Name: the client id a broker binding ids to identities gives this process."""
     from cryptography import x509
@@ -45,7 +52,7 @@ def certificate_cn(path: Path) -> str:
 
 def cmd_ingest(args) -> int:
     from custodian.ingest import Ingest
-    from custodian.storage import SqliteStorage
+    from custodian.stores import open_storage
     from firmware.uplink.mqtt import Tls
 
     setup_logging(args.verbose, daemon=True)
@@ -56,7 +63,7 @@ def cmd_ingest(args) -> int:
             raise QrgateError(f"no such file: {path}")
     tls = Tls(args.ca, args.cert, args.key) if args.ca else None
     client_id = args.client_id or (certificate_cn(args.cert) if args.cert else None)
-    storage = SqliteStorage(args.db)
+    storage = open_storage(args.db)
     ingest = Ingest(args.host, args.port, args.group, storage, client_id=client_id, tls=tls,
                     batch=args.batch, batch_window_s=args.batch_ms / 1000,
                     device_rate_per_s=args.device_rate, device_burst=args.device_burst)
@@ -74,9 +81,10 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_purge(args) -> int:
-    from custodian.storage import RETENTION_DAYS, SqliteStorage
+    from custodian.storage import RETENTION_DAYS
+    from custodian.stores import open_storage
 
-    storage = SqliteStorage(args.db, create=False)
+    storage = open_storage(args.db, create=False)
     try:
         deleted = storage.purge(time.time(), RETENTION_DAYS)
         left = storage.count()
@@ -88,12 +96,12 @@ def cmd_purge(args) -> int:
 
 def cmd_investigate(args) -> int:
     from custodian.investigate import investigate, parse_time
-    from custodian.storage import SqliteStorage
+    from custodian.stores import open_storage
     from firmware import keys
 
     start, end = parse_time(args.start), parse_time(args.end)
     key = keys.load_authority_private(args.key)
-    storage = SqliteStorage(args.db, create=False)
+    storage = open_storage(args.db, create=False)
     try:
         findings = investigate(storage, key, args.venue, start, end, args.investigator, args.case, args.audit_log)
     finally:
@@ -128,7 +136,8 @@ def add_commands(subparsers, groups) -> None:
     s.add_argument("--host", required=True)
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--group", default="custodian", help="the shared subscription's group (default custodian)")
-    s.add_argument("--db", required=True, type=Path, help="SQLite database (made if missing)")
+    s.add_argument("--db", required=True, type=_db, help="SQLite database (made if missing), or a "
+                   "postgresql://USER@HOST:PORT/DBNAME URL (tables made if missing)")
     s.add_argument("--ca", type=Path, help="CA certificate: connect with TLS")
     s.add_argument("--cert", type=Path, help="client certificate (mTLS)")
     s.add_argument("--key", type=Path, help="client private key (mTLS)")
@@ -146,12 +155,12 @@ def add_commands(subparsers, groups) -> None:
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("purge", help="delete records the custodian received more than 28 days ago")
-    s.add_argument("--db", required=True, type=Path)
+    s.add_argument("--db", required=True, type=_db, help="SQLite file or postgresql:// URL")
     s.set_defaults(func=cmd_purge)
 
     s = sub.add_parser("investigate", help="health authority only: open one venue's visits in a window, "
                        "audited; JSON lines")
-    s.add_argument("--db", required=True, type=Path)
+    s.add_argument("--db", required=True, type=_db, help="SQLite file or postgresql:// URL")
     s.add_argument("--key", required=True, type=Path, help="the authority's private key (file or its folder)")
     s.add_argument("--venue", required=True)
     s.add_argument("--from", dest="start", required=True, help="Unix seconds or ISO 8601 with offset")

@@ -1,4 +1,5 @@
-"""The investigation: opens one venue's window with the authority's key, audits first, survives bad records."""
+"""The investigation: opens one venue's window with the authority's key, audits first, survives bad records;
+against either store (`db`: a SQLite file, or a database on a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from custodian_kit import new_authority
+from pg_kit import pg_url, postgres  # noqa: F401  fixtures
 
 from custodian.investigate import investigate, parse_time
-from custodian.storage import SqliteStorage
+from custodian.stores import open_storage
 from firmware import cli
 from firmware.errors import QrgateError
 from firmware.store.records import SealedRecord, Visit
@@ -20,11 +22,34 @@ from firmware.store.records import SealedRecord, Visit
 T0 = 1_800_000_000
 
 
-def _store(tmp_path, records, extra_rows=()):
-    storage = SqliteStorage(tmp_path / "c.db")
+class Db:
+    """Where the store is (`where`) and a place with none (`missing`), as `--db` names them."""
+
+    def __init__(self, where, missing):
+        self.where, self.missing = where, missing
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path) -> Db:
+    if request.param == "sqlite":
+        return Db(tmp_path / "c.db", tmp_path / "none.db")
+    server = request.getfixturevalue("postgres")
+    return Db(request.getfixturevalue("pg_url"), server.new_database(f"none_{os.getpid()}"))
+
+
+class _Row:
+    """A stored row's clear envelope, whatever its wire holds (a row no device could have sent)."""
+
+    def __init__(self, rid, venue, device, ts):
+        self.rid, self.venue, self.device, self.ts = rid, venue, device, ts
+
+
+def _store(tmp_path_or_db, records, extra_rows=()):
+    where = tmp_path_or_db.where if isinstance(tmp_path_or_db, Db) else tmp_path_or_db / "c.db"
+    storage = open_storage(where)
     storage.add([(r, r.wire()) for r in records], received_at=time.time())
-    for row in extra_rows:
-        storage._db.execute("INSERT INTO visits VALUES (?, ?, ?, ?, ?, ?)", row)
+    for rid, venue, device, ts, wire, received_at in extra_rows:
+        storage.add([(_Row(rid, venue, device, ts), wire)], received_at=received_at)  # type: ignore[list-item]
     return storage
 
 
@@ -40,13 +65,13 @@ def test_parse_time_takes_unix_seconds_or_iso_with_an_offset():
             parse_time(beyond)
 
 
-def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_path):
+def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_path, db):
     authority = new_authority(tmp_path)
     inside = [authority.visit("cafe-1", "door-1", ts=T0 + 10), authority.visit("cafe-1", "door-2", ts=T0 + 20,
                                                                                 kind="DCC")]
     outside = [authority.visit("cafe-1", ts=T0 - 1), authority.visit("cafe-1", ts=T0 + 101),
                authority.visit("gym-2", ts=T0 + 10)]
-    storage = _store(tmp_path, [s for _, s in inside + outside])
+    storage = _store(db, [s for _, s in inside + outside])
     audit = tmp_path / "audit.jsonl"
     found = investigate(storage, authority.key, "cafe-1", T0, T0 + 100, "dr-kim", "CASE-7", audit, now=T0 + 500)
     assert found.failed == {}
@@ -66,14 +91,14 @@ def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_pat
     assert len(audit.read_text().splitlines()) == 2  # appended, one line per opening
 
 
-def test_records_that_do_not_open_are_counted_by_reason(tmp_path):
+def test_records_that_do_not_open_are_counted_by_reason(tmp_path, db):
     authority = new_authority(tmp_path)
     good = authority.visit(ts=T0)[1]
     relabelled = authority.visit(ts=T0 + 1)[1]
     moved = SealedRecord(relabelled.rid, relabelled.venue, relabelled.device, T0 + 2, relabelled.enc_and_ct)
     bad_rows = [(b"m" * 16, "cafe-1", "door-1", T0 + 3, b"\xffnot cbor", 0.0),
                 (moved.rid, moved.venue, moved.device, moved.ts, moved.wire(), 0.0)]
-    storage = _store(tmp_path, [good], bad_rows)
+    storage = _store(db, [good], bad_rows)
     found = investigate(storage, authority.key, "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
     assert [v["rid"] for v in found.visits] == [good.rid.hex()]
     assert found.failed == {"malformed": 1, "envelope_mismatch": 1}
@@ -99,11 +124,11 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def test_the_command_prints_json_lines_and_refuses_bad_input_clearly(tmp_path, capsys):
+def test_the_command_prints_json_lines_and_refuses_bad_input_clearly(tmp_path, capsys, db):
     authority = new_authority(tmp_path)
     v, sealed = authority.visit(ts=T0 + 5)
-    _store(tmp_path, [sealed]).close()
-    base = ["investigate", "--db", str(tmp_path / "c.db"), "--key", str(authority.dir / "authority.key"),
+    _store(db, [sealed]).close()
+    base = ["investigate", "--db", str(db.where), "--key", str(authority.dir / "authority.key"),
             "--venue", "cafe-1", "--investigator", "dr-kim", "--case", "C-1",
             "--audit-log", str(tmp_path / "audit.jsonl")]
     code, out, _ = _run(capsys, *base, "--from", "2027-01-15T08:00:00Z", "--to", str(T0 + 60))
@@ -116,24 +141,25 @@ def test_the_command_prints_json_lines_and_refuses_bad_input_clearly(tmp_path, c
     assert (code, "no UTC offset" in err) == (2, True)
     code, _, err = _run(capsys, *base, "--from", str(T0 + 10), "--to", str(T0))
     assert (code, "after it ends" in err) == (2, True)
-    code, _, err = _run(capsys, *[a.replace("c.db", "none.db") for a in base], "--from", "0", "--to", "1")
-    assert (code, "no custodian database" in err) == (2, True)
+    code, _, err = _run(capsys, *[str(db.missing) if a == str(db.where) else a for a in base], "--from", "0",
+                        "--to", "1")
+    assert (code, "no custodian database" in err or "no custodian tables" in err) == (2, True)
     code, _, err = _run(capsys, *[a.replace("authority.key", "missing.key") for a in base],
                         "--from", "0", "--to", "1")
     assert (code, "cannot read" in err) == (2, True)
     assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 1  # refused runs opened nothing
 
 
-def test_purge_command(tmp_path, capsys):
+def test_purge_command(tmp_path, capsys, db):
     authority = new_authority(tmp_path)
     now = int(time.time())
-    storage = _store(tmp_path, [authority.visit(ts=now)[1]])
+    storage = _store(db, [authority.visit(ts=now)[1]])
     storage.add([(r, r.wire()) for r in [authority.visit(ts=now)[1]]], received_at=now - 29 * 86400)
     storage.close()
-    code, out, _ = _run(capsys, "purge", "--db", str(tmp_path / "c.db"))
+    code, out, _ = _run(capsys, "purge", "--db", str(db.where))
     assert (code, json.loads(out)) == (0, {"purged": 1, "left": 1, "days": 28})
-    code, _, err = _run(capsys, "purge", "--db", str(tmp_path / "missing.db"))
-    assert (code, "no custodian database" in err) == (2, True)
+    code, _, err = _run(capsys, "purge", "--db", str(db.missing))
+    assert (code, "no custodian database" in err or "no custodian tables" in err) == (2, True)
 
 
 def test_cbor_payload_not_a_map_is_bad_plaintext(tmp_path):

@@ -17,7 +17,7 @@ processes and machines can share:
   and a batch is `INSERT INTO rids … ON CONFLICT DO NOTHING RETURNING rid`,
   then a COPY of the new ones into `visits`, in one transaction: two ingests
   racing on one rid store it once (the second waits on the first's key). Purge
-  deletes the rids of the partitions it dropped (32 bytes and an index entry
+  deletes the rids of the partitions it dropped (16 bytes and an index entry
   per visit, a fraction of the visits; autovacuum reuses the space).
 - A database that fails (unreachable, restarting, killed, full, a deadlock)
   raises `StorageUnavailable`: the ingest retries unacknowledged, and the next

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -313,6 +315,18 @@ def test_server_only_tls_needs_no_client_certificate(tmp_path):
             assert link.connected.wait(10)
         finally:
             link.stop()
+
+
+def test_tls_asks_paho_for_exactly_the_files_given_and_the_systems_cas_without_one(monkeypatch):
+    """No file named "None" is ever opened: a missing CA is the system's, a missing key is none (Tls's type)."""
+    asked: list[dict] = []
+    monkeypatch.setattr(mqtt.Client, "tls_set", lambda self, **kw: asked.append(kw))
+    for tls in (Tls(Path("/ca.pem"), Path("/me.pem"), Path("/me.key")), Tls(Path("/ca.pem")), Tls(None)):
+        tls.apply(mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5))
+    client = ssl.PROTOCOL_TLS_CLIENT  # checks the broker's name and certificate
+    assert asked == [{"ca_certs": "/ca.pem", "certfile": "/me.pem", "keyfile": "/me.key", "tls_version": client},
+                     {"ca_certs": "/ca.pem", "certfile": None, "keyfile": None, "tls_version": client},
+                     {"ca_certs": None, "certfile": None, "keyfile": None, "tls_version": client}]
 
 
 def test_stopping_does_not_hang_on_a_broker_that_no_longer_answers(broker):

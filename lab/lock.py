@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,16 @@ REPO = Path(__file__).resolve().parent.parent
 REQUIREMENTS = REPO / "requirements"
 COMMON = ["--universal", "--python-version", "3.11", "--only-binary", ":all:", "--generate-hashes",
           "--quiet", "--custom-compile-command", "./dev lock"]
+
+
+def pins(path: Path) -> dict[str, str]:
+    """name -> version of every pin in a compiled requirements file (markers aside), names normalised (PEP 503)."""
+    found = re.findall(r"^([A-Za-z0-9._-]+)==([^ ;\\\n]+)", path.read_text(), re.M)
+    return {normalise(name): version for name, version in found}
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def compile_lock(folder: Path = REQUIREMENTS, upgrade: bool = False) -> None:

@@ -58,6 +58,11 @@ def version(revision: int = 1) -> str:
     return f"{firmware.__version__}-{revision}"
 
 
+def deb_path(out: Path, arch: str, revision: int = 1) -> Path:
+    """Where `build` puts an architecture's package: `out/qrgate_<version>_<arch>.deb`."""
+    return out / f"qrgate_{version(revision)}_{ARCHES[arch].debian}.deb"
+
+
 def build_wheel(out: Path) -> Path:
     """This checkout as a wheel (firmware, lab, custodian), built by the locked setuptools.
 
@@ -163,7 +168,7 @@ def build(arches: list[str], out: Path, revisions: tuple[int, ...] = (1,)) -> li
             for revision in revisions:
                 config = work / f"nfpm-{name}-{revision}.yaml"
                 config.write_text(json.dumps(nfpm_config(root, arch, revision), indent=1))
-                deb = out / f"qrgate_{version(revision)}_{arch.debian}.deb"
+                deb = deb_path(out, name, revision)
                 deb.unlink(missing_ok=True)
                 _run([nfpm, "package", "--config", str(config), "--packager", "deb", "--target", str(deb)],
                      f"packing {deb.name}")

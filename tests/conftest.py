@@ -152,13 +152,12 @@ def picamera2(monkeypatch):
 class BuiltPackages:
     """The `.deb` files `./dev package`'s own code built for the package tests (tests/package/)."""
 
-    def __init__(self, folder: Path, seconds: float):
+    def __init__(self, folder: Path):
         self.folder = folder
-        self.seconds = seconds
 
     def deb(self, arch: str, revision: int = 1) -> Path:
         from lab import package
-        return self.folder / f"qrgate_{package.version(revision)}_{arch}.deb"
+        return package.deb_path(self.folder, arch, revision)
 
 
 @pytest.fixture(scope="session")
@@ -167,6 +166,5 @@ def built(tmp_path_factory) -> BuiltPackages:
     what an upgrade installs over the first."""
     from lab import package
     folder = tmp_path_factory.mktemp("dist")
-    started = time.monotonic()
     package.build(list(package.ARCHES), folder, revisions=(1, 2))
-    return BuiltPackages(folder, time.monotonic() - started)
+    return BuiltPackages(folder)

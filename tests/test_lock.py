@@ -12,12 +12,6 @@ from lab import lock
 REQUIREMENTS = lock.REQUIREMENTS
 
 
-def pins(path: Path) -> dict[str, str]:
-    """name -> version of every line of a compiled requirements file (markers aside)."""
-    found = re.findall(r"^([A-Za-z0-9._-]+)==([^ ;\\\n]+)", path.read_text(), re.M)
-    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in found}
-
-
 def requirements(path: Path) -> list[str]:
     """The pins, markers and hashes, without uv's comments (which name the files it read)."""
     return [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
@@ -34,7 +28,7 @@ def test_the_lock_holds_what_pyproject_asks_for_and_nothing_else(tmp_path):
 
 
 def test_every_pin_has_hashes_and_the_test_lock_keeps_the_devices_pins():
-    device, test = pins(REQUIREMENTS / "device.txt"), pins(REQUIREMENTS / "test.txt")
+    device, test = lock.pins(REQUIREMENTS / "device.txt"), lock.pins(REQUIREMENTS / "test.txt")
     assert {"cryptography", "numpy", "opencv-python-headless", "paho-mqtt", "zxing-cpp"} <= set(device)
     assert {name: test[name] for name in device} == device
     for path in (REQUIREMENTS / "device.txt", REQUIREMENTS / "test.txt"):
@@ -44,8 +38,8 @@ def test_every_pin_has_hashes_and_the_test_lock_keeps_the_devices_pins():
 
 def test_this_venv_runs_exactly_the_test_lock():
     """./dev installed the lock and nothing else: what CI tests is what the package ships."""
-    wanted = pins(REQUIREMENTS / "test.txt")
-    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in metadata.distributions()}
+    wanted = lock.pins(REQUIREMENTS / "test.txt")
+    installed = {lock.normalise(d.metadata["Name"]): d.version for d in metadata.distributions()}
     markers_elsewhere = {"colorama", "tzdata", "pyyaml-ft"}  # Windows only (tzdata: psycopg's); Python 3.13 only
     assert {n: installed.get(n) for n in wanted if n not in markers_elsewhere} == \
         {n: v for n, v in wanted.items() if n not in markers_elsewhere}

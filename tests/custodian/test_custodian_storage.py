@@ -89,37 +89,38 @@ def test_between_is_one_venue_and_inclusive_window_oldest_first(tmp_path, store)
     storage.close()
 
 
+NOW = 1_800_000_000
+
+
+def purged_and_kept(storage, authority, gone_s: tuple[float, float], kept_s: float):
+    """One record received `gone_s[0]` ago and two `gone_s[1]` ago are purged; two received `kept_s` ago (their
+    device ts far in the past) are kept; a second purge finds nothing. Returns the first purged record, whose
+    ts is far in the future: receipt decides, not the device's ts."""
+    far_future, long_ago = authority.visit(ts=2**62)[1], authority.visit(ts=-(2**40))[1]
+    storage.add([(far_future, far_future.wire())], received_at=NOW - gone_s[0])
+    storage.add([(r, r.wire()) for r in (authority.visit()[1], authority.visit()[1])], received_at=NOW - gone_s[1])
+    kept = [long_ago, authority.visit(ts=NOW - 100 * DAY_S)[1]]
+    storage.add([(r, r.wire()) for r in kept], received_at=NOW - kept_s)
+    assert storage.purge(NOW) == 3
+    assert {row.rid for row in storage.between("cafe-1", -(2**62), 2**62)} == {r.rid for r in kept}
+    assert storage.purge(NOW) == 0
+    return far_future
+
+
 def test_purge_goes_by_when_the_custodian_received_a_record_not_by_the_devices_ts(tmp_path, store):
     """A day past the retention is gone, a day inside it kept, whatever the devices' ts say."""
-    authority = new_authority(tmp_path)
     storage = store.open()
-    now = 1_800_000_000
-    far_future, long_ago = authority.visit(ts=2**62)[1], authority.visit(ts=-(2**40))[1]
-    storage.add([(far_future, far_future.wire())], received_at=now - 30 * DAY_S)
-    storage.add([(r, r.wire()) for r in (authority.visit()[1], authority.visit()[1])], received_at=now - 29 * DAY_S - 1)
-    kept = [long_ago, authority.visit(ts=now - 100 * DAY_S)[1]]
-    storage.add([(r, r.wire()) for r in kept], received_at=now - 27 * DAY_S)
-    assert storage.purge(now) == 3
-    assert {row.rid for row in storage.between("cafe-1", -(2**62), 2**62)} == {r.rid for r in kept}
-    assert storage.purge(now) == 0
+    far_future = purged_and_kept(storage, new_authority(tmp_path), gone_s=(30 * DAY_S, 29 * DAY_S + 1),
+                                 kept_s=27 * DAY_S)
     assert storage.count() == 2
     # A purged rid is forgotten with its record: sent again, it is new.
-    assert storage.add([(far_future, far_future.wire())], received_at=now) == 1
+    assert storage.add([(far_future, far_future.wire())], received_at=NOW) == 1
     storage.close()
 
 
 def test_sqlite_purges_to_the_second(tmp_path):
-    authority = new_authority(tmp_path)
     storage = SqliteStorage(tmp_path / "c.db")
-    now = 1_800_000_000
-    far_future, long_ago = authority.visit(ts=2**62)[1], authority.visit(ts=-(2**40))[1]
-    storage.add([(far_future, far_future.wire())], received_at=now - 29 * DAY_S)
-    storage.add([(r, r.wire()) for r in (authority.visit()[1], authority.visit()[1])], received_at=now - 28 * DAY_S - 1)
-    kept = [long_ago, authority.visit(ts=now - 100 * DAY_S)[1]]
-    storage.add([(r, r.wire()) for r in kept], received_at=now - 28 * DAY_S)
-    assert storage.purge(now) == 3
-    assert {row.rid for row in storage.between("cafe-1", -(2**62), 2**62)} == {r.rid for r in kept}
-    assert storage.purge(now) == 0
+    purged_and_kept(storage, new_authority(tmp_path), gone_s=(29 * DAY_S, 28 * DAY_S + 1), kept_s=28 * DAY_S)
     storage.close()
 
 

@@ -608,15 +608,20 @@ def test_a_batch_of_only_rejected_messages_stores_nothing_and_counts_only_its_re
     assert storage.count() == 0
 
 
+def dropped_while_in_hand(w, scripted, authority) -> None:
+    """Message 1 delivered and in the writer's hand, its commit failing, when the connection drops."""
+    w.deliver(message(1, authority.visit()[1].wire()))
+    wait_until(lambda: scripted.batches)
+    w.drop()
+
+
 def test_a_message_of_a_lost_connection_is_not_acknowledged_even_before_the_next_one(storage, authority):
     """Its ack could only go out on the next connection, where its packet id may mean another message; the broker
     resends it anyway, and its rid keeps it stored once."""
     available = threading.Event()
     scripted = Scripted(storage, available=available)
     with Wired(scripted, retry_s=0.01) as w:
-        w.deliver(message(1, authority.visit()[1].wire()))
-        wait_until(lambda: scripted.batches)  # message 1 is in hand, its commit failing
-        w.drop()
+        dropped_while_in_hand(w, scripted, authority)
         available.set()
         wait_until(lambda: w.ingest.stored == 1)
     assert w.client.acks == []  # the writer has ended: no ack is still to come
@@ -627,9 +632,7 @@ def test_acks_of_an_older_connection_are_never_sent_on_a_newer_one(storage, auth
     available = threading.Event()
     scripted = Scripted(storage, available=available)
     with Wired(scripted, retry_s=0.01) as w:
-        w.deliver(message(1, authority.visit()[1].wire()))
-        wait_until(lambda: scripted.batches)  # message 1 is in hand, its commit failing
-        w.drop()
+        dropped_while_in_hand(w, scripted, authority)
         w.connect()
         available.set()
         w.deliver(message(2, authority.visit()[1].wire()))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import package
+from lab import lock, package
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = ("qrgate.service", "qrgate-keygen.service")
@@ -42,12 +42,6 @@ def unpacked(built, tmp_path_factory) -> dict[str, Path]:
     return roots
 
 
-def locked() -> dict[str, str]:
-    """name -> version, as requirements/device.txt pins them."""
-    text = (REPO / "requirements" / "device.txt").read_text()
-    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9._-]+)==([^ ;\\]+)", text, re.M)}
-
-
 @pytest.mark.parametrize("arch", list(package.ARCHES))
 def test_the_control_fields_name_the_architecture_version_and_what_it_needs(built, arch):
     fields = control(built.deb(arch))
@@ -65,13 +59,13 @@ def test_the_venv_holds_exactly_the_lock_with_wheels_for_its_architecture(unpack
     installed = {}
     for dist in site.glob("*.dist-info"):
         meta = (dist / "METADATA").read_text(errors="replace")
-        name = re.search(r"^Name: (.+)$", meta, re.M)[1].strip().lower().replace("_", "-")
+        name = lock.normalise(re.search(r"^Name: (.+)$", meta, re.M)[1].strip())
         installed[name] = re.search(r"^Version: (.+)$", meta, re.M)[1].strip()
         wheel = (dist / "WHEEL").read_text()
         tags = re.findall(r"^Tag: (.+)$", wheel, re.M)
         # A compiled wheel is for this architecture (a pure one says any).
         assert all(t.endswith("-any") or package.ARCHES[arch].machine in t for t in tags), (name, tags)
-    want = {n.replace("_", "-"): v for n, v in locked().items()}
+    want = lock.pins(package.LOCK)
     assert installed.pop("qrgate") == package.version(1).split("-")[0]
     assert installed == want
     # The compiled code really is for the target: an ELF header's machine field.
@@ -103,7 +97,7 @@ def test_the_amd64_venv_runs_here_as_it_would_at_its_path(unpacked):
     result = run(python, "-c", imports, env={"PATH": os.environ["PATH"]})
     assert result.returncode == 0, result.stderr
     prefix, numpy_version = result.stdout.split()
-    assert prefix == str(unpacked["amd64"] / "opt/qrgate/venv") and numpy_version == locked()["numpy"]
+    assert prefix == str(unpacked["amd64"] / "opt/qrgate/venv") and numpy_version == lock.pins(package.LOCK)["numpy"]
 
 
 def test_the_units_sysusers_tmpfiles_and_conffile_are_the_repositorys(built, unpacked):

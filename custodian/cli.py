@@ -1,4 +1,4 @@
-"""`qrgate custodian …`: the custodian's commands (ingest, purge, investigate), and the fleet and scale runs."""
+"""`qrgate custodian …`: the custodian's commands (ingest, purge, investigate), and the fleet, scale and backlog runs."""
 
 from __future__ import annotations
 
@@ -34,6 +34,16 @@ def _db(text: str) -> str | Path:
     from custodian.stores import is_url
 
     return text if is_url(text) else Path(text)
+
+
+def bench_store(text: str) -> str:
+    """A benchmark's store: `sqlite`, `postgresql` or a postgresql:// URL (custodian.bench_store)."""
+    from custodian.bench_store import parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def certificate_cn(path: Path) -> str:
@@ -128,7 +138,7 @@ def add_commands(subparsers, groups) -> None:
     from custodian.ingest import DEVICE_BURST, DEVICE_RATE_PER_S
 
     cust = subparsers.add_parser("custodian",
-                                 help="the reference custodian (ingest, purge, investigate; fleet and scale runs)")
+                                 help="the reference custodian (ingest, purge, investigate; fleet, scale and backlog runs)")
     sub = cust.add_subparsers(dest="sub", required=True, metavar="COMMAND")
 
     s = sub.add_parser("ingest", help="store sealed visits from the broker, until SIGTERM or SIGINT; "
@@ -192,6 +202,24 @@ def add_commands(subparsers, groups) -> None:
                    help="how long to wait for the last visits to be stored (default 15 s)")
     s.add_argument("--devices-per-worker", type=int, default=None,
                    help="simulated devices per simulator process (default: fleet.DEVICES_PER_WORKER)")
+    s.add_argument("--db", type=bench_store, default="sqlite", metavar="STORE",
+                   help="sqlite (default), postgresql (a throwaway local server) or a postgresql:// URL "
+                   "(a database made on that server and dropped after)")
     s.add_argument("--folder", type=Path, help="where the temporary folder of brokers and databases goes, removed at the end "
                    "(default: the system's temporary folder)")
     s.set_defaults(func=lazy("custodian.scale:command"))
+
+    s = sub.add_parser("backlog", help="what an outage leaves: sealed records waiting in a local Mosquitto for the "
+                       "ingest group, drained into each store in turn; one JSON object")
+    s.add_argument("--records", type=positive_int, default=1_000_000, help="records in the backlog (default 1,000,000)")
+    s.add_argument("--devices", type=positive_int, default=1000, help="devices that queued them (default 1000)")
+    s.add_argument("--db", type=bench_store, action="append", metavar="STORE",
+                   help="a store to drain into, repeatable, in this order (default: sqlite, then postgresql): "
+                   "sqlite, postgresql (a throwaway local server) or a postgresql:// URL")
+    s.add_argument("--ingest", type=positive_int, default=2, help="`qrgate custodian ingest` processes (default 2)")
+    s.add_argument("--batch", type=positive_int, default=100, help="the ingest's --batch (default 100, its own default)")
+    s.add_argument("--timeout", type=_positive_float, default=3600.0, dest="timeout_s",
+                   help="longest wait for one store's drain, s (default 3600)")
+    s.add_argument("--folder", type=Path, help="where the temporary folder goes, removed at the end "
+                   "(default: the system's temporary folder)")
+    s.set_defaults(func=lazy("custodian.backlog:command"))

@@ -94,6 +94,7 @@ class _Worker:
     seconds: float
     authority: X25519PublicKey
     seed: int
+    answer_timeout_s: float
     plan: list[tuple[float, int]] = field(default_factory=list)  # (seconds after the start, device index)
     records: list[SealedRecord] = field(default_factory=list)
     wires: list[bytes] = field(default_factory=list)
@@ -156,7 +157,7 @@ class _Worker:
                 pub_wall[i] = pub_mono[i] = 0.0
         finished = time.monotonic()
         with cond:
-            cond.wait_for(lambda: counts["answered"] >= published, timeout=30 + self.seconds)
+            cond.wait_for(lambda: counts["answered"] >= published, timeout=self.answer_timeout_s)
         cpu = time.process_time() - cpu0
         acked = [i for i in range(n) if succeeded[i]]
         return {
@@ -186,7 +187,7 @@ def _child() -> None:
     order = json.loads(sys.stdin.readline())
     worker = _Worker(order["host"], order["port"], [Identity(*d) for d in order["devices"]], order["visits"],
                      order["seconds"], X25519PublicKey.from_public_bytes(bytes.fromhex(order["authority"])),
-                     order["seed"])
+                     order["seed"], order["answer_timeout_s"])
     try:
         print(json.dumps({"ready": worker.prepare()}), flush=True)
         go = json.loads(sys.stdin.readline())
@@ -210,12 +211,16 @@ class Fleet:
     """`devices` scanners offering `rate` visits/s for `seconds` to the broker at host:port."""
 
     def __init__(self, host: str, port: int, devices: int, rate: float, seconds: float,
-                 authority: X25519PublicKey, devices_per_worker: int = DEVICES_PER_WORKER, seed: int = 0):
+                 authority: X25519PublicKey, devices_per_worker: int = DEVICES_PER_WORKER, seed: int = 0,
+                 answer_timeout_s: float | None = None):
+        """`answer_timeout_s`: how long a worker waits for its last PUBACKs after its last publish (default
+        30 s + `seconds`; a backlog published at once needs as long as the broker takes to queue it)."""
         if devices < 1 or rate <= 0 or seconds <= 0 or not 1 <= devices_per_worker <= MAX_DEVICES_PER_WORKER:
             raise QrgateError(f"fleet: devices, rate and seconds must be positive, devices per worker "
                               f"1 to {MAX_DEVICES_PER_WORKER} (paho's select() loop)")
         self.host, self.port, self.devices, self.rate, self.seconds = host, port, devices, rate, seconds
         self.authority, self.seed = authority, seed
+        self.answer_timeout_s = 30 + seconds if answer_timeout_s is None else answer_timeout_s
         self.workers = math.ceil(devices / devices_per_worker)
         self._procs: list[subprocess.Popen] = []
         self.ready: list[dict] = []
@@ -236,7 +241,8 @@ class Fleet:
             mine = [[d.venue, d.device] for d in everyone[first:first + size]]
             first += size
             self._send(proc, {"host": self.host, "port": self.port, "devices": mine, "visits": count,
-                              "seconds": self.seconds, "authority": key, "seed": self.seed * 1000 + w})
+                              "seconds": self.seconds, "authority": key, "seed": self.seed * 1000 + w,
+                              "answer_timeout_s": self.answer_timeout_s})
         self.ready = [self._receive(p)["ready"] for p in self._procs]
 
     def go(self) -> float:

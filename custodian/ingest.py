@@ -11,12 +11,18 @@ the rid primary key.
 
 Messages are committed in batches (up to `batch`, or whatever arrived within
 `batch_window_s`): one fsync per batch, then one PUBACK per message. The
-client's Receive Maximum is `batch`, so the broker never has more
+client's Receive Maximum is `batch`, so the broker should never have more
 unacknowledged QoS 1 messages out to one process than fit one batch; QoS 0
 messages bypass Receive Maximum, and devices publish visits at QoS 1 only, so
-a QoS 0 message is rejected as it arrives, never queued. The inbox is bounded
-all the same: past it a message is dropped unacknowledged, and the broker
-resends it after a reconnect. The CONNECT's Maximum Packet Size is the
+a QoS 0 message is rejected as it arrives, never queued. Mosquitto 2.0.11 does
+send past Receive Maximum, without bound when it hands out a backlog (as after
+an outage: each PUBACK may release up to Receive Maximum more), so a full inbox
+holds paho's network thread for up to INBOX_WAIT_S while the writer commits:
+the broker is held back by TCP, at the rate the database takes. A message that
+still finds no room (the database is away) is dropped unacknowledged, and the
+ingest then reconnects, since only a new connection makes a broker send again
+what waits unacknowledged in the session (what was still in the inbox is
+stored, and comes again as a duplicate). The CONNECT's Maximum Packet Size is the
 broker's own (topics.MAX_PACKET): Mosquitto 2.0.11 never frees the in-flight
 slot of a QoS 1 message it drops as too large for a client, and `batch` of
 them would stop this process for good, so it takes every packet the broker
@@ -75,6 +81,7 @@ VISITS_FILTER = "qrgate/v1/+/+/visits"
 TS_SKEW_S = 300  # how far ahead of the custodian's clock a device's may run
 MAX_AGE_S = RETENTION_DAYS * DAY_S  # a device purges its own records at 28 days: none comes older
 INBOX_BATCHES = 4  # a batch in hand, Receive Maximum's worth from the broker, and what older connections left
+INBOX_WAIT_S = 1.0  # a full inbox holds the network thread this long at most: longer than a commit, well under keepalive
 SESSION_TAKEN_OVER = 0x8E
 LOG_EVERY_S = 60.0
 # Per device: a busy door holds a few hundred thousand records after 28 days offline and drains them at
@@ -182,6 +189,7 @@ class Ingest:
         retry_s: float = 1.0,
         device_rate_per_s: float = DEVICE_RATE_PER_S,
         device_burst: int = DEVICE_BURST,
+        inbox_wait_s: float = INBOX_WAIT_S,
     ):
         if storage is None:
             raise ValueError("an Ingest needs a storage")
@@ -207,6 +215,8 @@ class Ingest:
         self._ever_connected = False
         self._ack_lock = threading.Lock()  # an ack and a change of connection never interleave
         self._inbox: queue.Queue[_Message] = queue.Queue(maxsize=INBOX_BATCHES * batch)
+        self.inbox_wait_s = inbox_wait_s
+        self._dropped = threading.Event()  # the inbox was full: what it dropped waits in the broker, unacknowledged
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._client = self._make_client(tls)
@@ -223,13 +233,16 @@ class Ingest:
 
     def start(self, on_death: Callable[[], None] = lambda: None) -> None:
         """Connect in the background (paho reconnects by itself) and start committing."""
+        self._writer = threading.Thread(target=self._write_or_die, args=(on_death,), name=f"ingest-{self.client_id}",
+                                        daemon=True)
+        self._writer.start()
+        self._connect()
+
+    def _connect(self) -> None:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.session_expiry_s
         properties.ReceiveMaximum = min(self.batch, 65535)
         properties.MaximumPacketSize = topics.MAX_PACKET
-        self._writer = threading.Thread(target=self._write_or_die, args=(on_death,), name=f"ingest-{self.client_id}",
-                                        daemon=True)
-        self._writer.start()
         self._client.connect_async(self.host, self.port, self.keepalive, clean_start=False, properties=properties)
         self._client.loop_start()
 
@@ -271,7 +284,7 @@ class Ingest:
             "takeovers": self.takeovers,
         }
 
-    # paho's network thread: nothing here may block or wait for the writer
+    # paho's network thread: nothing here may block or wait for the writer, but for room in a full inbox (above)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -323,10 +336,11 @@ class Ingest:
             return
         try:
             # No more of a payload than check() needs to call it oversized: the inbox holds records, not packets.
-            self._inbox.put_nowait(_Message(message.mid, message.qos, message.topic,
-                                            message.payload[:MAX_WIRE + 1], self._connection))
-        except queue.Full:  # unacknowledged: the broker resends it after a reconnect
+            self._inbox.put(_Message(message.mid, message.qos, message.topic, message.payload[:MAX_WIRE + 1],
+                                     self._connection), timeout=self.inbox_wait_s)
+        except queue.Full:  # unacknowledged: the broker resends it after a reconnect, which the writer makes
             self.inbox_full += 1
+            self._dropped.set()
             self._log.note("dropped unacknowledged, the inbox is full", message.topic)
 
     # the writer thread
@@ -351,6 +365,8 @@ class Ingest:
             messages = self._collect(self.batch, timeout=min(0.2, max(0.0, next_purge - time.monotonic())))
             if messages:
                 self._commit(messages)
+            if self._dropped.is_set():
+                self._reconnect()
         # Stopping: what has arrived so far is committed and acknowledged; later ones stay in the session.
         pending = self._inbox.qsize()
         while pending > 0 and (messages := self._collect(min(pending, self.batch), timeout=0)):
@@ -440,6 +456,18 @@ class Ingest:
                 logger.error("committing %d records failed (%s); retrying, unacknowledged", len(records), exc)
             if self._stopping.wait(self.retry_s):
                 return None
+
+    def _reconnect(self) -> None:
+        """What a full inbox dropped waits unacknowledged in the broker's session, sent again only on a new
+        connection: so, one (the writer's thread, so no batch is half acknowledged)."""
+        self._dropped.clear()
+        logger.warning("ingest %s: reconnecting, so that the broker sends again what the full inbox dropped",
+                       self.client_id)
+        with self._ack_lock:  # acks of what is still in the inbox would name another connection's packets
+            self._connection += 1
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connect()
 
     def _ack(self, messages: list[_Message]) -> None:
         with self._ack_lock:

@@ -2,7 +2,7 @@
 
 For each fleet size, on a fresh loopback Mosquitto: `ingest` processes of
 `qrgate custodian ingest` (the real command, each its own client id, one
-shared subscription group, one SQLite file), then a simulated fleet
+shared subscription group, one store: custodian.bench_store), then a simulated fleet
 (custodian.fleet: the firmware's own uplink and sealing) offering `rate`
 visits a second for `seconds`. Every visit acknowledged to a device is then
 looked for in the database, for up to `settle_s`; what is measured:
@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ import paho.mqtt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published
-from custodian.storage import SqliteStorage
+from custodian.bench_store import FreshStore
 from lab.bench.machine import cpu_model
 from lab.broker import Mosquitto
 from firmware.errors import QrgateError
@@ -69,49 +68,53 @@ BROKER_LOG_TYPES = ("error", "warning", "notice", "information", "subscribe")
 
 
 def run(devices: list[int], rate: float = 2200.0, seconds: float = 20.0, ingest: int = 2,
-        folder: Path | None = None, settle_s: float = 15.0, devices_per_worker: int = DEVICES_PER_WORKER):
-    """Yield one result per fleet size, each on a fresh broker, database and ingest processes."""
+        folder: Path | None = None, settle_s: float = 15.0, devices_per_worker: int = DEVICES_PER_WORKER,
+        store: str = "sqlite"):
+    """Yield one result per fleet size, each on a fresh broker, database and ingest processes.
+
+    `store`: `sqlite`, `postgresql` or a postgresql:// URL (custodian.bench_store)."""
     if ingest < 1 or not devices or min(devices) < 1:
         raise QrgateError("scale: fleet sizes and ingest processes must be 1 or more")
     with tempfile.TemporaryDirectory(prefix="qrgate-scale-", dir=folder) as tmp:
         for n in devices:
-            yield _one_size(Path(tmp) / f"devices-{n}", n, rate, seconds, ingest, settle_s, devices_per_worker)
+            yield _one_size(Path(tmp) / f"devices-{n}", n, rate, seconds, ingest, settle_s, devices_per_worker, store)
 
 
 def _one_size(tmp: Path, devices: int, rate: float, seconds: float, ingest: int, settle_s: float,
-              devices_per_worker: int) -> dict:
-    db = tmp / "custodian.db"
+              devices_per_worker: int, store: str) -> dict:
     tmp.mkdir(parents=True)
-    SqliteStorage(db).close()  # the schema made once, before several processes open the file
-    with Mosquitto(tmp / "broker", extra=BROKER_SETTINGS, log_types=BROKER_LOG_TYPES) as broker:
-        ingests = _Ingests(broker.port, db, ingest, tmp)
+    with FreshStore(store, tmp, "custodian") as target, \
+            Mosquitto(tmp / "broker", extra=BROKER_SETTINGS, log_types=BROKER_LOG_TYPES) as broker:
+        ingests = Ingests(broker.port, target.db, [f"{GROUP}-scale-{i}" for i in range(ingest)], GROUP, tmp)
         try:
-            _wait_subscribed(broker, ingests.client_ids)
+            wait_subscribed(broker, ingests.client_ids, GROUP)
             with Fleet("127.0.0.1", broker.port, devices, rate, seconds, X25519PrivateKey.generate().public_key(),
                        devices_per_worker) as fleet:
                 fleet.start()
-                cpu0 = _cpu(broker, ingests)
+                cpu0 = _cpu(broker, ingests, target)
                 fleet.go()
                 published = fleet.join()
-            stored = _settle(db, published, settle_s)
-            cpu1 = _cpu(broker, ingests)
+            stored = _settle(target, published, settle_s)
+            cpu1 = _cpu(broker, ingests, target)
         finally:
             summaries = ingests.stop()
-        version = _broker_version(broker)
-    return _result(devices, rate, seconds, ingest, published, stored, db, cpu0, cpu1, summaries, version, settle_s)
+        version = broker_version(broker)
+        return _result(devices, rate, seconds, ingest, published, stored, target, cpu0, cpu1, summaries, version,
+                       settle_s)
 
 
-class _Ingests:
+class Ingests:
     """`qrgate custodian ingest` processes, as an operator runs them: until SIGTERM, a JSON summary at exit."""
 
-    def __init__(self, port: int, db: Path, count: int, folder: Path):
-        self.client_ids = [f"{GROUP}-scale-{i}" for i in range(count)]
+    def __init__(self, port: int, db: str | Path, client_ids: list[str], group: str, folder: Path,
+                 extra: tuple[str, ...] = ()):
+        self.client_ids = client_ids
         self.procs = []
         for cid in self.client_ids:
-            with open(folder / f"{cid}.log", "wb") as log:
+            with open(folder / f"{cid}.log", "ab") as log:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "firmware", "custodian", "ingest", "--host", "127.0.0.1",
-                     "--port", str(port), "--group", GROUP, "--db", str(db), "--client-id", cid],
+                     "--port", str(port), "--group", group, "--db", str(db), "--client-id", cid, *extra],
                     stdout=subprocess.PIPE, stderr=log, text=True))
 
     def stop(self) -> list[dict]:
@@ -130,9 +133,9 @@ class _Ingests:
         return summaries
 
 
-def _wait_subscribed(broker: Mosquitto, client_ids: list[str]) -> None:
+def wait_subscribed(broker: Mosquitto, client_ids: list[str], group: str) -> None:
     """Until the broker's log shows every ingest's shared subscription (Mosquitto logs `<id> <qos> <filter>`)."""
-    pattern = re.compile(rf"^\d+: (\S+) 1 \$share/{GROUP}/qrgate/v1/\+/\+/visits$", re.MULTILINE)
+    pattern = re.compile(rf"^\d+: (\S+) 1 \$share/{re.escape(group)}/qrgate/v1/\+/\+/visits$", re.MULTILINE)
     log = broker.folder / "mosquitto.log"
     deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
     while not set(client_ids) <= set(pattern.findall(log.read_text(errors="replace") if log.exists() else "")):
@@ -141,46 +144,51 @@ def _wait_subscribed(broker: Mosquitto, client_ids: list[str]) -> None:
         time.sleep(POLL_S)  # polling the broker's log, bounded by the deadline
 
 
-def _settle(db: Path, published: Published, settle_s: float) -> dict[bytes, float]:
-    """rid → received_at of the stored visits, once every acknowledged one is in or `settle_s` has passed."""
+def settle(target: FreshStore, expected: int, settle_s: float) -> None:
+    """Until the store holds `expected` visits, or `settle_s` has passed."""
     deadline = time.monotonic() + settle_s
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        while con.execute("SELECT count(*) FROM visits").fetchone()[0] < len(published.times):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(POLL_S)  # polling the database, bounded by the settle time
-        return dict(con.execute("SELECT rid, received_at FROM visits"))
-    finally:
-        con.close()
+    while target.count() < expected and time.monotonic() < deadline:
+        time.sleep(POLL_S)  # polling the database, bounded by the settle time
 
 
-def _cpu(broker: Mosquitto, ingests: _Ingests) -> dict:
-    """CPU seconds so far of the broker, of each ingest process and of the whole machine (all cores, busy)."""
-    return {"broker": _proc_cpu_s(broker._proc.pid), "ingest": [_proc_cpu_s(p.pid) for p in ingests.procs],
-            "machine": _machine_busy_s()}
+def _settle(target: FreshStore, published: Published, settle_s: float) -> dict[bytes, float]:
+    """rid → received_at of the stored visits, once every acknowledged one is in or `settle_s` has passed."""
+    settle(target, len(published.times), settle_s)
+    return target.stored()
 
 
-def _machine_busy_s() -> float:
+def _cpu(broker: Mosquitto, ingests: Ingests, target: FreshStore) -> dict:
+    """CPU seconds so far of the broker, of each ingest process, of the database server when this run
+    started one, and of the whole machine (all cores, busy)."""
+    return {"broker": proc_cpu_s(broker._proc.pid), "ingest": [proc_cpu_s(p.pid) for p in ingests.procs],
+            "database": sum(proc_cpu_s(pid) for pid in target.server_pids()), "machine": machine_busy_s()}
+
+
+def machine_busy_s() -> float:
     """Non-idle CPU seconds of every core since boot (/proc/stat)."""
     with open("/proc/stat") as f:
         user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in f.readline().split()[1:9])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+def proc_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of one process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _broker_version(broker: Mosquitto) -> str:
+def broker_version(broker: Mosquitto) -> str:
     m = re.search(r"mosquitto version (\S+) starting", (broker.folder / "mosquitto.log").read_text(errors="replace"))
     return m.group(1) if m else "unknown"
 
 
 def _result(devices: int, rate: float, seconds: float, ingest: int, published: Published, stored: dict,
-            db: Path, cpu0: dict, cpu1: dict, summaries: list[dict], mosquitto: str, settle_s: float) -> dict:
+            target: FreshStore, cpu0: dict, cpu1: dict, summaries: list[dict], mosquitto: str,
+            settle_s: float) -> dict:
     fleet = published.summary
     acked = published.times
     found = [rid for rid in acked if rid in stored]
@@ -190,12 +198,7 @@ def _result(devices: int, rate: float, seconds: float, ingest: int, published: P
     first_publish = min(t[0] for t in acked.values()) if acked else 0.0
     last_stored = max((stored[rid] for rid in found), default=first_publish)
     window = last_stored - first_publish
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows, distinct, wire_bytes = con.execute(
-            "SELECT count(*), count(DISTINCT rid), avg(length(wire)) FROM visits").fetchone()
-    finally:
-        con.close()
+    rows, distinct, wire_bytes = target.totals()
     stored_per_s = len(found) / window if window > 0 else 0.0
     p99 = _quantile(latencies, 0.99)
     cpu = {
@@ -203,6 +206,8 @@ def _result(devices: int, rate: float, seconds: float, ingest: int, published: P
         "ingest": [round(b - a, 2) for a, b in zip(cpu0["ingest"], cpu1["ingest"])],
         "simulator": fleet["simulator_cpu_seconds"],
     }
+    if target.server_pids():
+        cpu["database"] = round(cpu1["database"] - cpu0["database"], 2)
     # All cores, busy with anything: beside the three above, the kernel's interrupts and whatever else the
     # machine was running (which then shows in the latencies too).
     cpu["whole_machine"] = round(cpu1["machine"] - cpu0["machine"], 2)
@@ -237,6 +242,8 @@ def _result(devices: int, rate: float, seconds: float, ingest: int, published: P
         "mean_wire_bytes": round(wire_bytes or 0, 1),
         "simulator_max_behind_schedule_s": fleet["max_behind_schedule_s"],
         "sealing": fleet["sealing"],
+        "store": target.version(),
+        "store_settings": target.settings(),
         "ingest_processes": ingest,
         "ingest_summaries": summaries,
         "cpu_seconds_timed_phase": cpu,
@@ -244,7 +251,7 @@ def _result(devices: int, rate: float, seconds: float, ingest: int, published: P
                            for k, v in cpu.items()} if window > 0 else None,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "arch": platform.machine(),
                     "python": platform.python_version(), "paho_mqtt": paho.mqtt.__version__,
-                    "sqlite": sqlite3.sqlite_version, "mosquitto": mosquitto},
+                    "mosquitto": mosquitto},
         "goal": GOAL | {"lost": 0, "duplicates": 0},
         "goals_met": met,
         "goal_met": all(met.values()),
@@ -268,7 +275,7 @@ def _rounded(x: float | None) -> float | None:
 def command(args: argparse.Namespace) -> int:
     clean = True
     for result in run(args.devices, args.rate, args.seconds, args.ingest, args.folder, args.settle_s,
-                      args.devices_per_worker or DEVICES_PER_WORKER):
+                      args.devices_per_worker or DEVICES_PER_WORKER, args.db):
         print(json.dumps(result), flush=True)
         clean = clean and result["goals_met"]["lost"] and result["goals_met"]["duplicates"]
     return 0 if clean else 1

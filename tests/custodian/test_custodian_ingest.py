@@ -166,3 +166,43 @@ def test_a_writer_that_dies_of_a_bug_ends_the_process_loudly(tmp_path, broker, m
     finally:
         ingest.stop()
     assert ingest.died.is_set() and "the writer died" in caplog.text
+
+
+def test_a_backlog_is_all_stored_though_the_broker_sends_past_receive_maximum(tmp_path, broker):
+    """What waited for the ingest comes at once when it returns, and Mosquitto 2.0.11 sends it past Receive
+    Maximum: a full inbox holds the broker back (TCP) instead of dropping what it cannot hold yet."""
+    authority = new_authority(tmp_path)
+    storage = SqliteStorage(tmp_path / "c.db")
+    with running_ingest(broker.port, storage, client_id="ingest-a"):
+        pass  # subscribed, then gone: its session stays
+    records = publish_all(broker.port, authority, 900)  # the test broker queues at most 1,000 for a session
+    with running_ingest(broker.port, storage, client_id="ingest-a", batch=10) as ingest:
+        wait_until(lambda: storage.count() == len(records))
+    assert (ingest.inbox_full, ingest.reconnects) == (0, 0)
+    assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in records}
+    assert_nothing_comes_back(broker.port, storage, authority)
+
+
+def test_what_a_full_inbox_dropped_is_fetched_again_by_a_new_connection(tmp_path, broker):
+    """Dropped unacknowledged, it would wait in the session until some later reconnect: the ingest makes one. No
+    wait for room here, so Mosquitto 2.0.11's sending past Receive Maximum overflows the inbox again and again."""
+    authority = new_authority(tmp_path)
+    storage = SqliteStorage(tmp_path / "c.db")
+    with running_ingest(broker.port, storage, client_id="ingest-a"):
+        pass
+    records = publish_all(broker.port, authority, 900)
+    with running_ingest(broker.port, storage, client_id="ingest-a", batch=10, inbox_wait_s=0) as ingest:
+        wait_until(lambda: storage.count() == len(records))
+    assert ingest.inbox_full > 0 and ingest.reconnects > 0, "the broker kept to Receive Maximum: nothing overflowed"
+    assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in records}
+    assert_nothing_comes_back(broker.port, storage, authority)
+
+
+def publish_all(port: int, authority, n: int) -> list:
+    """n visits from one door, each acknowledged by the broker: queued for the stopped ingest's session."""
+    records = [authority.visit()[1] for _ in range(n)]
+    with connected_devices(port, ("cafe-1", "door-1")) as (door,):
+        for r in records:
+            door.publish(r)
+        wait_until(door.all_acked)
+    return records

@@ -29,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from custodian.ingest import INBOX_BATCHES, MAX_AGE_S, TS_SKEW_S, DeviceBuckets, Ingest, _ThrottledLog, check, \
+from custodian.ingest import INBOX_BATCHES, INBOX_WAIT_S, MAX_AGE_S, TS_SKEW_S, DeviceBuckets, Ingest, _ThrottledLog, check, \
     share_filter
 from custodian.storage import DAY_S, RETENTION_DAYS, SqliteStorage, StorageUnavailable
 from firmware.store.records import MAX_WIRE, SealedRecord
@@ -59,6 +59,7 @@ class FakeClient:
         self.connected_to: tuple[str, int, int] | None = None  # host, port, keepalive
         self.looping = False  # paho's network thread runs
         self.disconnected = False
+        self.connects = 0
 
     def ack(self, mid: int, qos: int) -> None:
         with self.acked:
@@ -71,6 +72,7 @@ class FakeClient:
     def connect_async(self, host, port, keepalive, clean_start, properties) -> None:
         assert clean_start is False  # the session, and what waits in it, outlives a restart
         self.connected_to, self.connect_properties = (host, port, keepalive), properties
+        self.connects += 1
 
     def loop_start(self) -> None:
         self.looping = True
@@ -491,9 +493,9 @@ def test_qos0_is_rejected_as_it_arrives_and_never_queued(storage, authority, cap
     assert f"rejected as qos0: 1 message(s) since the last such line, the latest on {TOPIC}" in caplog.text
 
 
-def test_a_full_inbox_drops_unacknowledged_and_the_network_thread_never_waits(storage, caplog):
+def test_a_full_inbox_drops_unacknowledged_once_the_network_thread_has_waited_its_moment(storage, caplog):
     caplog.set_level(logging.WARNING, logger="custodian")
-    ingest = Ingest("127.0.0.1", 1, storage=storage, batch=2)  # no writer drains its inbox
+    ingest = Ingest("127.0.0.1", 1, storage=storage, batch=2, inbox_wait_s=0.01)  # no writer drains its inbox
     bound = INBOX_BATCHES * 2
     flood = [message(i, b"x") for i in range(1, bound + 6)] + [message(0, b"x", qos=0) for _ in range(3)]
     network = threading.Thread(target=lambda: [ingest._on_message(None, None, m) for m in flood], daemon=True)
@@ -504,6 +506,43 @@ def test_a_full_inbox_drops_unacknowledged_and_the_network_thread_never_waits(st
     assert ingest.summary()["dropped_inbox_full"] == 5 and ingest.rejected_by_reason == {"qos0": 3}
     assert f"dropped unacknowledged, the inbox is full: 1 message(s) since the last such line, the latest on {TOPIC}" \
         in caplog.text
+
+
+def test_a_full_inbox_holds_the_network_thread_until_the_writer_makes_room(storage, authority):
+    """A broker sending past Receive Maximum (Mosquitto 2.0.11 with a backlog) is held back, not dropped from."""
+    assert Ingest("127.0.0.1", 1, storage=storage).inbox_wait_s == INBOX_WAIT_S == 1.0
+    sent = records(authority, 30)
+    with Wired(storage, batch=2, inbox_wait_s=5.0) as w:
+        w.deliver(*(message(i + 1, r.wire()) for i, r in enumerate(sent)))  # 30 into an inbox of 8, at once
+        w.settled(30)
+    assert (w.ingest.inbox_full, w.client.connects, storage.count()) == (0, 1, 30)
+
+
+def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage, authority):
+    """Dropped unacknowledged, it waits in the broker's session: only a reconnect brings it again. What was still
+    in the inbox then is stored, but its acks would name the old connection's packets: not sent."""
+    available = threading.Event()
+    sent = records(authority, 8)
+    scripted = Scripted(storage, available=available)
+    with Wired(scripted, batch=1, retry_s=0.001, inbox_wait_s=0) as w:
+        w.deliver(message(1, sent[0].wire()))
+        wait_until(lambda: scripted.batches)  # the writer holds the first, retrying
+        w.deliver(*(message(i + 2, r.wire()) for i, r in enumerate(sent[1:])))  # 4 in the inbox, 3 dropped
+        assert w.ingest.inbox_full == 3 and w.client.connects == 1 and not w.client.disconnected
+        available.set()
+        w.settled(1)
+        wait_until(lambda: w.client.connects == 2)
+        assert w.client.disconnected and w.client.looping
+        assert w.client.connect_properties.ReceiveMaximum == 1
+        wait_until(lambda: storage.count() == 5)
+        assert w.client.acks == [(1, 1)]
+        w.connect(resumed=True)  # the broker sends again all it has no ack for
+        for k, r in enumerate(sent[1:]):  # as fast as the writer takes them: the inbox never fills again
+            w.deliver(message(k + 1, r.wire()))
+            w.settled(k + 2)
+    assert w.client.acks[1:] == [(i, 1) for i in range(1, 8)]
+    assert storage.count() == 8 and w.ingest.stored == 8 and w.ingest.duplicates == 4
+    assert w.client.connects == 2  # one reconnect for what was dropped, not one per message
 
 
 def test_the_inbox_keeps_no_more_of_a_payload_than_a_records_size(storage):

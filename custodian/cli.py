@@ -29,6 +29,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _status_name(text: str) -> str:
+    from firmware.uplink.topics import ID
+
+    if not ID.fullmatch(text):
+        raise argparse.ArgumentTypeError("must be 1-64 of A-Z a-z 0-9 . _ -")
+    return text
+
+
 def _db(text: str) -> str | Path:
     """A `postgresql://` URL as it is (a Path would fold its `//`), anything else a SQLite file."""
     from custodian.stores import is_url
@@ -76,7 +84,7 @@ def cmd_ingest(args) -> int:
     storage = open_storage(args.db)
     ingest = Ingest(args.host, args.port, args.group, storage, client_id=client_id, tls=tls,
                     batch=args.batch, batch_window_s=args.batch_ms / 1000,
-                    device_rate_per_s=args.device_rate, device_burst=args.device_burst)
+                    device_rate_per_s=args.device_rate, device_burst=args.device_burst, status_name=args.status)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -162,6 +170,10 @@ def add_commands(subparsers, groups) -> None:
     s.add_argument("--device-burst", type=positive_int, default=DEVICE_BURST, metavar="N",
                    help=f"records one device may add at once, e.g. its backlog after an outage "
                    f"(default {DEVICE_BURST:,})")
+    s.add_argument("--status", metavar="NAME", type=_status_name,
+                   help="publish this process's health, retained, on qrgate/v1/custodian/NAME/status, its last "
+                   "will saying offline, for the fleet's monitoring (docs/monitoring.md); NAME as in its "
+                   "certificate's CN custodian:NAME, one per process")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("purge", help="delete records the custodian received more than 28 days ago")

@@ -71,6 +71,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from custodian.storage import DAY_S, RETENTION_DAYS, Storage, StorageUnavailable
+from firmware.health import OFFLINE
 from firmware.store.records import MAX_WIRE, SealedRecord
 from firmware.uplink import topics
 from firmware.uplink.mqtt import Tls
@@ -84,6 +85,9 @@ INBOX_BATCHES = 4  # a batch in hand, Receive Maximum's worth from the broker, a
 INBOX_WAIT_S = 1.0  # a full inbox holds the network thread this long at most: longer than a commit, well under keepalive
 SESSION_TAKEN_OVER = 0x8E
 LOG_EVERY_S = 60.0
+# An ingest's health, where a scanner's would be: qrgate/v1/custodian/<name>/status (--status NAME).
+STATUS_VENUE = "custodian"
+ONLINE = b'{"state":"online","role":"ingest"}'
 # Per device: a busy door holds a few hundred thousand records after 28 days offline and drains them at
 # ~13,000/s, so a burst of 1,000,000 takes its whole backlog at once; 1 a second refills it at twice what one
 # scanner can admit around the clock (a visitor every 2 s). A device cannot add more than that.
@@ -190,6 +194,7 @@ class Ingest:
         device_rate_per_s: float = DEVICE_RATE_PER_S,
         device_burst: int = DEVICE_BURST,
         inbox_wait_s: float = INBOX_WAIT_S,
+        status_name: str | None = None,
     ):
         if storage is None:
             raise ValueError("an Ingest needs a storage")
@@ -201,6 +206,7 @@ class Ingest:
         self.batch, self.batch_window_s, self.retry_s = batch, batch_window_s, retry_s
         self.session_expiry_s, self.purge_every_s, self.keepalive = session_expiry_s, purge_every_s, keepalive
         self.buckets = DeviceBuckets(device_rate_per_s, device_burst)
+        self.status_topic = topics.status(STATUS_VENUE, status_name) if status_name else None
         # Counted by the writer thread, under _counts_lock:
         self.stored = self.duplicates = self.purged = 0
         self._rejected: Counter[str] = Counter()
@@ -227,6 +233,8 @@ class Ingest:
         if tls is not None:
             tls.apply(c)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
+        if self.status_topic:  # the fleet's monitoring reads it as a scanner's (docs/monitoring.md)
+            c.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_subscribe, c.on_message = self._on_subscribe, self._on_message
         return c
@@ -251,6 +259,11 @@ class Ingest:
         self._stopping.set()
         if self._writer is not None:
             self._writer.join(timeout)
+        if self.status_topic and self.connected.is_set():  # a clean DISCONNECT does not send the will
+            try:
+                self._client.publish(self.status_topic, OFFLINE, qos=1, retain=True).wait_for_publish(timeout)
+            except (RuntimeError, ValueError):  # the connection went meanwhile: the broker sends the will
+                pass
         self._client.disconnect()
         self._client.loop_stop()
         logger.info("ingest %s stopped: %s", self.client_id, self.summary())
@@ -305,6 +318,8 @@ class Ingest:
                            "(custodian/broker/mosquitto.conf)", f"up to {admits} bytes" if admits else "any size",
                            topics.MAX_PACKET, topics.MAX_PACKET)
         client.subscribe(share_filter(self.group), options=SubscribeOptions(qos=1))
+        if self.status_topic:
+            client.publish(self.status_topic, ONLINE, qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._ack_lock:

@@ -14,6 +14,8 @@ cn=$1
 echo "$cn" | grep -Eqx '[A-Za-z0-9._-]{1,64}:[A-Za-z0-9._-]{1,64}' || usage
 venue=${cn%%:*}
 device=${cn#*:}
+# The venue `custodian` is the custodian's own processes (an ingest's status, docs/monitoring.md).
+[ "$venue" != custodian ] || { echo "$0: the venue custodian is reserved" >&2; exit 2; }
 ctl() {
     # shellcheck disable=SC2086  # the options are words on purpose
     mosquitto_ctrl ${MOSQUITTO_CTRL_ARGS:?names the broker and the admin certificate} dynsec "$@"

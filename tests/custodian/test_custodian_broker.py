@@ -9,11 +9,12 @@ device with the shipped add-device.sh.
 from __future__ import annotations
 
 import ssl
+import subprocess
 import threading
 
 import paho.mqtt.client as mqtt
 import pytest
-from custodian_kit import ShippedBroker, connected_devices, identity, new_authority, running_ingest
+from custodian_kit import SHIPPED, ShippedBroker, connected_devices, identity, new_authority, running_ingest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -167,3 +168,10 @@ def test_under_an_acl_file_a_device_in_the_shared_group_makes_the_broker_drop_vi
             finally:
                 spy.close()
     assert spy.granted == ["Granted QoS 1"] and spy.messages == [] and storage.count() == 5
+
+
+def test_add_device_refuses_the_venue_the_custodian_s_own_processes_use():
+    # qrgate/v1/custodian/<name>/status is an ingest's health (docs/monitoring.md): no scanner may write there.
+    run = subprocess.run([str(SHIPPED / "add-device.sh"), "custodian:ingest-1"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "MOSQUITTO_CTRL_ARGS": "-h 127.0.0.1 -p 1"}, timeout=30)
+    assert run.returncode == 2 and "reserved" in run.stderr

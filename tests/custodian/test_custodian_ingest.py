@@ -1,4 +1,6 @@
-"""Ingest on a real Mosquitto: dedupe, rejection by reason, acknowledgement only after commit, purging."""
+"""Ingest on a real Mosquitto: dedupe, rejection by reason, acknowledgement only after commit, purging, a
+backlog; on both stores (`store`: SQLite, PostgreSQL) but where a test holds SQLite's own write lock (PostgreSQL's
+own failure, a server killed under the ingest, is in test_custodian_pg_ingest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 import cbor2
 import pytest
 from custodian_kit import assert_nothing_comes_back, connected_devices, new_authority, running_ingest
+from pg_kit import pg_url, postgres, store  # noqa: F401  fixtures
 
 from custodian.ingest import Ingest
 from custodian.storage import DAY_S, SqliteStorage
@@ -17,9 +20,9 @@ from lab.broker import Mosquitto
 from tests.conftest import wait_until
 
 
-def test_stores_each_visit_once_however_often_it_comes(tmp_path, broker):
+def test_stores_each_visit_once_however_often_it_comes(tmp_path, broker, store):
     authority = new_authority(tmp_path)
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     with running_ingest(broker.port, storage, client_id="ingest-a") as ingest, \
             connected_devices(broker.port, ("cafe-1", "door-1")) as (door,):
         records = [authority.visit()[1] for _ in range(5)]
@@ -30,10 +33,10 @@ def test_stores_each_visit_once_however_often_it_comes(tmp_path, broker):
     assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in records}
 
 
-def test_bad_payloads_are_rejected_counted_acked_and_never_logged(tmp_path, broker, caplog):
+def test_bad_payloads_are_rejected_counted_acked_and_never_logged(tmp_path, broker, store, caplog):
     authority = new_authority(tmp_path)
     caplog.set_level(logging.DEBUG, logger="custodian")
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     elsewhere = authority.visit("gym-2", "door-9")[1]  # a valid record, on another device's topic
     with running_ingest(broker.port, storage, client_id="ingest-a") as ingest, \
             connected_devices(broker.port, ("cafe-1", "door-1")) as (door,):
@@ -49,6 +52,25 @@ def test_bad_payloads_are_rejected_counted_acked_and_never_logged(tmp_path, brok
     assert "SECRET-MARKER" not in caplog.text and elsewhere.rid.hex() not in caplog.text
     assert "malformed" in caplog.text and "topic_mismatch" in caplog.text
     # They were acknowledged: the same session, resumed, gets nothing again.
+    assert_nothing_comes_back(broker.port, storage, authority)
+
+
+def test_a_poison_record_is_refused_by_name_acknowledged_and_never_retried(tmp_path, broker, store):
+    authority = new_authority(tmp_path)
+    storage = store.open()
+    store.refuse_venue(storage, "gym-2")  # the database refuses gym-2's records, as a constraint would
+    records = [authority.visit()[1] for _ in range(5)]
+    with running_ingest(broker.port, storage, client_id="ingest-a") as ingest, \
+            connected_devices(broker.port, ("cafe-1", "door-1"), ("gym-2", "door-1")) as (door, gym):
+        gym.publish(authority.visit("gym-2")[1])
+        for r in records + records[:2]:
+            door.publish(r)
+        wait_until(lambda: ingest.stored + ingest.duplicates + ingest.rejected == 8)
+    assert (ingest.received, ingest.stored, ingest.duplicates) == (8, 5, 2)
+    assert ingest.rejected_by_reason == {"unstorable": 1}
+    assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in records}
+    assert list(storage.between("gym-2", 0, 2**40)) == []
+    # Refused and acknowledged, never retried: the same session, resumed, gets nothing again.
     assert_nothing_comes_back(broker.port, storage, authority)
 
 
@@ -94,9 +116,9 @@ def test_a_failed_commit_is_retried_until_it_succeeds(tmp_path, broker, caplog):
     assert storage.count() == 3
 
 
-def test_purges_records_received_over_28_days_ago_when_it_starts(tmp_path, broker):
+def test_purges_records_received_over_28_days_ago_when_it_starts(tmp_path, broker, store):
     authority = new_authority(tmp_path)
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     now = time.time()
     old, recent = authority.visit(ts=2**40)[1], authority.visit(ts=0)[1]  # their ts has no say
     storage.add([(old, old.wire())], received_at=now - 29 * DAY_S)
@@ -106,9 +128,9 @@ def test_purges_records_received_over_28_days_ago_when_it_starts(tmp_path, broke
     assert [row.rid for row in storage.between("cafe-1", 0, 2**41)] == [recent.rid]
 
 
-def test_purges_again_every_period(tmp_path, broker):
+def test_purges_again_every_period(tmp_path, broker, store):
     authority = new_authority(tmp_path)
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     with running_ingest(broker.port, storage, client_id="ingest-a", purge_every_s=0.1) as ingest:
         old = authority.visit()[1]
         storage.add([(old, old.wire())], received_at=time.time() - 29 * DAY_S)
@@ -116,9 +138,9 @@ def test_purges_again_every_period(tmp_path, broker):
     assert storage.count() == 0
 
 
-def test_reconnects_and_subscribes_again_after_the_broker_restarts(tmp_path, broker):
+def test_reconnects_and_subscribes_again_after_the_broker_restarts(tmp_path, broker, store):
     authority = new_authority(tmp_path)
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     with running_ingest(broker.port, storage, client_id="ingest-a") as ingest:
         broker.stop()
         wait_until(lambda: not ingest.connected.is_set())
@@ -168,11 +190,11 @@ def test_a_writer_that_dies_of_a_bug_ends_the_process_loudly(tmp_path, broker, m
     assert ingest.died.is_set() and "the writer died" in caplog.text
 
 
-def test_a_backlog_is_all_stored_though_the_broker_sends_past_receive_maximum(tmp_path, broker):
+def test_a_backlog_is_all_stored_though_the_broker_sends_past_receive_maximum(tmp_path, broker, store):
     """What waited for the ingest comes at once when it returns, and Mosquitto 2.0.11 sends it past Receive
     Maximum: a full inbox holds the broker back (TCP) instead of dropping what it cannot hold yet."""
     authority = new_authority(tmp_path)
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     with running_ingest(broker.port, storage, client_id="ingest-a"):
         pass  # subscribed, then gone: its session stays
     records = publish_all(broker.port, authority, 900)  # the test broker queues at most 1,000 for a session
@@ -183,11 +205,11 @@ def test_a_backlog_is_all_stored_though_the_broker_sends_past_receive_maximum(tm
     assert_nothing_comes_back(broker.port, storage, authority)
 
 
-def test_what_a_full_inbox_dropped_is_fetched_again_by_a_new_connection(tmp_path, broker):
+def test_what_a_full_inbox_dropped_is_fetched_again_by_a_new_connection(tmp_path, broker, store):
     """Dropped unacknowledged, it would wait in the session until some later reconnect: the ingest makes one. No
     wait for room here, so Mosquitto 2.0.11's sending past Receive Maximum overflows the inbox again and again."""
     authority = new_authority(tmp_path)
-    storage = SqliteStorage(tmp_path / "c.db")
+    storage = store.open()
     with running_ingest(broker.port, storage, client_id="ingest-a"):
         pass
     records = publish_all(broker.port, authority, 900)

@@ -11,40 +11,12 @@ import time
 import psycopg
 import pytest
 from custodian_kit import new_authority
-from pg_kit import pg_url, postgres  # noqa: F401  fixtures
+from pg_kit import pg_url, postgres, store  # noqa: F401  fixtures
 
 from custodian.pgstore import PostgresStorage
 from custodian.storage import DAY_S, SqliteStorage, StorageUnavailable
-from custodian.stores import open_storage
 from firmware.errors import QrgateError
 from firmware.store.records import SealedRecord
-
-
-class Store:
-    """One store under test, and how a test makes it refuse a venue or opens it again."""
-
-    def __init__(self, kind: str, where):
-        self.kind, self.where = kind, where
-
-    def open(self, create: bool = True):
-        return open_storage(self.where, create=create)
-
-    def refuse_venue(self, storage, venue: str) -> type[Exception]:
-        """From now on the database refuses records of `venue`; returns what it raises."""
-        if self.kind == "sqlite":
-            storage._db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON visits WHEN NEW.venue = '{venue}'"
-                                " BEGIN SELECT RAISE(ABORT, 'refused'); END")
-            return sqlite3.IntegrityError
-        with psycopg.connect(self.where, autocommit=True) as conn:
-            conn.execute(f"ALTER TABLE visits ADD CONSTRAINT refuse CHECK (venue <> '{venue}')")
-        return psycopg.errors.CheckViolation
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path) -> Store:
-    if request.param == "sqlite":
-        return Store("sqlite", tmp_path / "c.db")
-    return Store("postgres", request.getfixturevalue("pg_url"))
 
 
 def test_the_table_is_exactly_the_contract_in_wal_with_full_sync(tmp_path):

@@ -60,6 +60,10 @@ class FakeClient:
         self.looping = False  # paho's network thread runs
         self.disconnected = False
         self.connects = 0
+        self.published: list[tuple[str, bytes, int, bool]] = []
+        self.waited_for_publish = 0
+        self.may_loop = threading.Event()  # cleared by a test: loop_start waits (the writer holds in its reconnect)
+        self.may_loop.set()
 
     def ack(self, mid: int, qos: int) -> None:
         with self.acked:
@@ -75,7 +79,12 @@ class FakeClient:
         self.connects += 1
 
     def loop_start(self) -> None:
+        assert self.may_loop.wait(5)
         self.looping = True
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool):
+        self.published.append((topic, payload, qos, retain))
+        return SimpleNamespace(wait_for_publish=lambda timeout: setattr(self, "waited_for_publish", timeout))
 
     def loop_stop(self) -> None:
         self.looping = False
@@ -518,7 +527,7 @@ def test_a_full_inbox_holds_the_network_thread_until_the_writer_makes_room(stora
     assert (w.ingest.inbox_full, w.client.connects, storage.count()) == (0, 1, 30)
 
 
-def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage, authority):
+def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage, authority, caplog):
     """Dropped unacknowledged, it waits in the broker's session: only a reconnect brings it again. What was still
     in the inbox then is stored, but its acks would name the old connection's packets: not sent."""
     available = threading.Event()
@@ -529,10 +538,14 @@ def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage,
         wait_until(lambda: scripted.batches)  # the writer holds the first, retrying
         w.deliver(*(message(i + 2, r.wire()) for i, r in enumerate(sent[1:])))  # 4 in the inbox, 3 dropped
         assert w.ingest.inbox_full == 3 and w.client.connects == 1 and not w.client.disconnected
+        w.client.may_loop.clear()
         available.set()
         w.settled(1)
-        wait_until(lambda: w.client.connects == 2)
-        assert w.client.disconnected and w.client.looping
+        wait_until(lambda: w.client.connects == 2)  # the writer waits in loop_start, 4 old messages in hand
+        w.drop(0)  # paho's on_disconnect counts a connection too: the old one's number must not come back
+        w.client.may_loop.set()
+        wait_until(lambda: w.client.looping)
+        assert w.client.disconnected
         assert w.client.connect_properties.ReceiveMaximum == 1
         wait_until(lambda: storage.count() == 5)
         assert w.client.acks == [(1, 1)]
@@ -543,6 +556,29 @@ def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage,
     assert w.client.acks[1:] == [(i, 1) for i in range(1, 8)]
     assert storage.count() == 8 and w.ingest.stored == 8 and w.ingest.duplicates == 4
     assert w.client.connects == 2  # one reconnect for what was dropped, not one per message
+    assert "ingest ingest-a: reconnecting, so that the broker sends again what the full inbox dropped" in caplog.text
+
+
+def test_an_ingest_with_a_status_name_says_online_and_offline_retained_and_its_will_says_offline(storage):
+    """The fleet's monitoring reads it as a scanner's (docs/monitoring.md): QoS 1, retained, under `custodian`."""
+    topic = "qrgate/v1/custodian/ingest-1/status"
+    ingest = Ingest("127.0.0.1", 1, storage=storage, status_name="ingest-1")
+    paho = ingest._client
+    assert (paho._will_topic, paho._will_payload, paho._will_qos, paho._will_retain) == \
+        (topic.encode(), b'{"state":"offline"}', 1, True)
+    with Wired(storage, status_name="ingest-1") as w:
+        assert w.client.published == [(topic, b'{"state":"online","role":"ingest"}', 1, True)]
+    assert w.client.published[1:] == [(topic, b'{"state":"offline"}', 1, True)]  # a clean stop sends no will
+    assert w.client.waited_for_publish == 10.0 and w.client.disconnected
+    assert not Ingest("127.0.0.1", 1, storage=storage)._client._will
+
+
+def test_an_ingest_without_a_status_name_publishes_nothing_and_a_lost_one_no_offline(storage):
+    with Wired(storage) as w:
+        pass
+    with Wired(storage, status_name="ingest-1") as lost:
+        lost.drop()  # the connection is gone: the broker's copy of the will says offline, not the stop
+    assert w.client.published == [] and lost.client.published[1:] == []
 
 
 def test_the_inbox_keeps_no_more_of_a_payload_than_a_records_size(storage):

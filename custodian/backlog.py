@@ -20,10 +20,8 @@ time over it (all cores: the ingest processes, the broker, the database
 server, the kernel) divided by the records, and the same split by process
 where the run can see it (a database server named by URL runs elsewhere, or
 at least outside what this run counts). Lost: acknowledged to a device and not
-in the store; duplicates: rows beyond one per rid.
-
-The broker keeps the backlog in memory (`persistence false`): some 0.6 KB a
-record and group, 1.2 GB for 1,000,000 records and two stores.
+in the store; duplicates: rows beyond one per rid. The broker keeps the backlog
+in memory (`persistence false`; docs/custodian.md gives what that costs).
 """
 
 from __future__ import annotations

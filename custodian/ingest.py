@@ -20,9 +20,8 @@ an outage: each PUBACK may release up to Receive Maximum more), so a full inbox
 holds paho's network thread for up to INBOX_WAIT_S while the writer commits:
 the broker is held back by TCP, at the rate the database takes. A message that
 still finds no room (the database is away) is dropped unacknowledged, and the
-ingest then reconnects, since only a new connection makes a broker send again
-what waits unacknowledged in the session (what was still in the inbox is
-stored, and comes again as a duplicate). The CONNECT's Maximum Packet Size is the
+ingest reconnects once it has committed what it holds, since only a new
+connection makes a broker send again what waits unacknowledged in the session. The CONNECT's Maximum Packet Size is the
 broker's own (topics.MAX_PACKET): Mosquitto 2.0.11 never frees the in-flight
 slot of a QoS 1 message it drops as too large for a client, and `batch` of
 them would stop this process for good, so it takes every packet the broker
@@ -380,7 +379,7 @@ class Ingest:
             messages = self._collect(self.batch, timeout=min(0.2, max(0.0, next_purge - time.monotonic())))
             if messages:
                 self._commit(messages)
-            if self._dropped.is_set():
+            if self._dropped.is_set() and self._inbox.empty():
                 self._reconnect()
         # Stopping: what has arrived so far is committed and acknowledged; later ones stay in the session.
         pending = self._inbox.qsize()
@@ -474,12 +473,13 @@ class Ingest:
 
     def _reconnect(self) -> None:
         """What a full inbox dropped waits unacknowledged in the broker's session, sent again only on a new
-        connection: so, one (the writer's thread, so no batch is half acknowledged)."""
+        connection: so, one, from the writer's thread once all it held is committed and acknowledged (a broker
+        sending past Receive Maximum would otherwise fill the inbox again at once, with what is still in it).
+        Anything arriving meanwhile is of the old connection: `_on_disconnect` has counted a new one before
+        `loop_stop` returns, so its acks are not sent."""
         self._dropped.clear()
         logger.warning("ingest %s: reconnecting, so that the broker sends again what the full inbox dropped",
                        self.client_id)
-        with self._ack_lock:  # acks of what is still in the inbox would name another connection's packets
-            self._connection += 1
         self._client.disconnect()
         self._client.loop_stop()
         self._connect()

@@ -198,7 +198,8 @@ def test_a_backlog_is_all_stored_though_the_broker_sends_past_receive_maximum(tm
     with running_ingest(broker.port, storage, client_id="ingest-a"):
         pass  # subscribed, then gone: its session stays
     records = publish_all(broker.port, authority, 900)  # the test broker queues at most 1,000 for a session
-    with running_ingest(broker.port, storage, client_id="ingest-a", batch=10) as ingest:
+    # A wait longer than the default 1 s, so that a machine starved of CPU does not drop either.
+    with running_ingest(broker.port, storage, client_id="ingest-a", batch=10, inbox_wait_s=30) as ingest:
         wait_until(lambda: storage.count() == len(records))
     assert (ingest.inbox_full, ingest.reconnects) == (0, 0)
     assert {row.rid for row in storage.between("cafe-1", 0, 2**40)} == {r.rid for r in records}

@@ -528,8 +528,8 @@ def test_a_full_inbox_holds_the_network_thread_until_the_writer_makes_room(stora
 
 
 def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage, authority, caplog):
-    """Dropped unacknowledged, it waits in the broker's session: only a reconnect brings it again. What was still
-    in the inbox then is stored, but its acks would name the old connection's packets: not sent."""
+    """Dropped unacknowledged, it waits in the broker's session: only a reconnect brings it again, made once all
+    the inbox held is committed and acknowledged on the connection it came on."""
     available = threading.Event()
     sent = records(authority, 8)
     scripted = Scripted(storage, available=available)
@@ -540,21 +540,19 @@ def test_what_a_full_inbox_dropped_is_fetched_again_on_a_new_connection(storage,
         assert w.ingest.inbox_full == 3 and w.client.connects == 1 and not w.client.disconnected
         w.client.may_loop.clear()
         available.set()
-        w.settled(1)
-        wait_until(lambda: w.client.connects == 2)  # the writer waits in loop_start, 4 old messages in hand
-        w.drop(0)  # paho's on_disconnect counts a connection too: the old one's number must not come back
+        wait_until(lambda: w.client.connects == 2)  # the writer waits in loop_start
+        assert w.client.acks == [(i, 1) for i in range(1, 6)] and storage.count() == 5
+        w.deliver(message(6, sent[5].wire()))  # a late one on the old connection
+        w.drop(0)  # paho's on_disconnect, before its loop stops: so the late one's ack is not sent
         w.client.may_loop.set()
-        wait_until(lambda: w.client.looping)
-        assert w.client.disconnected
-        assert w.client.connect_properties.ReceiveMaximum == 1
-        wait_until(lambda: storage.count() == 5)
-        assert w.client.acks == [(1, 1)]
+        wait_until(lambda: w.client.looping and storage.count() == 6)
+        assert w.client.disconnected and w.client.connect_properties.ReceiveMaximum == 1
         w.connect(resumed=True)  # the broker sends again all it has no ack for
-        for k, r in enumerate(sent[1:]):  # as fast as the writer takes them: the inbox never fills again
+        for k, r in enumerate(sent[5:]):  # as fast as the writer takes them: the inbox never fills again
             w.deliver(message(k + 1, r.wire()))
-            w.settled(k + 2)
-    assert w.client.acks[1:] == [(i, 1) for i in range(1, 8)]
-    assert storage.count() == 8 and w.ingest.stored == 8 and w.ingest.duplicates == 4
+            w.settled(k + 6)
+    assert w.client.acks[5:] == [(1, 1), (2, 1), (3, 1)]
+    assert storage.count() == 8 and w.ingest.stored == 8 and w.ingest.duplicates == 1
     assert w.client.connects == 2  # one reconnect for what was dropped, not one per message
     assert "ingest ingest-a: reconnecting, so that the broker sends again what the full inbox dropped" in caplog.text
 

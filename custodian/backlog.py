@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.bench_store import FreshStore
 from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published
-from custodian.scale import (BROKER_LOG_TYPES, BROKER_SETTINGS, Ingests, broker_version, machine_busy_s,
-                             proc_cpu_s, settle, wait_subscribed)
+from custodian.scale import (BROKER_LOG_TYPES, BROKER_SETTINGS, Ingests, broker_version, cpu_so_far, settle,
+                             wait_subscribed)
 from firmware.errors import QrgateError
 from lab.bench.machine import cpu_model
 from lab.broker import Mosquitto
@@ -95,22 +95,19 @@ class _Group:
             ingests.stop()
 
     def drain(self, published: Published, timeout_s: float) -> dict:
-        before = {"broker": proc_cpu_s(self.broker._proc.pid), "machine": machine_busy_s(),
-                  "database": sum(proc_cpu_s(pid) for pid in self.target.server_pids())}
+        before = cpu_so_far(self.broker, self.target)  # the ingest processes are new: none yet
         started = time.time()
         ingests = self._start()
         try:
             settle(self.target, len(published.times), timeout_s)
-            after = {"broker": proc_cpu_s(self.broker._proc.pid), "machine": machine_busy_s(),
-                     "database": sum(proc_cpu_s(pid) for pid in self.target.server_pids()),
-                     "ingest": sum(proc_cpu_s(p.pid) for p in ingests.procs)}
+            after = cpu_so_far(self.broker, self.target, ingests)
         finally:
             summaries = ingests.stop()
         stored = self.target.stored()
         rows, distinct, wire = self.target.totals()
         found = sum(1 for rid in published.times if rid in stored)
         window = max(stored.values(), default=started) - started
-        cpu = {"ingest": after["ingest"], "broker": after["broker"] - before["broker"],
+        cpu = {"ingest": sum(after["ingest"]), "broker": after["broker"] - before["broker"],
                "whole_machine": after["machine"] - before["machine"]}
         if self.target.server_pids():
             cpu["database"] = after["database"] - before["database"]

@@ -38,8 +38,7 @@ class FreshStore:
     """One run's store; `db` is what the ingest's --db is given."""
 
     def __init__(self, spec: str, folder: Path, name: str):
-        self.spec = parse(spec)
-        self.kind = "sqlite" if spec == "sqlite" else "postgresql"
+        self.kind = "sqlite" if parse(spec) == "sqlite" else "postgresql"
         self._server = None
         self._admin_url: str | None = None
         self._dbname = f"qrgate_{name}_{os.getpid()}".replace("-", "_")
@@ -118,8 +117,7 @@ class FreshStore:
                     conn.execute(f'DROP DATABASE IF EXISTS "{self._dbname}" WITH (FORCE)')
         finally:
             if self._server is not None:
-                self._server.stop()
-                self._server.remove()
+                self._server.close()
                 self._server = None
 
     def __enter__(self) -> "FreshStore":

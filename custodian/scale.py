@@ -91,11 +91,11 @@ def _one_size(tmp: Path, devices: int, rate: float, seconds: float, ingest: int,
             with Fleet("127.0.0.1", broker.port, devices, rate, seconds, X25519PrivateKey.generate().public_key(),
                        devices_per_worker) as fleet:
                 fleet.start()
-                cpu0 = _cpu(broker, ingests, target)
+                cpu0 = cpu_so_far(broker, target, ingests)
                 fleet.go()
                 published = fleet.join()
             stored = _settle(target, published, settle_s)
-            cpu1 = _cpu(broker, ingests, target)
+            cpu1 = cpu_so_far(broker, target, ingests)
         finally:
             summaries = ingests.stop()
         version = broker_version(broker)
@@ -157,10 +157,11 @@ def _settle(target: FreshStore, published: Published, settle_s: float) -> dict[b
     return target.stored()
 
 
-def _cpu(broker: Mosquitto, ingests: Ingests, target: FreshStore) -> dict:
+def cpu_so_far(broker: Mosquitto, target: FreshStore, ingests: Ingests | None = None) -> dict:
     """CPU seconds so far of the broker, of each ingest process, of the database server when this run
     started one, and of the whole machine (all cores, busy)."""
-    return {"broker": proc_cpu_s(broker._proc.pid), "ingest": [proc_cpu_s(p.pid) for p in ingests.procs],
+    return {"broker": proc_cpu_s(broker._proc.pid),
+            "ingest": [proc_cpu_s(p.pid) for p in ingests.procs] if ingests is not None else [],
             "database": sum(proc_cpu_s(pid) for pid in target.server_pids()), "machine": machine_busy_s()}
 
 

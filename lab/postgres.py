@@ -93,8 +93,12 @@ class PgServer:
     def __enter__(self) -> "PgServer":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Stop the server, then remove its folder (whatever the stop did)."""
         try:
             self.stop()
         finally:
             self.remove()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -23,6 +23,7 @@ from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.housekeeping import Housekeeping
 from firmware.leds.feedback import GpioFeedback, Pins, default_pin_factory
+from firmware.passback import share as passback
 from firmware.readiness import Readiness
 from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.decode import DECODERS
@@ -38,6 +39,7 @@ from firmware.tokens.kp1 import Kp1Verifier
 from firmware.tokens.verifier import TokenVerifier
 from firmware.trust import TrustStore
 from firmware.uplink import link as uplinks
+from firmware.uplink import topics
 
 if TYPE_CHECKING:
     from gpiozero.pins import Factory
@@ -113,9 +115,10 @@ def run(
         guard = ClockGuard(clock or ClockSync(require=config.clock.require_sync), Mark(state_dir / CLOCK))
         readiness = Readiness(guard, trust, faults, authority)
         store: SqliteRecordStore | None = None
+        share = passback.build(config.passback.secret, config.mqtt.enabled, topics.passback(dev.venue))
 
         def snapshot() -> dict[str, Any]:
-            return health.snapshot(stats, store, faults, trust, guard.sync, link.uplink, camera)
+            return health.snapshot(stats, store, faults, trust, guard.sync, link.uplink, camera, share.status())
 
         def write_status() -> None:
             try:
@@ -142,10 +145,16 @@ def run(
 
         if config.mqtt.enabled:
             m = config.mqtt
+
+            def broker_state(up: bool, why: str) -> None:
+                logger.info("broker %s:%d %s", m.host, m.port, why)
+                share.link(up)
+
             link = uplinks.connect(
                 m, dev.venue, dev.id, store=store, snapshot=snapshot, stats=stats, faults=faults,
-                on_trust_list=lambda data: trust.offer(data, time.time()),
-                on_state=lambda up, why: logger.info("broker %s:%d %s", m.host, m.port, why))
+                on_trust_list=lambda data: trust.offer(data, time.time()), on_state=broker_state,
+                subscriptions=share.subscriptions())
+            share.attach(link.uplink)
         link.start(spawn)
         stack.callback(link.close)  # stops the drain before the store closes (LIFO)
 
@@ -154,9 +163,13 @@ def run(
             link.wake()
 
         policy = config.policy
-        verifier = TokenVerifier(Kp1Verifier(trust.current, tuple(policy.require), policy.skew_s),
-                                 DccVerifier(trust.current, config.dcc, policy.skew_s), tuple(policy.accept))
+        tokens = TokenVerifier(Kp1Verifier(trust.current, tuple(policy.require), policy.skew_s),
+                               DccVerifier(trust.current, config.dcc, policy.skew_s), tuple(policy.accept))
+        # A token a peer door accepted is replayed_elsewhere before the gate records anything; a new visit,
+        # once durable, is told to the venue's other doors.
+        verifier = passback.VenueVerifier(tokens, share)
         gate = Gate(verifier, store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded)
+        door = passback.VenueGate(gate, share)
         housekeeping = Housekeeping(store, readiness, guard, faults, state_dir, dev.min_free_mb, write_status)
         keeper = spawn("housekeeping", lambda: housekeeping.run(stop))
         stack.callback(keeper.join, 10)  # unwinds before the store closes (LIFO)
@@ -176,7 +189,7 @@ def run(
                 logger.info("ready: the camera delivers frames and the store is open")
 
         decoder = DECODERS[config.decoder.backend]()
-        loop = ScanLoop(camera, decoder, gate, feedback, stats, decided, config.decoder.hold_s,
+        loop = ScanLoop(camera, decoder, door, feedback, stats, decided, config.decoder.hold_s,
                         door=config.gpio.door_enabled, on_turn=turn)
         logger.info("starting: venue %s device %s, %s camera, %s decoder",
                     dev.venue, dev.id, config.camera.source, config.decoder.backend)

@@ -151,6 +151,15 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class PassbackConfig:
+    """Anti-passback: this venue's doors tell each other the tokens they accept ([device.md](device.md#one-token-one-door-anti-passback))."""
+
+    secret: Path | None = _opt(None, help="the venue secret (32 random bytes, mode 0600) this venue's doors share "
+                                          "tokens' hashes under; none: each door remembers only its own visits. "
+                                          "Under systemd read from the credential of the same name")
+
+
+@dataclass(frozen=True)
 class EventsConfig:
     path: Path | None = _opt(None, help="append one JSON line per decision (for a display, a harness)")
 
@@ -167,6 +176,7 @@ class Config:
     dcc: DccConfig = DccConfig()
     clock: ClockConfig = ClockConfig()
     mqtt: MqttConfig = MqttConfig()
+    passback: PassbackConfig = PassbackConfig()
     events: EventsConfig = EventsConfig()
 
 

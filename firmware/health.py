@@ -26,8 +26,10 @@ FILE = "status.json"
 
 
 def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trust: TrustStore, clock: ClockSync,
-             uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None) -> dict[str, Any]:
-    """`store` None: it could not be opened (the storage fault says why), so nothing is known of the queue."""
+             uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None,
+             passback: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`store` None: it could not be opened (the storage fault says why), so nothing is known of the queue.
+    `passback`: the venue share's status (firmware.passback.share): which memory answers, and its counts."""
     depth, oldest = store.depth() if store is not None else (None, None)
     now = time.time()
     current = trust.current()
@@ -52,6 +54,7 @@ def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trus
             "session_resumed": uplink.session_present,
             "reconnects": uplink.reconnects,
         },
+        "passback": passback,
         "clock_sync": clock.synchronised(),
         "trust_seq": current.seq if current else None,
         "trust_not_after": current.not_after if current else None,

@@ -19,7 +19,7 @@ from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.uplink import topics
 from firmware.uplink.drain import Drain
-from firmware.uplink.mqtt import MqttUplink, Tls, Will
+from firmware.uplink.mqtt import MqttUplink, Subscription, Tls, Will
 
 Spawn = Callable[[str, Callable[[], None]], threading.Thread]
 
@@ -80,8 +80,10 @@ class OnlineLink:
 
 def connect(m: MqttConfig, venue: str, device: str, *, store: SqliteRecordStore, snapshot: Callable[[], dict[str, Any]],
             stats: Stats, faults: Faults, on_trust_list: Callable[[bytes], object],
-            on_state: Callable[[bool, str], None] = lambda up, why: None, client_id: str | None = None) -> OnlineLink:
-    """MqttUplink and Drain, wired; nothing started. `client_id`: the device's own unless a benchmark names one."""
+            on_state: Callable[[bool, str], None] = lambda up, why: None, client_id: str | None = None,
+            subscriptions: dict[str, Subscription] | None = None) -> OnlineLink:
+    """MqttUplink and Drain, wired; nothing started. `client_id`: the device's own unless a benchmark names one;
+    `subscriptions`: topics beyond the trust list (the venue's passback topic)."""
     status_topic = topics.status(venue, device)
     drain: Drain | None = None
     uplink = MqttUplink(
@@ -89,7 +91,7 @@ def connect(m: MqttConfig, venue: str, device: str, *, store: SqliteRecordStore,
         tls=Tls(m.ca, *credentials.client_pair(m.cert, m.key)) if m.tls else None,
         will=Will(status_topic, health.OFFLINE),
         keepalive=m.keepalive_s, max_inflight=m.window,
-        subscriptions={topics.TRUSTLIST: on_trust_list},
+        subscriptions={topics.TRUSTLIST: on_trust_list, **(subscriptions or {})},
         on_connected=lambda: drain.reconnected() if drain is not None else None,
         on_state=on_state,
         session_expiry_s=m.session_expiry_s,

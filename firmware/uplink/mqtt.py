@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firmware.backoff import Backoff
 
@@ -47,6 +48,17 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class Subscription:
+    """A topic's handler and its options: QoS 0 unless asked; `no_local` (MQTT v5): not our own messages back;
+    `on_granted` hears each SUBACK's verdict (False: the broker's ACL refused it)."""
+
+    handler: Callable[[bytes], object]
+    qos: int = 0
+    no_local: bool = False
+    on_granted: Callable[[bool], None] = lambda ok: None
+
+
+@dataclass(frozen=True)
 class Will:
     topic: str
     payload: bytes
@@ -62,7 +74,7 @@ class MqttUplink:
         will: Will | None = None,
         keepalive: int = 30,
         max_inflight: int = 20,
-        subscriptions: dict[str, Callable[[bytes], object]] | None = None,
+        subscriptions: dict[str, Callable[[bytes], object] | Subscription] | None = None,
         on_connected: Callable[[], None] = lambda: None,
         on_state: Callable[[bool, str], None] = lambda up, why: None,
         session_expiry_s: int = 86400,
@@ -79,7 +91,9 @@ class MqttUplink:
         self.session_present: bool | None = None  # from the last CONNACK
         self.reconnects = 0  # successful connections after the first
         self.connected = threading.Event()
-        self._subscriptions = subscriptions or {}
+        self._subscriptions = {topic: s if isinstance(s, Subscription) else Subscription(s)
+                               for topic, s in (subscriptions or {}).items()}
+        self._suback: dict[int, Subscription] = {}  # SUBSCRIBE mid -> what it asked for
         self._on_connected, self._on_state = on_connected, on_state
         self._acks: dict[int, AckCallback | None] = {}
         self._early: dict[int, tuple[bool, str]] = {}  # PUBACKs that beat publish() returning
@@ -92,7 +106,7 @@ class MqttUplink:
         c.max_inflight_messages_set(max_inflight)
         c.on_connect, c.on_disconnect = self._connected, self._disconnected
         c.on_connect_fail = lambda client, userdata: self._retry_later()
-        c.on_publish, c.on_message = self._published, self._message
+        c.on_publish, c.on_message, c.on_subscribe = self._published, self._message, self._subscribed
         self._client = c
 
     def start(self) -> None:
@@ -149,12 +163,15 @@ class MqttUplink:
             self.reconnects += 1
         self.session_present = bool(flags.session_present)
         self.connected.set()
-        # Subscriptions are to retained state (the trust list), which comes again with every subscribe, so
-        # QoS 0 loses nothing a reconnect does not bring back; and Mosquitto 2.0.11 never frees the in-flight
-        # slot of a QoS 1 message it drops as larger than our Maximum Packet Size: 20 of those, from a broker
-        # not configured as shipped, would stop every later message to us.
-        for topic in self._subscriptions:
-            client.subscribe(topic, qos=0)
+        # QoS 0 unless a subscription asks: the trust list is retained state, which comes again with every
+        # subscribe, so QoS 0 loses nothing a reconnect does not bring back; and Mosquitto 2.0.11 never frees
+        # the in-flight slot of a QoS 1 message it drops as larger than our Maximum Packet Size: 20 of those,
+        # from a broker not configured as shipped (max_packet_size), would stop every later message to us.
+        for topic, sub in self._subscriptions.items():
+            _, mid = client.subscribe(topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local))
+            if mid is not None:
+                with self._lock:
+                    self._suback[mid] = sub
         self._on_state(True, "connected (session resumed)" if self.session_present else "connected (new session)")
         self._on_connected()
 
@@ -176,11 +193,18 @@ class MqttUplink:
         if callback is not None:
             callback(ok, reason)
 
+    def _subscribed(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                    properties: Properties) -> None:
+        with self._lock:
+            sub = self._suback.pop(mid, None)
+        if sub is not None:
+            sub.on_granted(bool(reason_codes) and not reason_codes[0].is_failure)
+
     def _message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        handler = self._subscriptions.get(message.topic)
-        if handler is not None:
+        sub = self._subscriptions.get(message.topic)
+        if sub is not None:
             try:
                 # paho says bytes | bytearray; a received message's payload is bytes (struct.unpack's "s").
-                handler(cast(bytes, message.payload))
+                sub.handler(cast(bytes, message.payload))
             except Exception:
                 logger.exception("handling a message on %s failed", message.topic)

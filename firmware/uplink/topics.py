@@ -19,3 +19,9 @@ def visits(venue: str, device: str) -> str:
 
 def status(venue: str, device: str) -> str:
     return f"qrgate/v1/{venue}/{device}/status"
+
+
+def passback(venue: str) -> str:
+    """The venue's doors share accepted tokens' hashes here (firmware.passback). Four levels: no filter of the
+    ingest (qrgate/v1/+/+/visits) or the monitor (qrgate/v1/+/+/status) matches it."""
+    return f"qrgate/v1/{venue}/passback"

@@ -86,6 +86,9 @@ def add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="the trust-list root public key (root.pub, Ed25519 PEM): needed to check --trust, and "
                         "every later list")
     s.add_argument("--trust", type=Path, metavar="FILE", help="a signed trust list (trustlist.cose)")
+    s.add_argument("--venue-secret", type=Path, metavar="FILE",
+                   help="the venue secret (32 random bytes, mode 0600; the same file on every device of the venue): "
+                        "its doors then share the tokens they accept, so a token used at one is refused at the next")
     s.add_argument("--etc", type=Path, default=paths.ETC, metavar="DIR",
                    help=f"the config folder (default {paths.ETC})")
     s.add_argument("--state-dir", type=Path, metavar="DIR",

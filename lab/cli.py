@@ -43,6 +43,11 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
             s.add_argument("--name", required=True)
         s.add_argument("--out", required=True, type=Path)
         s.set_defaults(func=lazy(f"lab.commands:cmd_{name}_new"))
+    s = sub.add_parser("venue-secret", help="a venue's anti-passback secret").add_subparsers(
+        dest="sub", required=True).add_parser("new", help="32 random bytes, mode 0600, for `qrgate provision "
+                                              "--venue-secret` on each of the venue's devices (never replaced)")
+    s.add_argument("--out", required=True, type=Path)
+    s.set_defaults(func=lazy("lab.commands:cmd_venue_secret_new"))
     s = groups["trust"].add_parser("build", help="a trust list signed with the root key")
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--issuer", action="append", default=[], type=Path, help="a KP1 issuer folder (repeatable)")

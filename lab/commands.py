@@ -38,6 +38,18 @@ def cmd_authority_new(args) -> int:
     return 0
 
 
+def cmd_venue_secret_new(args) -> int:
+    """A venue's secret for anti-passback: made once, copied to each of its devices (`provision --venue-secret`)."""
+    from firmware.passback import secret
+
+    try:
+        secret.write_new(args.out)
+    except FileExistsError:
+        raise QrgateError(f"{args.out} exists: a venue keeps one secret (every door must hold the same)") from None
+    print(json.dumps({"out": str(args.out), "bytes": secret.SECRET_BYTES}))
+    return 0
+
+
 def cmd_trust_build(args) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 

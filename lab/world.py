@@ -6,7 +6,9 @@ folder, the phone-token issuers (`naver`, `kakao`, `pass`, each in its own
 folder as `qrgate issuer new` makes it), a `rogue` key nobody trusts, the
 root, the health authority's pair, an EU DCC document signer for `KR`, and
 a trust list (seq 1) that the root signed and that names them all but the
-rogue. `World.load` reads the same folder back, in another process.
+rogue, and the venue secret its doors share tokens' hashes under (`venue.secret`,
+as `qrgate venue-secret new` makes it). `World.load` reads the same folder back,
+in another process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from firmware import keys
+from firmware.passback import secret as venue_secret
 from lab import dcc_issuer, signers
 
 APPS = ("naver", "kakao", "pass")
@@ -38,6 +41,7 @@ class World:
         signers.new_root(world.root_dir)
         signers.new_authority(world.authority_dir)
         world.trust_file.write_bytes(world.trust_list(world.issuers.values(), seq=1, issued_at=issued_at))
+        venue_secret.write_new(world.venue_secret)
         return world
 
     @classmethod
@@ -65,6 +69,11 @@ class World:
     @property
     def trust_file(self) -> Path:
         return self.dir / "trustlist.cose"
+
+    @property
+    def venue_secret(self) -> Path:
+        """The venue's shared secret: a daemon's config names it as `[passback] secret` to take part."""
+        return self.dir / "venue.secret"
 
     def trust_list(self, issuers: Iterable[signers.Issuer], seq: int, issued_at: int | None = None, **kw) -> bytes:
         """A list from the world's root naming these issuers, the world's document signer and authority key."""

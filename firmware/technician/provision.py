@@ -8,6 +8,9 @@ Three modes:
   installs copies of the CA, keys and trust list in the config folder, makes the device key if there is
   none (ECDSA P-256, on the device, mode 0600 in a 0700 folder; an existing key is kept), writes a CSR for
   the certificate CN "<venue>:<device>" and the config, and prints the CSR for the custodian's CA.
+  With `--venue-secret FILE` (32 random bytes, mode 0600, the same file on every device of the venue) it
+  also installs the venue secret beside the key (tls/venue.secret, 0600) and names it in the config, so
+  that the venue's doors share the tokens they accept (firmware.passback); an installed one is kept.
 - `qrgate provision --install-cert FILE [--etc DIR]` checks the certificate the CA sent back (this device's
   key, issued by the installed CA, valid now, for TLS clients, the CN of the installed config) and adds it
   to the config: from the next start the daemon connects with mutual TLS.
@@ -45,6 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from firmware import config, keys, paths
 from firmware.errors import QrgateError, TrustListError
+from firmware.passback import secret as venue_secret
 from firmware.store.statefiles import fsync_dir, write_atomic
 from firmware.tokens import trustlist
 from firmware.utc import iso
@@ -82,6 +86,7 @@ class Layout:
     key = property(lambda self: self.etc / "tls" / "device.key")
     csr = property(lambda self: self.etc / "tls" / "device.csr")
     cert = property(lambda self: self.etc / "tls" / "device.crt")
+    venue_secret = property(lambda self: self.etc / "tls" / "venue.secret")
 
 
 def common_name(venue: str, device: str) -> str:
@@ -362,6 +367,7 @@ COMMENTS = {
     "device": "# venue and id are this device's MQTT topic levels; its certificate's CN is \"venue:id\".",
     "trust": "# The root key checks every trust list; the list here is installed at start when newer.",
     "authority": "# Visits are sealed to this key; the device cannot open them.",
+    "passback": "# The venue's doors share the hashes of the tokens they accept under this secret (anti-passback).",
 }
 MQTT_NO_CERT = ("# No client certificate yet: until `qrgate provision --install-cert FILE` adds cert and key,\n"
                 "# a broker that requires one turns this device away, and visits wait on the card.")
@@ -405,19 +411,22 @@ def render(doc: dict[str, dict[str, Any]], cn: str, source: str = "qrgate.toml")
 
 
 def config_doc(layout: Layout, venue: str, device: str, state_dir: Path, broker: Broker,
-               ca: bool, cert: bool) -> dict[str, dict[str, Any]]:
+               ca: bool, cert: bool, secret: bool = False) -> dict[str, dict[str, Any]]:
     mqtt: dict[str, Any] = {"host": broker.host, "port": broker.port, "tls": broker.tls}
     if ca:
         mqtt["ca"] = str(layout.ca)
     if cert:
         mqtt.update(cert=str(layout.cert), key=str(layout.key))
-    return {
+    doc: dict[str, dict[str, Any]] = {
         "device": {"venue": venue, "id": device, "state_dir": str(state_dir)},
         "camera": {"source": "picamera"},
         "trust": {"root_key": str(layout.root), "list": str(layout.trust)},
         "authority": {"public_key": str(layout.authority)},
         "mqtt": mqtt,
     }
+    if secret:
+        doc["passback"] = {"secret": str(layout.venue_secret)}
+    return doc
 
 
 def _with_cert(mqtt: dict[str, Any], layout: Layout) -> dict[str, Any]:
@@ -465,7 +474,7 @@ def _check_identity(loaded: config.Loaded, venue: str, device: str, tmp: Path) -
 # --- the commands -----------------------------------------------------------------------------------
 
 PROVISION_ONLY = ("venue", "device", "broker", "ca", "authority_key", "root_key", "trust", "state_dir",
-                  "insecure_no_tls")
+                  "insecure_no_tls", "venue_secret")
 # --device has no default: every image has the same hostname, and two devices of one name take over each
 # other's broker session and topics.
 REQUIRED = ("venue", "device", "broker", "authority_key", "root_key", "trust")
@@ -503,6 +512,9 @@ def provision(args: argparse.Namespace) -> int:
                           "someone other than the health authority; ask the authority for its key and a current list")
     if layout.etc.exists() and not layout.etc.is_dir():
         raise QrgateError(f"--etc {layout.etc} is not a folder")
+    # The venue secret: checked as a key file (a regular file only its owner reads, 32 random bytes).
+    secret = venue_secret.read(args.venue_secret) if args.venue_secret is not None else None
+    secret_how = "installed" if secret is not None else "kept" if layout.venue_secret.is_file() else None
 
     # An existing key and certificate are kept: the certificate only while it still fits the key, CA and CN.
     old_key = load_device_key(layout.key) if layout.key.exists() else None
@@ -515,8 +527,8 @@ def provision(args: argparse.Namespace) -> int:
         except QrgateError as exc:
             cert_note = str(exc)
 
-    text = render(config_doc(layout, venue, device, state_dir, broker, ca=cas is not None, cert=cert_kept), cn,
-                  str(layout.config))
+    text = render(config_doc(layout, venue, device, state_dir, broker, ca=cas is not None, cert=cert_kept,
+                             secret=secret_how is not None), cn, str(layout.config))
     public_pem: Callable[[X25519PublicKey | Ed25519PublicKey], bytes] = \
         lambda k: k.public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo)  # noqa: E731
     files = []
@@ -533,6 +545,8 @@ def provision(args: argparse.Namespace) -> int:
         _make_folders(layout)
         for path, data in files:
             write_atomic(path, data)
+        if secret is not None:
+            write_atomic(layout.venue_secret, secret, mode=0o600)
         key, how = ensure_key(layout)
         csr = make_csr(key, cn)
         write_atomic(layout.csr, csr)
@@ -542,11 +556,12 @@ def provision(args: argparse.Namespace) -> int:
 
     summary = {
         "venue": venue, "device": device, "cn": cn, "broker": broker.url, "etc": str(layout.etc),
-        "written": [str(p) for p, _ in files] + [str(layout.key)] * (how == "generated")
-                   + [str(layout.csr), str(layout.config)],
+        "written": [str(p) for p, _ in files] + [str(layout.venue_secret)] * (secret is not None)
+                   + [str(layout.key)] * (how == "generated") + [str(layout.csr), str(layout.config)],
         "key": how, "key_path": str(layout.key), "csr": str(layout.csr),
         "certificate": str(layout.cert) if cert_kept else None, "trust_seq": tl.seq,
         "authority_fingerprint": keys.fingerprint(authority), "root_fingerprint": keys.fingerprint(root),
+        "venue_secret": secret_how,
     }
     print(json.dumps(summary), flush=True)
     sys.stdout.write(csr.decode())

@@ -111,6 +111,17 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "never"
 
 
+def _passback(d: dict[str, Any]) -> str:
+    """Which memory answers a token shown again at another door: the venue's, or only this door's, and why."""
+    p = d.get("passback")
+    if not d["running"] or not p:
+        return "-"
+    if p["mode"] == "venue":
+        return (f"shared with the venue's doors: {p['peer_hashes']} tokens from peers held, {p['shared']} shared, "
+                f"{p['replayed_elsewhere']} replayed elsewhere, {p['bad']} bad messages")
+    return f"per door only ({p['why']})"
+
+
 def render(report: dict[str, Any], now: float | None = None) -> str:
     """A screenful: one fact a line, the problems last."""
     now = time.time() if now is None else now
@@ -129,6 +140,7 @@ def render(report: dict[str, Any], now: float | None = None) -> str:
         ("last delivery", _when(d.get("last_delivery"))),
         ("broker", "disabled" if d["running"] and broker is None else "-" if not broker else
          f"{'connected' if broker['connected'] else 'DISCONNECTED'}, {broker['reconnects']} reconnects"),
+        ("passback", _passback(d)),
         ("clock", "synchronised" if report["clock_sync"] else "NOT synchronised"
          + ("" if report["clock_required"] else " (not required: clock.require_sync = false)")),
         ("trust list", t["error"] if "error" in t else "none installed" if t["seq"] is None else

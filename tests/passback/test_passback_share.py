@@ -251,3 +251,14 @@ def test_a_new_secret_is_32_random_bytes_owner_only_and_never_replaced(tmp_path)
     with pytest.raises(FileExistsError):
         secret.write_new(path)
     assert path.read_bytes() == first and "VenueSecret(…)" == repr(secret.load(path))
+
+
+def test_the_lab_makes_a_venue_secret_once(tmp_path, capsys):
+    from firmware import cli
+
+    out = tmp_path / "venue.secret"
+    assert cli.main(["venue-secret", "new", "--out", str(out)]) == 0
+    made = out.read_bytes()
+    assert isinstance(build(out, True, TOPIC), VenueShare) and out.stat().st_mode & 0o777 == 0o600
+    assert cli.main(["venue-secret", "new", "--out", str(out)]) == 2  # never replaced: the doors hold it
+    assert out.read_bytes() == made and "exists" in capsys.readouterr().err

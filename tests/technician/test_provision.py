@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import stat
 import threading
 import time
@@ -160,6 +161,7 @@ def test_provision_installs_everything_and_prints_the_csr(capsys, tmp_path, worl
         "certificate": None, "trust_seq": 1,
         "authority_fingerprint": keys.fingerprint(keys.load_authority_public(world.authority_dir)),
         "root_fingerprint": keys.fingerprint(keys.load_root_public(world.root_dir)),
+        "venue_secret": None,
     }
     assert "--install-cert" in err and CN in err and len(err.strip().splitlines()) == 2  # and the fingerprints
 
@@ -174,6 +176,21 @@ def test_provision_installs_everything_and_prints_the_csr(capsys, tmp_path, worl
     m = cfg.mqtt
     assert (m.enabled, m.host, m.port, m.tls, m.ca, m.cert, m.key) == \
         (True, "broker.example.org", 8883, True, etc / "custodian-ca.pem", None, None)
+    assert cfg.passback.secret is None  # no venue secret given: each door remembers only its own visits
+
+
+def test_the_venue_secret_is_installed_root_only_named_in_the_config_and_kept(capsys, world, pki, etc):
+    summary, _, _ = provision(capsys, world, pki, etc, venue_secret=str(world.venue_secret))
+    installed = etc / "tls" / "venue.secret"
+    assert summary["venue_secret"] == "installed" and str(installed) in summary["written"]
+    assert installed.read_bytes() == world.venue_secret.read_bytes()
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o600
+    assert config.load(etc / "qrgate.toml").passback.secret == installed
+    # Provisioned again without it (a new certificate, another broker): the secret stays, and so does the key.
+    summary, _, _ = provision(capsys, world, pki, etc)
+    assert summary["venue_secret"] == "kept" and str(installed) not in summary["written"]
+    assert config.load(etc / "qrgate.toml").passback.secret == installed
+    assert installed.read_bytes() == world.venue_secret.read_bytes()
 
 
 def test_provision_twice_keeps_the_key_and_writes_the_same_config(capsys, world, pki, etc):
@@ -248,6 +265,13 @@ def _ca_with_its_key(tmp_path, pki) -> str:
     return str(path)
 
 
+def _secret(tmp_path, data: bytes, mode: int = 0o600) -> str:
+    path = tmp_path / "given.secret"
+    path.write_bytes(data)
+    path.chmod(mode)
+    return str(path)
+
+
 def _garbage(tmp_path) -> str:
     path = tmp_path / "garbage.pem"
     path.write_text("not a certificate\n")
@@ -286,6 +310,13 @@ REFUSALS = {
     "expired trust list": (lambda t, w, p: {"trust": _expired_list(t, w)}, "expired at"),
     "trust list not COSE": (lambda t, w, p: {"trust": _garbage(t)}, "not a COSE_Sign1"),
     "missing options": (lambda t, w, p: {"venue": None, "trust": None}, "provision needs --venue, --trust"),
+    "venue secret others may read": (lambda t, w, p: {"venue_secret": _secret(t, os.urandom(32), 0o644)},
+                                     "may be read by others (mode 644); it must be 0600"),
+    "venue secret too short": (lambda t, w, p: {"venue_secret": _secret(t, os.urandom(16))},
+                               "is 16 bytes, not 32 random bytes"),
+    "venue secret of zeros": (lambda t, w, p: {"venue_secret": _secret(t, bytes(32))}, "one byte repeated"),
+    "venue secret missing": (lambda t, w, p: {"venue_secret": str(t / "nowhere.secret")},
+                             "cannot read the venue secret"),
 }
 
 

@@ -62,6 +62,9 @@ def test_a_running_daemon_at_a_glance(tmp_path, world, pins, broker, capsys):
     lines = dict(line.split(None, 1) for line in text.splitlines() if line and not line.startswith(("!!", "free", "last", "trust")))
     assert lines["daemon"].startswith("running") and lines["camera"].startswith("ok")
     assert "connected" in lines["broker"] and "48.3 °C" in lines["cpu"] and text.rstrip().endswith("all well")
+    # No venue secret here: the door keeps working on its own memory, and says so (no problem, no fault).
+    assert d["passback"] == {"mode": "door", "why": "no venue secret provisioned (passback.secret)"}
+    assert lines["passback"] == "per door only (no venue secret provisioned (passback.secret))"
 
 
 def test_no_daemon_no_store_is_said_plainly_with_exit_1(tmp_path, world, capsys):

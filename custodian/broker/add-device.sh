@@ -1,6 +1,7 @@
 #!/bin/sh
 # Give one scanner its place on the custodian's broker, live: its certificate's CN VENUE:DEVICE may then
-# publish under qrgate/v1/VENUE/DEVICE/ (visits, status, its will) and read the trust list, nothing else.
+# publish under qrgate/v1/VENUE/DEVICE/ (visits, status, its will), read the trust list, and share accepted
+# tokens' hashes with its venue's other doors on qrgate/v1/VENUE/passback (anti-passback), nothing else.
 #
 #   MOSQUITTO_CTRL_ARGS="-h broker.example -p 8883 --cafile ca.pem --cert admin.crt --key admin.key" \
 #       add-device.sh cafe-1:door-1
@@ -22,6 +23,15 @@ ctl() {
 }
 ctl createRole "device:$cn"
 ctl addRoleACL "device:$cn" publishClientSend "qrgate/v1/$venue/$device/#" allow
+# One role per venue, made with its first device: publish, subscribe and receive on that venue's topic only.
+# (mosquitto_ctrl 2.0 exits 0 on a refusal too: a role that exists is one getRole names.)
+if ! ctl getRole "passback:$venue" 2>/dev/null | grep -q '^Rolename:'; then
+    ctl createRole "passback:$venue"
+    ctl addRoleACL "passback:$venue" publishClientSend "qrgate/v1/$venue/passback" allow
+    ctl addRoleACL "passback:$venue" publishClientReceive "qrgate/v1/$venue/passback" allow
+    ctl addRoleACL "passback:$venue" subscribeLiteral "qrgate/v1/$venue/passback" allow
+fi
 ctl createClient "$cn" -p "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 ctl addClientRole "$cn" device
 ctl addClientRole "$cn" "device:$cn"
+ctl addClientRole "$cn" "passback:$venue"

@@ -175,3 +175,63 @@ def test_add_device_refuses_the_venue_the_custodian_s_own_processes_use():
     run = subprocess.run([str(SHIPPED / "add-device.sh"), "custodian:ingest-1"], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "MOSQUITTO_CTRL_ARGS": "-h 127.0.0.1 -p 1"}, timeout=30)
     assert run.returncode == 2 and "reserved" in run.stderr
+
+
+# --- anti-passback: the venue topic ------------------------------------------------------------------
+
+
+class VenueDoor:
+    """A device's own uplink (MqttUplink) subscribed to its venue's passback topic as the daemon subscribes."""
+
+    def __init__(self, port: int, tls: Tls, cn: str, topic: str):
+        from firmware.uplink.mqtt import MqttUplink, Subscription
+
+        self.heard: list[bytes] = []
+        self.granted = threading.Event()
+        self.verdicts: list[bool] = []
+        self.acks: list[tuple[bool, str]] = []
+
+        def granted(ok: bool) -> None:
+            self.verdicts.append(ok)
+            self.granted.set()
+
+        self.uplink = MqttUplink("127.0.0.1", port, client_id=cn, tls=tls,
+                                 subscriptions={topic: Subscription(self.heard.append, qos=1, no_local=True,
+                                                                    on_granted=granted)})
+        self.uplink.start()
+        assert self.granted.wait(10), "no SUBACK"
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        assert self.uplink.publish(topic, payload, qos=1, on_ack=lambda ok, why: self.acks.append((ok, why)))
+
+    def close(self) -> None:
+        self.uplink.stop()
+
+
+def test_a_venue_s_doors_share_its_passback_topic_and_no_one_else_reads_or_writes_it(shipped):
+    shipped.add_device("cafe-2:door-1")  # another venue
+    topic = topics.passback("cafe-1")
+    door1 = VenueDoor(shipped.port, shipped.identity(DEVICE), DEVICE, topic)
+    door2 = VenueDoor(shipped.port, shipped.identity(":".join(DOOR)), ":".join(DOOR), topic)
+    stranger = VenueDoor(shipped.port, shipped.identity("cafe-2:door-1"), "cafe-2:door-1", topic)
+    ingest = Client(shipped.port, shipped.identity(INGEST), INGEST, subscribe=[topic, "qrgate/v1/+/+/visits"])
+    monitor = Client(shipped.port, shipped.identity("custodian:monitor"), "custodian:monitor",
+                     subscribe=[topic, "qrgate/v1/+/+/status"])
+    try:
+        door1.publish(topic, b"from door-1")
+        stranger.publish(topics.passback("cafe-2"), b"its own venue's topic")
+        wait_until(lambda: len(stranger.acks) == 1)
+        stranger.publish(topic, b"from cafe-2")
+        wait_until(lambda: door2.heard == [b"from door-1"] and len(door1.acks) == 1 and len(stranger.acks) == 2)
+        door2.publish(topic, b"from door-2")
+        wait_until(lambda: door1.heard == [b"from door-2"] and len(door2.acks) == 1)
+    finally:
+        for c in (door1, door2, stranger, ingest, monitor):
+            c.close()
+    # (Mosquitto 2.0 drops a client after a refused publish: the stranger reconnected and was refused again.)
+    assert door1.verdicts == door2.verdicts == [True] and set(stranger.verdicts) == {False}
+    assert door1.acks == door2.acks == [(True, "")]  # and neither heard its own (no_local)
+    assert stranger.acks == [(True, ""), (False, "Not authorized")] and stranger.heard == []
+    # The custodian's own processes may not read it; and a visits or status filter never matches its 4 levels.
+    assert ingest.granted == ["Not authorized", "Granted QoS 1"] and ingest.messages == []
+    assert monitor.granted == ["Not authorized", "Granted QoS 1"] and monitor.messages == []

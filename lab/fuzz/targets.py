@@ -29,8 +29,14 @@ def _ingest(seed: int = 0) -> Target:
     return ingest_target(seed)
 
 
+def _passback(seed: int = 0) -> Target:
+    from lab.fuzz.passback import passback_target
+
+    return passback_target(seed)
+
+
 TARGETS: dict[str, Callable[[int], Target]] = {"kp1": engine.kp1_target, "dcc": _dcc, "trustlist": _trustlist,
-                                               "ingest": _ingest}
+                                               "ingest": _ingest, "passback": _passback}
 
 
 def run(target: str | Target, count: int = 1_000_000, workers: int | None = None, seed: int = 0,

@@ -87,6 +87,13 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
                    "on a device, a folder on the card")
     s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_scan"))
+    s = bench.add_parser("passback", help="door-1's green to door-2 knowing the token, through a local Mosquitto")
+    s.add_argument("--tokens", type=int, default=300, help="tokens, one after the other (default 300)")
+    s.add_argument("--gap-ms", type=float, default=20.0, help="pause after door-2 knew one, before the next "
+                   "(default 20)")
+    s.add_argument("--folder", type=Path, help="where the broker and the doors' stores go (default: a temporary "
+                   "folder)")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_passback"))
 
     s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
     s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, or the venue's passback note")

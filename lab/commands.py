@@ -147,6 +147,13 @@ def cmd_bench_drain(args) -> int:
     return 0
 
 
+def cmd_bench_passback(args) -> int:
+    from lab.bench import passback
+
+    print(json.dumps(passback.run(tokens=args.tokens, gap_ms=args.gap_ms, folder=args.folder)))
+    return 0
+
+
 def cmd_bench_scan(args) -> int:
     from lab.bench import scan
 

@@ -93,7 +93,7 @@ class VenueShare:
     def __init__(self, secret: VenueSecret, topic: str, memory: PeerMemory | None = None,
                  clock: Callable[[], float] = time.time):
         self.secret, self.topic, self.clock = secret, topic, clock
-        self.memory = memory or PeerMemory()
+        self.memory = memory if memory is not None else PeerMemory()  # (an empty memory is falsy)
         self.publisher: Publisher | None = None  # set once the uplink exists (it is built with `received`)
         self.shared = self.unsent = self.refused = 0  # own hashes: acknowledged, not handed over, refused
         self.kept = self.expired = self.bad = 0  # peers' messages: kept, already over, not a note

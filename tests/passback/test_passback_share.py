@@ -262,3 +262,12 @@ def test_the_lab_makes_a_venue_secret_once(tmp_path, capsys):
     assert isinstance(build(out, True, TOPIC), VenueShare) and out.stat().st_mode & 0o777 == 0o600
     assert cli.main(["venue-secret", "new", "--out", str(out)]) == 2  # never replaced: the doors hold it
     assert out.read_bytes() == made and "exists" in capsys.readouterr().err
+
+
+def test_the_memory_it_is_given_is_the_one_it_fills_even_empty():
+    from firmware.passback.memory import PeerMemory
+
+    memory = PeerMemory(capacity=4)  # empty, so falsy: it must not be swapped for a default one
+    share = VenueShare(secret.VenueSecret(os.urandom(32)), TOPIC, memory, clock=lambda: NOW)
+    share.received(message.encode(bytes(16), NOW + 5))
+    assert share.memory is memory and len(memory) == 1

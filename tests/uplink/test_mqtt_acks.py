@@ -199,6 +199,30 @@ def test_a_message_handler_that_fails_does_not_stop_the_next_messages(broker):
         link.stop()
 
 
+def test_each_subscription_hears_the_verdict_of_its_own_suback(broker):
+    """A refusal comes from an ACL that checks subscriptions (the shipped broker's dynamic security, shown in
+    tests/custodian/test_custodian_broker.py); here the SUBACK paho reads is handed over as such a broker sends it."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from firmware.uplink.mqtt import Subscription
+
+    verdicts: dict[str, list[bool]] = {"a": [], "b": []}
+    subs = {name: Subscription(lambda data: None, on_granted=verdicts[name].append) for name in verdicts}
+    link = uplink(broker.port, subscriptions={f"qrgate/v1/{name}": sub for name, sub in subs.items()})
+    link.start()
+    try:
+        settle(lambda: verdicts == {"a": [True], "b": [True]})
+    finally:
+        link.stop()
+    refused = ReasonCode(PacketTypes.SUBACK, "Not authorized")
+    for mid, codes in ((901, [refused]), (902, [])):
+        link._suback[mid] = subs["a"]
+        link._subscribed(None, None, mid, codes, None)
+    link._subscribed(None, None, 903, [refused], None)  # a SUBACK for no subscription of ours: nobody is told
+    assert verdicts == {"a": [True, False, False], "b": [True]} and link._suback == {}
+
+
 def test_stopping_leaves_the_final_status_retained(broker):
     link = uplink(broker.port)
     link.start()

@@ -93,3 +93,39 @@ def test_reconnects_are_counted_after_the_broker_comes_back(tmp_path):
     finally:
         link.stop()
         b.stop()
+
+
+def test_a_qos_1_subscription_gets_what_came_while_away_and_never_its_own_messages(broker):
+    """The venue's passback topic as the daemon subscribes to it: QoS 1, so the session keeps what a peer said
+    while this door was away (a QoS 0 subscription would lose it); no_local, so a door never hears itself."""
+    from firmware.uplink.mqtt import Subscription
+
+    topic = "qrgate/v1/cafe-1/passback"
+    heard: dict[str, list[bytes]] = {"door-1": [], "door-2": []}
+    granted: dict[str, list[bool]] = {"door-1": [], "door-2": []}
+
+    def door(name: str) -> MqttUplink:
+        sub = Subscription(heard[name].append, qos=1, no_local=True, on_granted=granted[name].append)
+        return MqttUplink("127.0.0.1", broker.port, client_id=f"qrgate-cafe-1-{name}", backoff=Backoff(0.1, 0.5),
+                          subscriptions={topic: sub})
+
+    door1, door2 = door("door-1"), door("door-2")
+    door1.start()
+    door2.start()
+    acks: list[bool] = []
+    try:
+        wait_until(lambda: granted["door-1"] == granted["door-2"] == [True])
+        door2.stop()  # away: its session (clean_start false) keeps its QoS 1 subscription
+        door1.publish(topic, b"while door-2 was away", on_ack=lambda ok, why: acks.append(ok))
+        wait_until(lambda: acks == [True])
+        door2 = door("door-2")
+        door2.start()
+        wait_until(lambda: heard["door-2"] == [b"while door-2 was away"])
+        door2.publish(topic, b"from door-2", on_ack=lambda ok, why: acks.append(ok))
+        # Door-1's own message went through the broker before door-2's: had it come back, it would be first.
+        wait_until(lambda: heard["door-1"] == [b"from door-2"] and acks == [True, True])
+    finally:
+        door1.stop()
+        door2.stop()
+    assert heard["door-2"] == [b"while door-2 was away"]  # and not its own "from door-2"
+    assert "qrgate/v1/cafe-1/passback (QoS 1)" in broker.log_tail(500)

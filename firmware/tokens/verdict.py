@@ -22,8 +22,8 @@ class Reason(str, enum.Enum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     MISSING_ATTRIBUTE = "missing_attribute"
-    # Known only when the device has been told of the token's use at another
-    # device (tokens.kp1.Kp1Verifier's `used_elsewhere` lookup).
+    # Known only when another door of the venue has told this one it accepted
+    # the token (passback.share.VenueVerifier).
     REPLAYED_ELSEWHERE = "replayed_elsewhere"
     # The venue does not take this kind of token (policy.accept): a DCC where only KP1 is taken, or the reverse.
     KIND_NOT_ACCEPTED = "kind_not_accepted"

@@ -90,6 +90,8 @@ class DoorOnly:
 
 
 class VenueShare:
+    """This door's part in its venue: what it tells its peers, what they told it, and whether it can hear them."""
+
     def __init__(self, secret: VenueSecret, topic: str, memory: PeerMemory | None = None,
                  clock: Callable[[], float] = time.time):
         self.secret, self.topic, self.clock = secret, topic, clock

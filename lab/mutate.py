@@ -64,6 +64,9 @@ CORE: dict[str, Module] = {
     "feedback": Module("firmware/leds/feedback.py", ("tests/leds/test_feedback.py",)),
     "readiness": Module("firmware/readiness.py", ("tests/core/test_readiness.py",)),
     "ingest": Module("custodian/ingest.py", ("tests/custodian/test_ingest_unit.py",)),
+    "passback_memory": Module("firmware/passback/memory.py", ("tests/passback/test_passback_memory.py",)),
+    "passback_message": Module("firmware/passback/message.py", ("tests/passback/test_passback_message.py",)),
+    "passback_share": Module("firmware/passback/share.py", ("tests/passback/test_passback_share.py",)),
 }
 
 

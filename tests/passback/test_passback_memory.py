@@ -97,3 +97,49 @@ def test_paho_noting_while_the_door_asks():
     done.set()
     asker.join()
     assert errors == [] and len(m) == 1000
+
+
+def test_a_hash_lasts_through_its_last_second_and_one_ending_now_is_kept():
+    m = PeerMemory()
+    assert m.note(h(1), NOW, NOW) and m.elsewhere(h(1), NOW)  # seen_until is inclusive, as the store's
+    m.note(h(2), NOW + 10, NOW)
+    m.note(h(3), NOW + 50, NOW + 10)  # trimming at h(2)'s last second must not drop it
+    assert m.elsewhere(h(2), NOW + 10) and m.evicted == 0
+
+
+def test_noting_the_same_again_is_kept_and_adds_nothing():
+    m = PeerMemory()
+    m.note(h(1), NOW + 20, NOW)
+    assert m.note(h(1), NOW + 20, NOW) is True and m.note(h(1), NOW + 5, NOW) is True
+    m.note(h(1), NOW + 20, NOW, own=True)  # the same window, now our own: no second heap entry
+    assert len(m._heap) == 1
+
+
+def test_an_extended_hash_is_dropped_at_its_new_end_not_its_old_one():
+    m = PeerMemory()
+    m.note(h(1), NOW + 10, NOW)
+    m.note(h(1), NOW + 20, NOW)
+    m.note(h(2), NOW + 100, NOW + 15)  # past the old end: the stale heap entry goes, the hash stays
+    assert m.elsewhere(h(1), NOW + 15) and len(m) == 2
+    m.note(h(3), NOW + 100, NOW + 30)  # past the new end: it goes
+    assert not m.elsewhere(h(1), NOW + 20) and len(m) == 2
+
+
+def test_evictions_are_counted_one_by_one_live_ones_only():
+    m = PeerMemory(capacity=1)
+    m.note(h(1), NOW, NOW)  # live through NOW
+    m.note(h(2), NOW + 5, NOW)  # evicts h(1), still live: counted
+    m.note(h(3), NOW + 6, NOW)  # evicts h(2): counted
+    assert m.evicted == 2 and len(m) == 1
+    m.note(h(4), NOW + 100, NOW + 50)  # h(3) expired meanwhile: dropped, not evicted
+    assert m.evicted == 2
+
+
+def test_the_heap_of_a_hash_extended_again_and_again_is_rebuilt_past_twice_the_capacity():
+    m = PeerMemory(capacity=10)
+    heights = []
+    for i in range(500):
+        m.note(h(i % 5), NOW + 1 + i, NOW)  # five hashes, each extended: every note leaves a stale heap entry
+        heights.append(len(m._heap))
+    assert max(heights) == 20 and min(heights[20:]) == 5  # grows to twice the capacity, then back to the live
+    assert len(m) == 5 and all(m.elsewhere(h(i), NOW + 495) for i in range(5))

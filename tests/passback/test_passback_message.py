@@ -63,3 +63,31 @@ def test_encode_refuses_what_parse_would():
     for h, until in ((H[:8], UNTIL), (H, 5)):
         with pytest.raises(ValueError):
             message.encode(h, until)
+
+
+@pytest.mark.parametrize("data, text", [
+    pytest.param("text", "not bytes", id="not-bytes"),
+    pytest.param(cbor2.dumps({1: H}), "its message is of CBOR major type 5, not 4", id="a-map"),
+    pytest.param(cbor2.dumps([1, H]), "its message is not of 3 fields", id="two-fields"),
+    pytest.param(cbor2.dumps(["1", H, UNTIL]), "its version is of CBOR major type 3, not 0", id="version-text"),
+    pytest.param(cbor2.dumps([2, H, UNTIL]), "its version is not 1", id="version-2"),
+    pytest.param(cbor2.dumps([1, "h", UNTIL]), "its hash are not all 16-byte strings", id="hash-text"),
+    pytest.param(cbor2.dumps([1, H, "t"]), "its seen_until is of CBOR major type 3, not 0", id="until-text"),
+    pytest.param(cbor2.dumps([1, H, 5]), "its seen_until is not a time between 2020 and 2100", id="until-early"),
+])
+def test_each_refusal_says_which_field_and_why(data, text):
+    """The reason is what the door logs for a bad message (never its bytes): it must name the field."""
+    with pytest.raises(MessageError) as caught:
+        message.parse(data)
+    assert str(caught.value) == text
+
+
+def test_the_first_and_last_seconds_allowed_are_the_range_s_own():
+    lo, hi = message.UNTIL_RANGE
+    for until in (lo, hi - 1):
+        assert message.parse(message.encode(H, until)).seen_until == until
+    for until in (lo - 1, hi):
+        with pytest.raises(ValueError, match="^not a passback note$"):
+            message.encode(H, until)
+        with pytest.raises(MessageError):
+            message.parse(cbor2.dumps([1, H, until]))

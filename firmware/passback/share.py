@@ -36,8 +36,8 @@ VENUE, DOOR = "venue", "door"  # the modes `qrgate status` shows
 
 
 class Publisher(Protocol):
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                on_ack: Callable[[bool, str], None] | None = None) -> bool:
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool,
+                on_ack: Callable[[bool, str], None] | None) -> bool:
         """False when the message cannot leave now (uplink.mqtt.MqttUplink)."""
 
 
@@ -227,8 +227,9 @@ class VenueGate:
 
     def decide(self, text: str, now: float) -> Answer:
         answer = self.gate.decide(text, now)
-        verdict = answer.verdict
-        if answer.rid is not None and verdict is not None and verdict.claims is not None \
-                and verdict.seen_until is not None:
+        if answer.rid is not None:
+            verdict = answer.verdict
+            # A new visit's verdict is an acceptance: the gate stored it with its claims and window.
+            assert verdict is not None and verdict.claims is not None and verdict.seen_until is not None
             self.share.accepted(verdict.claims.seen_key, verdict.seen_until, now)
         return answer

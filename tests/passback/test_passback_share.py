@@ -26,7 +26,7 @@ class Publisher:
     def __init__(self, up: bool = True):
         self.up, self.sent, self.pending = up, [], []
 
-    def publish(self, topic, payload, qos=1, retain=False, on_ack=None) -> bool:
+    def publish(self, topic, payload, qos, retain, on_ack) -> bool:  # no defaults: the share says each
         if not self.up:
             return False
         self.sent.append((topic, payload, qos, retain))
@@ -46,7 +46,7 @@ class Verifier:
         if text == "junk":
             return rejected(Reason.MALFORMED)
         claims = Claims(iss="naver", iat=NOW, exp=NOW + 15, cti=bytes.fromhex(text))
-        return Verdict(Kind.ACCEPTED, None, claims, seen_until=NOW + 20)
+        return Verdict(Kind.ACCEPTED, None, claims, seen_until=int(now) + 20)
 
 
 class Ready:
@@ -106,6 +106,7 @@ def test_a_token_green_at_one_door_is_replayed_elsewhere_at_the_next_with_no_rec
     relay(door1, door2)
     second = door2.show(cti)
     assert second.verdict.kind is Kind.REJECTED and second.verdict.reason is Reason.REPLAYED_ELSEWHERE
+    assert second.verdict.iss == "naver"  # the claims stay with the refusal: the event log names the issuer
     assert second.rid is None and not second.verdict.green and door2.records() == 0
     assert door2.publisher.sent == []  # a red answer is not told
     assert door1.share.status()["shared"] == 1 and door2.share.status()["replayed_elsewhere"] == 1
@@ -271,3 +272,91 @@ def test_the_memory_it_is_given_is_the_one_it_fills_even_empty():
     share = VenueShare(secret.VenueSecret(os.urandom(32)), TOPIC, memory, clock=lambda: NOW)
     share.received(message.encode(bytes(16), NOW + 5))
     assert share.memory is memory and len(memory) == 1
+
+
+
+def test_every_count_counts_each_one(doors):
+    door1, door2 = doors
+    ctis = [os.urandom(16) for _ in range(3)]
+    for cti in ctis:
+        door1.show(cti)
+    relay(door1, door2)
+    for cti in ctis[:2]:
+        door2.show(cti)
+    door2.share.received(message.encode(bytes(16), NOW - 5))
+    door2.share.received(message.encode(bytes(16), NOW - 6))
+    away = VenueShare(secret.VenueSecret(os.urandom(32)), TOPIC, clock=lambda: NOW)  # never attached to an uplink
+    away.accepted(ctis[0], NOW + 20, NOW)
+    away.accepted(ctis[1], NOW + 20, NOW)
+    assert door1.share.status() == {
+        "mode": VENUE, "why": None, "peer_hashes": 0, "shared": 3, "unsent": 0, "refused": 0, "received": 0,
+        "expired": 0, "bad": 0, "evicted": 0, "replayed_elsewhere": 0}
+    assert door2.share.status() == {
+        "mode": VENUE, "why": None, "peer_hashes": 3, "shared": 0, "unsent": 0, "refused": 0, "received": 3,
+        "expired": 2, "bad": 0, "evicted": 0, "replayed_elsewhere": 2}
+    assert away.status()["unsent"] == 2 and away.status()["mode"] == DOOR
+
+
+def test_the_first_refusal_is_warned_with_the_broker_s_reason(doors, caplog):
+    door = doors[0]
+    with caplog.at_level(logging.WARNING):
+        door.show(os.urandom(16))
+        door.publisher.ack(False, "Not authorized")
+        assert [r.getMessage() for r in caplog.records] == [
+            "passback: the broker refused to relay this door's hashes: Not authorized"]
+
+
+def test_bad_messages_are_logged_at_each_power_of_two_with_the_last_reason(doors, caplog):
+    door = doors[0]
+    with caplog.at_level(logging.WARNING):
+        for _ in range(70):
+            door.share.received(b"\x82\x01\x02")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"passback: {n} bad messages on the venue topic dropped (the last: its message is not of 3 fields)"
+        for n in (1, 2, 4, 8, 16, 32, 64)]
+
+
+def test_a_reconnection_waits_for_its_suback_and_the_mode_is_logged_once_per_change(caplog):
+    share = VenueShare(secret.VenueSecret(os.urandom(32)), TOPIC)
+    with caplog.at_level(logging.INFO):
+        share.link(True)
+        share.granted(True)
+        share.granted(True)
+        share.link(True)
+        share.link(False)
+        share.link(True)
+        assert share.mode() == (DOOR, "subscribing to the venue topic")  # the old SUBACK no longer counts
+    assert [r.getMessage() for r in caplog.records] == [
+        "passback: per-door memory only (subscribing to the venue topic)",
+        "passback: sharing accepted tokens with the venue's doors",
+        "passback: per-door memory only (broker not connected)",
+        "passback: per-door memory only (subscribing to the venue topic)"]
+
+
+def test_the_subscription_hands_messages_and_subacks_to_the_share():
+    share = VenueShare(secret.VenueSecret(os.urandom(32)), TOPIC, clock=lambda: NOW)
+    [sub] = share.subscriptions().values()
+    sub.on_granted(True)
+    share.link(True)
+    sub.handler(message.encode(bytes(16), NOW + 5))
+    assert share.mode() == (VENUE, None) and share.status()["received"] == 1
+
+
+def test_what_build_says_and_logs(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        assert build(None, True, TOPIC).status() == {"mode": DOOR,
+                                                     "why": "no venue secret provisioned (passback.secret)"}
+        assert build(tmp_path / "s", False, TOPIC).status() == {"mode": DOOR, "why": "MQTT disabled"}
+        bad = write_secret(tmp_path / "open", os.urandom(32), 0o644)
+        refused = build(bad, True, TOPIC)
+    why = f"the venue secret {bad} may be read by others (mode 644); it must be 0600"
+    assert refused.status() == {"mode": DOOR, "why": f"the venue secret is unusable: {why}"}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "passback: per-door memory only (no venue secret provisioned (passback.secret))"),
+        ("INFO", "passback: per-door memory only (MQTT disabled)"),
+        ("WARNING", f"passback: {why}"),
+        ("INFO", f"passback: per-door memory only (the venue secret is unusable: {why})")]
+    key = os.urandom(32)
+    share = build(write_secret(tmp_path / "good", key), True, TOPIC)
+    assert isinstance(share, VenueShare) and share.topic == TOPIC
+    assert share.secret.hash(b"x") == secret.VenueSecret(key).hash(b"x")

@@ -97,7 +97,6 @@ def run(
 
     with contextlib.ExitStack() as stack:
         root = keys.load_root_public(config.trust.root_key)
-        authority = keys.load_authority_public(config.authority.public_key)
         feedback = GpioFeedback(Pins.of(config.gpio), pin_factory or default_pin_factory(config.gpio))
         stack.callback(feedback.close)
 
@@ -111,7 +110,7 @@ def run(
         if config.trust.list is not None:
             trust.offer_file(config.trust.list, time.time())
         guard = ClockGuard(clock or ClockSync(require=config.clock.require_sync), Mark(state_dir / CLOCK))
-        readiness = Readiness(guard, trust, faults, authority)
+        readiness = Readiness(guard, trust, faults)
         store: SqliteRecordStore | None = None
 
         def snapshot() -> dict[str, Any]:
@@ -156,7 +155,7 @@ def run(
         policy = config.policy
         verifier = TokenVerifier(Kp1Verifier(trust.current, tuple(policy.require), policy.skew_s),
                                  DccVerifier(trust.current, config.dcc, policy.skew_s), tuple(policy.accept))
-        gate = Gate(verifier, store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded)
+        gate = Gate(verifier, store, trust.sealing_key, dev.venue, dev.id, faults, readiness, on_recorded=recorded)
         housekeeping = Housekeeping(store, readiness, guard, faults, state_dir, dev.min_free_mb, write_status)
         keeper = spawn("housekeeping", lambda: housekeeping.run(stop))
         stack.callback(keeper.join, 10)  # unwinds before the store closes (LIFO)

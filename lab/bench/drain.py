@@ -36,7 +36,6 @@ from pathlib import Path
 import paho.mqtt
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lab.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
@@ -47,6 +46,7 @@ from firmware.faults import Faults
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import SealedRecord, Visit
+from firmware.store.seal import OpeningKey
 from firmware.trust import TrustStore
 from firmware import health
 from firmware.uplink import topics
@@ -168,7 +168,7 @@ def _fill(path: Path, records: int) -> dict:
     Each admit() deletes the seen hashes already expired at its time, so only
     those admit() would have kept after the last visit are written.
     """
-    authority = X25519PrivateKey.generate()
+    authority = OpeningKey.generate()  # the default suite, as a new device seals
     public = authority.public_key()
     store = SqliteRecordStore(path)
     db = sqlite3.connect(path, isolation_level=None)

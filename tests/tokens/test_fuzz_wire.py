@@ -17,7 +17,7 @@ from lab.fuzz import wire as fuzz_wire
 from firmware import cli
 from lab.fuzz import engine as fuzz
 from lab.fuzz import targets
-from firmware.store import seal
+from firmware.store import seal_v1
 from firmware.store.records import SealedRecord
 from firmware.tokens import trustlist
 from firmware.tokens.trustlist import TrustList
@@ -220,11 +220,11 @@ def test_the_poison_pill_is_a_crash_in_the_storage_and_a_false_accept():
 
 
 def test_an_opening_that_does_not_check_the_plaintext_is_reported():
-    def unchecked(wire: bytes, key):
+    def unchecked(wire: bytes, keys):
         try:
             record = SealedRecord.from_wire(wire)
-            plain = cbor2.loads(seal.open_sealed(record.enc_and_ct, key, seal.aad_for(record.rid, record.venue,
-                                                                                      record.device)))
+            plain = cbor2.loads(seal_v1.open_sealed(record.enc_and_ct, keys[0].x25519,
+                                                    seal_v1.aad_for(record.rid, record.venue, record.device)))
         except Exception:  # noqa: BLE001
             return "did_not_open"
         cti = plain.get("cti") if isinstance(plain, dict) else None

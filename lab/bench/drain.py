@@ -43,6 +43,7 @@ from lab.broker import Mosquitto
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError
 from firmware.faults import Faults
+from firmware.housekeeping import CHECK_S
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import SealedRecord, Visit
@@ -307,7 +308,9 @@ class _CountedStats(Stats):
 def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int | None, timeout: float,
                 profile: bool) -> dict:
     """The daemon's drain as app.py wires it (`link.connect`), status and last will included, started and closed
-    as the daemon does."""
+    as the daemon does; and, as its housekeeping does, the store scrubbed every CHECK_S while it drains and once
+    more, timed, when it is empty: the scrub's checkpoint is part of what delivering costs
+    (SqliteRecordStore.scrub)."""
     db_path = Path(db_path)
     state = db_path.parent / f"state-{name}"
     state.mkdir(exist_ok=True)
@@ -338,12 +341,16 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
                    clock=_Clock(broker_pid))
         run["thread"] = thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
+        threading.Thread(target=_scrub_every, args=(CHECK_S, store, emptied), name="scrub", daemon=True).start()
         return thread
 
+    emptied = threading.Event()
     try:
         link.start(spawn)
-        # Every PUBACK in, then the acknowledged records deleted (the drain deletes them in batches).
+        # Every PUBACK in, the acknowledged records deleted (the drain deletes them in batches), the last scrub.
         finished = stats.done.wait(timeout) and drain.wait_empty(timeout)
+        emptied.set()
+        store.scrub()
         figures = run["clock"].stop(depth)
         sampled = run["sampler"].stop()
         hwm = proc_status_kb("VmHWM") if run["hwm_reset"] else None
@@ -367,6 +374,11 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     if timers is not None:
         result["where_the_time_goes"] = _explain(timers, threads, figures["seconds"], depth)
     return result
+
+
+def _scrub_every(period_s: float, store: SqliteRecordStore, stop: threading.Event) -> None:
+    while not stop.wait(period_s):
+        store.scrub()
 
 
 # -- measuring helpers --------------------------------------------------------------------------------------------
@@ -483,7 +495,7 @@ def _instrument(store: SqliteRecordStore, uplink: MqttUplink) -> dict:
 
         setattr(obj, name, timed)
 
-    for name in ("delete", "after", "depth"):
+    for name in ("delete", "after", "depth", "scrub"):
         wrap(store, name)
     wrap(uplink, "publish")
     return timers

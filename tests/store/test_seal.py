@@ -76,7 +76,7 @@ def test_authority_opens_the_record(seal_setup):
 
 def test_another_key_cannot_open_the_record(seal_setup):
     stranger = OpeningKey.generate(seal_setup.authority.suite)
-    with pytest.raises(records.KeyMismatch):
+    with pytest.raises(records.KeyMismatch, match="^the record is sealed to another authority key$"):
         seal_setup.sealed.open(stranger)
     named = dataclasses.replace(seal_setup.sealed, kid=stranger.public_key().kid)  # a record that lies about its key
     with pytest.raises(InvalidTag):
@@ -133,21 +133,38 @@ def test_records_of_every_kind_and_issuer_have_one_length(seal_setup):
 
 
 def test_a_plaintext_past_one_pad_takes_a_whole_further_one():
-    assert len(records.pad(b"x" * (records.PAD - 2))) == records.PAD
-    assert len(records.pad(b"x" * (records.PAD - 1))) == 2 * records.PAD
-    assert records.unpad(records.pad(b"abc")) == b"abc"
+    full = b"x" * (records.PAD - 2)
+    assert records.pad(full) == b"\x00\xbe" + full and records.unpad(records.pad(full)) == full
+    assert len(records.pad(full + b"x")) == 2 * records.PAD
+    assert records.pad(b"abc") == b"\x00\x03abc" + bytes(records.PAD - 5)
+    assert records.unpad(records.pad(b"abc")) == b"abc" and records.unpad(records.pad(b"a")) == b"a"
+    assert records.unpad(records.pad(b"y" * 300)) == b"y" * 300  # a length past 255: both bytes, big-endian
 
 
 @pytest.mark.parametrize("padded", [
     b"\x00\x03abc" + bytes(records.PAD - 6),  # not a whole pad
+    b"\x00\x03abc" + bytes(2 * records.PAD - 5),  # a whole pad more than it needs
     b"\x00\x03abc" + bytes(records.PAD - 6) + b"\x01",  # a byte after the text that is not zero
+    b"\x00\x03abc\x01" + bytes(records.PAD - 6),  # the very next byte
     b"\x00\x00" + bytes(records.PAD - 2),  # nothing in it
-    b"\xff\xff" + bytes(records.PAD - 2),  # a length past the end
+    b"\x00\xbf" + bytes(records.PAD - 2),  # one byte longer than the pad holds
+    b"\xff\xff" + bytes(records.PAD - 2),  # a length far past the end
     b"",
-])
+], ids=["short", "wider", "tail", "next-byte", "empty", "one-past", "far-past", "nothing"])
 def test_unpad_refuses_what_pad_does_not_write(padded):
-    with pytest.raises(records.PlaintextError):
+    with pytest.raises(records.PlaintextError, match="^the plaintext is not padded as a version 2 record pads it$"):
         records.unpad(padded)
+
+
+def test_a_sealing_key_is_checked_against_its_suite():
+    x, h = OpeningKey.generate(seal.X25519).public_key(), OpeningKey.generate().public_key()
+    assert seal.SealingKey.of("X25519", x.raw) == x and seal.SealingKey.of("MLKEM768-X25519", h.raw) == h
+    with pytest.raises(ValueError, match=r"^'X448' is not a sealing suite \(MLKEM768-X25519, X25519\)$"):
+        seal.SealingKey.of("X448", x.raw)
+    with pytest.raises(ValueError, match="^a X25519 public key is 32 bytes, not 31$"):
+        seal.SealingKey.of("X25519", x.raw[:-1])
+    with pytest.raises(ValueError):
+        seal.SealingKey.of("MLKEM768-X25519", b"\xff" * 1184 + x.raw)  # no ML-KEM key: coefficients past q
 
 
 # --- a record from a device the custodian cannot see into (issue 15) ---------------------------------
@@ -194,6 +211,20 @@ def test_from_wire_refuses_every_field_out_of_shape(fields, why):
         SealedRecord.from_wire(_wire(*fields))
 
 
+@pytest.mark.parametrize("fields, message", [
+    ((2, bytes(16), "cafe-1", "door-a", 1, 0x10, KID, b"x"), "its suite is not one records are sealed with"),
+    ((2, bytes(16), "cafe-1", "door-a", 1, 0x20, bytes(7), b"x"), "its kid is not 8 bytes"),
+    ((2, bytes(15), "cafe-1", "door-a", 1, 0x20, KID, b"x"), "its rid is not 16 bytes"),
+    ((2, bytes(16), "cafe-1", "a/b", 1, 0x20, KID, b"x"),
+     r"its venue or device is not an id \(one topic level of 1-64 characters\)"),
+    ((4, bytes(16), "cafe-1", "door-a", 1, b"x"), "not a version 1 or version 2 sealed visit record"),
+])
+def test_from_wire_says_what_is_wrong(fields, message):
+    """The ingest counts these by reason and a technician reads them: the words are part of the answer."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        SealedRecord.from_wire(_wire(*fields))
+
+
 def test_from_wire_reads_both_versions():
     v1 = SealedRecord.from_wire(_wire(1, bytes(16), "cafe-1", "door-a", 5, b"x"))
     v2 = SealedRecord.from_wire(_wire(2, bytes(16), "cafe-1", "door-a", 5, 0x20, KID, b"x"))
@@ -225,12 +256,19 @@ def _secret(record: SealedRecord, authority: OpeningKey) -> dict:
     return {k: plain[k] for k in ("iss", "cti", "kind")}
 
 
-@pytest.mark.parametrize("change", [{"iss": b"naver"}, {"iss": ""}, {"kind": "KP2"}, {"cti": "0" * 32},
-                                    {"cti": bytes(15)}, {"extra": 1}, {"iss": None}, {"v": 2}, {"rid": bytes(16)}])
-def test_open_refuses_a_plaintext_that_is_not_a_visit(seal_setup, change):
+@pytest.mark.parametrize("change, why", [
+    ({"iss": b"naver"}, "issuer or kind"), ({"iss": ""}, "issuer or kind"), ({"kind": "KP2"}, "issuer or kind"),
+    ({"iss": None}, "issuer or kind"), ({"cti": "0" * 32}, "token id"), ({"cti": bytes(15)}, "token id"),
+    ({"extra": 1}, "not a visit's map"), ({"v": 2}, "not a visit's map"), ({"rid": bytes(16)}, "not a visit's map"),
+    ({"iss": [["n"]]}, "the plaintext: "),  # nested deeper than a visit's map goes: refused while decoding
+])
+def test_open_refuses_a_plaintext_that_is_not_a_visit(seal_setup, change, why):
     plain = {**_secret(seal_setup.sealed, seal_setup.authority), **change}
     bad = _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain))
-    with pytest.raises(records.PlaintextError):
+    messages = {"issuer or kind": "^the plaintext's issuer or kind is not a visit's$",
+                "token id": "^the plaintext's token id is not one of its kind$",
+                "not a visit's map": "^the plaintext is not a visit's map$", "the plaintext: ": "^the plaintext: "}
+    with pytest.raises(records.PlaintextError, match=messages[why]):
         bad.open(seal_setup.authority)
 
 
@@ -324,7 +362,7 @@ def test_a_version_1_record_opens_to_its_visit(v1):
 
 
 def test_a_version_1_record_needs_an_x25519_key(v1):
-    with pytest.raises(records.KeyMismatch):
+    with pytest.raises(records.KeyMismatch, match="^a version 1 record is sealed to an X25519 key$"):
         v1.sealed.open(OpeningKey.generate(seal.MLKEM768_X25519))
     with pytest.raises(InvalidTag):
         v1.sealed.open(OpeningKey.generate(seal.X25519))
@@ -341,17 +379,29 @@ def test_a_version_1_sealed_envelope_that_is_not_the_clear_one_is_refused(v1, ch
     plain = {**v1.sealed.open(v1.authority), **change}  # 1750000002.0 == 1750000002 in Python
     aad = seal_v1.aad_for(v1.sealed.rid, v1.sealed.venue, v1.sealed.device)
     resealed = dataclasses.replace(v1.sealed, enc_and_ct=seal_v1.seal(cbor2.dumps(plain), v1.authority.x25519.public_key(), aad))
-    with pytest.raises(records.EnvelopeMismatch):
+    with pytest.raises(records.EnvelopeMismatch, match="^the clear envelope does not match the sealed record$"):
         resealed.open(v1.authority)
 
 
-@pytest.mark.parametrize("change", [{"v": True}, {"v": 2}, {"extra": 1}, {"kind": "KP2"}])
-def test_a_version_1_plaintext_that_is_not_a_visit_is_refused(v1, change):
+@pytest.mark.parametrize("change, message", [
+    ({"v": True}, "^the plaintext is not of version 1$"), ({"v": 2}, "^the plaintext is not of version 1$"),
+    ({"extra": 1}, "^the plaintext is not a visit's map$"),
+    ({"kind": "KP2"}, "^the plaintext's issuer or kind is not a visit's$")])
+def test_a_version_1_plaintext_that_is_not_a_visit_is_refused(v1, change, message):
     plain = {**v1.sealed.open(v1.authority), **change}
     aad = seal_v1.aad_for(v1.sealed.rid, v1.sealed.venue, v1.sealed.device)
     resealed = dataclasses.replace(v1.sealed, enc_and_ct=seal_v1.seal(cbor2.dumps(plain), v1.authority.x25519.public_key(), aad))
-    with pytest.raises(records.PlaintextError):
+    with pytest.raises(records.PlaintextError, match=message):
         resealed.open(v1.authority)
+
+
+def test_seal_v1_opens_a_record_with_nothing_in_it_but_its_tag():
+    """16 bytes after enc: an empty plaintext's tag, which opens; 15 cannot be a ciphertext."""
+    key = OpeningKey.generate(seal.X25519)
+    empty = seal_v1.seal(b"", key.x25519.public_key(), b"aad")
+    assert len(empty) == 32 + 16 and seal_v1.open_sealed(empty, key.x25519, b"aad") == b""
+    with pytest.raises(InvalidTag):
+        seal_v1.open_sealed(empty[:-1], key.x25519, b"aad")
 
 
 def test_no_private_function_of_cryptography_is_called():

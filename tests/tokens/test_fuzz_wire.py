@@ -19,7 +19,7 @@ from lab.fuzz import wire as fuzz_wire
 from firmware import cli
 from lab.fuzz import engine as fuzz
 from lab.fuzz import targets
-from firmware.store import records, seal_v1
+from firmware.store import records, seal, seal_v1
 from firmware.store.records import SealedRecord
 from firmware.tokens import trustlist
 from firmware.tokens.trustlist import TrustList
@@ -343,6 +343,15 @@ def test_an_opening_that_skips_the_padding_check_is_reported(monkeypatch, tmp_pa
     assert {_version_of(p) for p in tmp_path.glob("ingest-false_accept-*.json")} == {2}
     assert {f["detail"] for f in findings} == {"_open opened a plaintext the harness never sealed as a valid visit "
                                                "(v2: under its info)"}
+
+
+def test_an_opening_that_picks_the_key_by_kid_alone_is_a_crash(monkeypatch):
+    """A record naming one key's kid under the other suite then reaches SealedRecord.open's own check, whose
+    KeyMismatch _open does not catch: the suite mutants reach the choice of the key."""
+    monkeypatch.setattr(investigate, "_candidates", lambda record, keys: [
+        k for k in keys if (k.suite is seal.X25519 if record.version == 1 else k.public_key().kid == record.kid)])
+    result = targets.run(fuzz_wire.ingest_target(0), count=2_000, workers=2, seed=0)
+    assert set(result["crash_types"]) == {"KeyMismatch"} and result["false_accepts"] == 0 and result["ok"] is False
 
 
 def test_an_opening_that_raises_on_a_bad_plaintext_is_a_crash():

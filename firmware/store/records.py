@@ -95,7 +95,7 @@ def pad(body: bytes) -> bytes:
 def unpad(padded: bytes) -> bytes:
     """The body, if `padded` is exactly what `pad` makes of it (no wider padding, nothing but zeros after it)."""
     n = int.from_bytes(padded[:2], "big")
-    if not 0 < n <= len(padded) - 2 or padded != pad(padded[2:2 + n]):
+    if n == 0 or padded != pad(padded[2:2 + n]):  # a length past the end reads a shorter body: not equal
         raise PlaintextError("the plaintext is not padded as a version 2 record pads it")
     return padded[2:2 + n]
 

@@ -1098,14 +1098,14 @@ def _spoil_secret(rng: random.Random, w: IngestWorld, v) -> tuple[bytes, dict | 
 
 
 def _spoil_padding(rng: random.Random, body: bytes) -> bytes:
-    """`body` padded wrongly: not to a whole pad, a tail byte not zero, a length past the end or zero, one short
-    or one long, no padding or no length. (Whether one of them is still as a device pads it, the model decides.)
-    Not thrown: a whole pad of zeros more, which records.unpad takes though no device writes it; the model
-    would call it a false accept, and whether the opening should refuse it is not this harness's to decide."""
+    """`body` padded wrongly: not to a whole pad or a whole pad more than it needs, a tail byte not zero, a length
+    past the end or zero, one short or one long, no padding or no length. (Whether one of them is still as a
+    device pads it, the model decides.)"""
     padded, n = _pad(body), len(body)
     k = rng.randrange(6)
     if k == 0:  # not a whole pad
-        return rng.choice((padded[:-1], padded[: -rng.randint(1, PAD - 1)], padded + bytes(rng.randint(1, PAD - 1))))
+        return rng.choice((padded[:-1], padded[: -rng.randint(1, PAD - 1)], padded + bytes(rng.randint(1, PAD - 1)),
+                           padded + bytes(PAD)))
     if k == 1:  # a byte of the tail not zero: its first, its last, any (a body that fills its pad: a pad more)
         nonzero = bytes((rng.choice((1, 0x80, 0xFF)),))
         if len(padded) == 2 + n:

@@ -79,6 +79,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--folder", type=Path, help="where the store and broker go (default: a temporary folder); "
                    "on a device, a folder on the card the store lives on")
     s.add_argument("--profile", action="store_true", help="add an instrumented drain: where its time goes")
+    s.add_argument("--suite", choices=tuple(seal.BY_ALG), default=seal.DEFAULT.alg,
+                   help=f"what the records are sealed with (default {seal.DEFAULT.alg}, 1,380 bytes; X25519: 290)")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_drain"))
     s = bench.add_parser("scan", help="the scan loop over a frame set, against bare zxing-cpp and pyzbar")
     s.add_argument("frames_from", type=Path, nargs="?", help="a folder of images (expected texts in NAME.txt "

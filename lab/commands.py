@@ -156,7 +156,7 @@ def cmd_bench_drain(args) -> int:
     from lab.bench import drain
 
     result = drain.run(records=args.records, window=args.window, rounds=args.rounds, folder=args.folder,
-                       profile=args.profile)
+                       profile=args.profile, suite=args.suite)
     print(json.dumps(result))
     return 0
 

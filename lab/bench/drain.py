@@ -47,6 +47,7 @@ from firmware.housekeeping import CHECK_S
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import SealedRecord, Visit
+from firmware.store import seal
 from firmware.store.seal import OpeningKey
 from firmware.trust import TrustStore
 from firmware import health
@@ -78,8 +79,9 @@ BROKER_SETTINGS = (
 
 
 def run(records: int = 100_000, window: int = 16, rounds: int = 1, folder: Path | None = None,
-        profile: bool = False) -> dict:
-    """Bare, drain, bare, ... (`rounds` drains, each between two bare runs) on one broker.
+        profile: bool = False, suite: str = seal.DEFAULT.alg) -> dict:
+    """Bare, drain, bare, ... (`rounds` drains, each between two bare runs) on one broker, the records of version 2
+    sealed with `suite`.
 
     `profile` adds one more drain, instrumented and so kept out of the figures,
     reporting where its time goes.
@@ -87,12 +89,12 @@ def run(records: int = 100_000, window: int = 16, rounds: int = 1, folder: Path 
     if records < 1 or rounds < 1 or not 1 <= window <= 100:
         raise QrgateError("bench drain: records and rounds must be 1 or more, window 1 to 100")
     with tempfile.TemporaryDirectory(prefix="qrgate-bench-drain-", dir=folder) as tmp:
-        return _measure(Path(tmp), records, window, rounds, profile)
+        return _measure(Path(tmp), records, window, rounds, profile, suite)
 
 
-def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -> dict:
+def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool, suite: str) -> dict:
     template = tmp / "filled.db"
-    fill = _fill(template, records)
+    fill = _fill(template, records, seal.BY_ALG[suite])
     topic = topics.visits(VENUE, DEVICE)
     timeout = 60.0 + records * 0.01
     runs: list[dict] = []
@@ -132,7 +134,7 @@ def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -
         "sqlite": sqlite3.sqlite_version,
         "mosquitto": mosquitto_version,
         "store_filesystem": filesystem(tmp),
-        "records": records,
+        "records": records, "suite": suite,
         "window": window,
         "qos": 1,
         "rounds": rounds,
@@ -156,7 +158,7 @@ def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -
 # -- the store ---------------------------------------------------------------------------------------------------
 
 
-def _fill(path: Path, records: int) -> dict:
+def _fill(path: Path, records: int, suite: seal.Suite) -> dict:
     """A store of `records` real sealed visits, one a second up to now, exactly as admit() would have left it.
 
     admit() commits each visit alone, fsynced (synchronous=FULL): 100,000 of those
@@ -169,7 +171,7 @@ def _fill(path: Path, records: int) -> dict:
     Each admit() deletes the seen hashes already expired at its time, so only
     those admit() would have kept after the last visit are written.
     """
-    authority = OpeningKey.generate()  # the default suite, as a new device seals
+    authority = OpeningKey.generate(suite)
     public = authority.public_key()
     store = SqliteRecordStore(path)
     db = sqlite3.connect(path, isolation_level=None)

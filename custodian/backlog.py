@@ -37,10 +37,9 @@ import time
 from pathlib import Path
 
 import paho.mqtt
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.bench_store import FreshStore
-from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published
+from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published, throwaway_key
 from custodian.scale import (BROKER_LOG_TYPES, BROKER_SETTINGS, Ingests, broker_version, cpu_so_far, settle,
                              wait_subscribed)
 from firmware.errors import QrgateError
@@ -53,7 +52,8 @@ PUBLISH_RATE_PER_S = 20_000.0  # how fast the simulated fleet offers the backlog
 
 
 def run(records: int = 1_000_000, devices: int = 1000, stores: list[str] | tuple[str, ...] = DEFAULT_STORES,
-        ingest: int = 2, batch: int = 100, folder: Path | None = None, timeout_s: float = 3600.0) -> dict:
+        ingest: int = 2, batch: int = 100, folder: Path | None = None, timeout_s: float = 3600.0,
+        sealed: str = "v2-hybrid") -> dict:
     """One backlog, drained into each store in turn; the side-by-side result."""
     if records < 1 or devices < 1 or ingest < 1 or not stores:
         raise QrgateError("backlog: records, devices, ingest processes and stores must be 1 or more")
@@ -67,7 +67,7 @@ def run(records: int = 1_000_000, devices: int = 1000, stores: list[str] | tuple
                 groups = [_Group(i, target, broker, ingest, batch, tmp) for i, target in enumerate(targets)]
                 for group in groups:
                     group.subscribe_and_leave()
-                published = _fill(broker, records, devices, timeout_s)
+                published = _fill(broker, records, devices, timeout_s, sealed)
                 drains = [group.drain(published, timeout_s) for group in groups]
                 version = broker_version(broker)
         finally:
@@ -126,11 +126,12 @@ class _Group:
         }
 
 
-def _fill(broker: Mosquitto, records: int, devices: int, timeout_s: float) -> Published:
+def _fill(broker: Mosquitto, records: int, devices: int, timeout_s: float, sealed: str) -> Published:
     """The fleet's backlog, published and PUBACKed: queued by the broker for every group."""
     seconds = max(1.0, records / PUBLISH_RATE_PER_S)
-    with Fleet("127.0.0.1", broker.port, devices, records / seconds, seconds,
-               X25519PrivateKey.generate().public_key(), DEVICES_PER_WORKER, answer_timeout_s=timeout_s) as fleet:
+    key, version = throwaway_key(sealed)
+    with Fleet("127.0.0.1", broker.port, devices, records / seconds, seconds, key, DEVICES_PER_WORKER,
+               answer_timeout_s=timeout_s, version=version) as fleet:
         fleet.start()
         fleet.go()
         return fleet.join()
@@ -172,6 +173,6 @@ def command(args: argparse.Namespace) -> int:
     # A SIGTERM unwinds like Ctrl-C, so the broker, the ingests and a throwaway server are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args.records, args.devices, args.db or DEFAULT_STORES, args.ingest, args.batch, args.folder,
-                 args.timeout_s)
+                 args.timeout_s, args.sealed)
     print(json.dumps(result), flush=True)
     return 0 if result["goals_met"]["lost"] and result["goals_met"]["duplicates"] else 1

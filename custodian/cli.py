@@ -118,10 +118,10 @@ def cmd_investigate(args) -> int:
     from firmware import keys
 
     start, end = parse_time(args.start), parse_time(args.end)
-    key = keys.load_authority_private(args.key)
+    held = [keys.load_authority_private(path) for path in args.key]
     storage = open_storage(args.db, create=False)
     try:
-        findings = investigate(storage, key, args.venue, start, end, args.investigator, args.case, args.audit_log)
+        findings = investigate(storage, held, args.venue, start, end, args.investigator, args.case, args.audit_log)
     finally:
         storage.close()
     for visit in findings.visits:
@@ -129,6 +129,14 @@ def cmd_investigate(args) -> int:
     print(json.dumps({"summary": {"venue": args.venue, "opened": len(findings.visits),
                                   "failed": dict(findings.failed), "audit_log": str(args.audit_log)}}))
     return 0
+
+
+def _sealed_option(s: argparse.ArgumentParser) -> None:
+    from custodian.fleet import RECORDS
+
+    s.add_argument("--sealed", choices=tuple(RECORDS), default="v2-hybrid",
+                   help="what the simulated devices send: records of version 2 sealed with the post-quantum hybrid "
+                        "(default) or X25519, or of version 1")
 
 
 def _sizes(text: str) -> list[int]:
@@ -183,7 +191,9 @@ def add_commands(subparsers, groups) -> None:
     s = sub.add_parser("investigate", help="health authority only: open one venue's visits in a window, "
                        "audited; JSON lines")
     s.add_argument("--db", required=True, type=_db, help="SQLite file or postgresql:// URL")
-    s.add_argument("--key", required=True, type=Path, help="the authority's private key (file or its folder)")
+    s.add_argument("--key", required=True, type=Path, action="append",
+                   help="an authority private key (file or its folder); repeat it for every key the authority has "
+                        "held: each record is opened with the key it names")
     s.add_argument("--venue", required=True)
     s.add_argument("--from", dest="start", required=True, help="Unix seconds or ISO 8601 with offset")
     s.add_argument("--to", dest="end", required=True, help="Unix seconds or ISO 8601 with offset (inclusive)")
@@ -201,6 +211,7 @@ def add_commands(subparsers, groups) -> None:
     s.add_argument("--devices-per-worker", type=int, default=None,
                    help="devices per worker process (default: fleet.DEVICES_PER_WORKER)")
     s.add_argument("--seed", type=int, default=0, help="seeds the schedule (default 0)")
+    _sealed_option(s)
     s.set_defaults(func=lazy("custodian.fleet:command"))
 
     s = sub.add_parser("scale", help="a simulated fleet into ingest processes on a local Mosquitto: "
@@ -219,6 +230,7 @@ def add_commands(subparsers, groups) -> None:
                    "(a database made on that server and dropped after)")
     s.add_argument("--folder", type=Path, help="where the temporary folder of brokers and databases goes, removed at the end "
                    "(default: the system's temporary folder)")
+    _sealed_option(s)
     s.set_defaults(func=lazy("custodian.scale:command"))
 
     s = sub.add_parser("backlog", help="what an outage leaves: sealed records waiting in a local Mosquitto for the "
@@ -234,4 +246,5 @@ def add_commands(subparsers, groups) -> None:
                    help="longest wait for one store's drain, s (default 3600)")
     s.add_argument("--folder", type=Path, help="where the temporary folder goes, removed at the end "
                    "(default: the system's temporary folder)")
+    _sealed_option(s)
     s.set_defaults(func=lazy("custodian.backlog:command"))

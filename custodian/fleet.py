@@ -5,7 +5,8 @@ connection and identity (client id `qrgate-<venue>-<device>`, topic
 `qrgate/v1/<venue>/<device>/visits`), publishing through the firmware's own
 MqttUplink (paho 2.x, QoS 1, its in-flight window, one network thread per
 device) records made by the firmware's own Visit(...).seal(authority key) and
-SealedRecord.wire(). A visit counts as delivered on its success PUBACK, as the
+SealedRecord.wire(): of version 2 with either suite, or of version 1 as older
+devices still send them (RECORDS). A visit counts as delivered on its success PUBACK, as the
 firmware deletes a record only then.
 
 The offered load is for the whole fleet: exactly rate × seconds visits, each at
@@ -39,11 +40,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from firmware.errors import QrgateError
-from firmware.store.records import SealedRecord, Visit
+from firmware.store import seal
+from firmware.store.records import V1, V2, SealedRecord, Visit, sealed_v1
+from firmware.store.seal import OpeningKey, SealingKey
 from firmware.uplink import topics
 from firmware.uplink.mqtt import MqttUplink
 
@@ -55,6 +57,21 @@ DEVICES_PER_WORKER = 250
 MAX_DEVICES_PER_WORKER = 300
 CONNECT_TIMEOUT_S = 60.0
 START_DELAY_S = 0.5  # from "go" to the first scheduled visit: time for every worker to read it
+# What the devices send: `--records NAME` → (suite, record version).
+RECORDS = {"v2-hybrid": (seal.MLKEM768_X25519, V2), "v2-x25519": (seal.X25519, V2), "v1": (seal.X25519, V1)}
+
+
+def seal_visit(visit: Visit, authority: SealingKey, version: int) -> SealedRecord:
+    """`visit` sealed as a device of that record version seals it (version 1: X25519 keys only)."""
+    if version == V1:
+        return sealed_v1(visit, X25519PublicKey.from_public_bytes(authority.raw))
+    return visit.seal(authority)
+
+
+def throwaway_key(records: str) -> tuple[SealingKey, int]:
+    """A fresh authority key of the suite `records` names (nobody is meant to open these), and its version."""
+    suite, version = RECORDS[records]
+    return OpeningKey.generate(suite).public_key(), version
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,8 @@ class _Worker:
     devices: list[Identity]
     visits: int
     seconds: float
-    authority: X25519PublicKey
+    authority: SealingKey
+    version: int
     seed: int
     answer_timeout_s: float
     plan: list[tuple[float, int]] = field(default_factory=list)  # (seconds after the start, device index)
@@ -110,7 +128,7 @@ class _Worker:
         for at, i in self.plan:
             d = self.devices[i]
             visit = Visit(os.urandom(16), d.venue, d.device, int(now + at), ISSUER, os.urandom(16))
-            self.records.append(visit.seal(self.authority))
+            self.records.append(seal_visit(visit, self.authority, self.version))
         self.wires = [r.wire() for r in self.records]
         sealed = time.perf_counter()
         self.uplinks = [MqttUplink(self.host, self.port, client_id=d.client_id) for d in self.devices]
@@ -186,8 +204,8 @@ def _child() -> None:
     """A worker's side of the JSON-lines protocol: order in, "ready" out, "go" in, result out."""
     order = json.loads(sys.stdin.readline())
     worker = _Worker(order["host"], order["port"], [Identity(*d) for d in order["devices"]], order["visits"],
-                     order["seconds"], X25519PublicKey.from_public_bytes(bytes.fromhex(order["authority"])),
-                     order["seed"], order["answer_timeout_s"])
+                     order["seconds"], SealingKey.of(order["alg"], bytes.fromhex(order["authority"])),
+                     order["version"], order["seed"], order["answer_timeout_s"])
     try:
         print(json.dumps({"ready": worker.prepare()}), flush=True)
         go = json.loads(sys.stdin.readline())
@@ -211,15 +229,15 @@ class Fleet:
     """`devices` scanners offering `rate` visits/s for `seconds` to the broker at host:port."""
 
     def __init__(self, host: str, port: int, devices: int, rate: float, seconds: float,
-                 authority: X25519PublicKey, devices_per_worker: int = DEVICES_PER_WORKER, seed: int = 0,
-                 answer_timeout_s: float | None = None):
+                 authority: SealingKey, devices_per_worker: int = DEVICES_PER_WORKER, seed: int = 0,
+                 answer_timeout_s: float | None = None, version: int = V2):
         """`answer_timeout_s`: how long a worker waits for its last PUBACKs after its last publish (default
         30 s + `seconds`; a backlog published at once needs as long as the broker takes to queue it)."""
         if devices < 1 or rate <= 0 or seconds <= 0 or not 1 <= devices_per_worker <= MAX_DEVICES_PER_WORKER:
             raise QrgateError(f"fleet: devices, rate and seconds must be positive, devices per worker "
                               f"1 to {MAX_DEVICES_PER_WORKER} (paho's select() loop)")
         self.host, self.port, self.devices, self.rate, self.seconds = host, port, devices, rate, seconds
-        self.authority, self.seed = authority, seed
+        self.authority, self.version, self.seed = authority, version, seed
         self.answer_timeout_s = 30 + seconds if answer_timeout_s is None else answer_timeout_s
         self.workers = math.ceil(devices / devices_per_worker)
         self._procs: list[subprocess.Popen] = []
@@ -230,7 +248,6 @@ class Fleet:
         everyone = identities(self.devices)
         sizes = shares(self.devices, self.workers)
         visits = shares(round(self.rate * self.seconds), self.workers)  # the rate split as the devices are
-        key = self.authority.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
         root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
         first = 0
@@ -241,7 +258,8 @@ class Fleet:
             mine = [[d.venue, d.device] for d in everyone[first:first + size]]
             first += size
             self._send(proc, {"host": self.host, "port": self.port, "devices": mine, "visits": count,
-                              "seconds": self.seconds, "authority": key, "seed": self.seed * 1000 + w,
+                              "seconds": self.seconds, "alg": self.authority.suite.alg,
+                              "authority": self.authority.raw.hex(), "version": self.version, "seed": self.seed * 1000 + w,
                               "answer_timeout_s": self.answer_timeout_s})
         self.ready = [self._receive(p)["ready"] for p in self._procs]
 
@@ -306,10 +324,10 @@ class Fleet:
 
 
 def run(host: str, port: int, devices: int, rate: float, seconds: float,
-        devices_per_worker: int = DEVICES_PER_WORKER, seed: int = 0) -> Published:
-    """One fleet run against a broker, sealed to a throwaway authority key (nobody is meant to open these)."""
-    with Fleet(host, port, devices, rate, seconds, X25519PrivateKey.generate().public_key(),
-               devices_per_worker, seed) as fleet:
+        devices_per_worker: int = DEVICES_PER_WORKER, seed: int = 0, records: str = "v2-hybrid") -> Published:
+    """One fleet run against a broker, sealed to a throwaway authority key."""
+    key, version = throwaway_key(records)
+    with Fleet(host, port, devices, rate, seconds, key, devices_per_worker, seed, version=version) as fleet:
         fleet.start()
         fleet.go()
         return fleet.join()
@@ -319,7 +337,8 @@ def run(host: str, port: int, devices: int, rate: float, seconds: float,
 
 
 def command(args: argparse.Namespace) -> int:
-    published = run(args.host, args.port, args.devices, args.rate, args.seconds, args.devices_per_worker or DEVICES_PER_WORKER, args.seed)
+    published = run(args.host, args.port, args.devices, args.rate, args.seconds,
+                    args.devices_per_worker or DEVICES_PER_WORKER, args.seed, args.records)
     print(json.dumps(published.summary), flush=True)
     ok = published.summary["acked"] == published.summary["offered_visits"]
     return 0 if ok else 1

@@ -1,7 +1,9 @@
 """The investigation step, for the health authority only: open the visits of one venue and window.
 
-Only the authority's X25519 private key opens a record; the custodian's store
-and ingest never hold it. Every opening is written to an append-only audit
+Only the authority's private keys open a record; the custodian's store and
+ingest never hold them. The authority gives every key it has held: a record of
+version 2 names its key (its kid) and is opened with that one, a record of
+version 1 names none and is tried with each X25519 key. Every opening is written to an append-only audit
 log (who, when, which venue and window, which case, how many records, their
 rids; never a token id) and fsynced BEFORE any opened visit is handed out:
 an opening that could not be audited does not happen.
@@ -12,6 +14,7 @@ counted by reason; it never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -21,12 +24,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from collections.abc import Sequence
+
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from custodian.storage import Storage
 from firmware.errors import QrgateError
-from firmware.store.records import EnvelopeMismatch, PlaintextError, SealedRecord
+from firmware.store import seal
+from firmware.store.records import V1, EnvelopeMismatch, PlaintextError, SealedRecord
+from firmware.store.seal import OpeningKey
 from firmware.utc import iso
 
 
@@ -62,14 +68,31 @@ def _token_id(cti) -> str:
     return cti.hex() if isinstance(cti, bytes) else str(cti)
 
 
-def _open(wire: bytes, key: X25519PrivateKey) -> dict | str:
+def _candidates(record: SealedRecord, keys: Sequence[OpeningKey]) -> list[OpeningKey]:
+    if record.version == V1:
+        return [k for k in keys if k.suite is seal.X25519]
+    return [k for k in keys if (k.suite.kem_id, k.public_key().kid) == (record.suite, record.kid)]
+
+
+def _open_with(record: SealedRecord, candidates: list[OpeningKey]) -> dict:
+    """The first key that opens it (a version 1 record may need several); raises the last one's InvalidTag."""
+    for key in candidates[:-1]:
+        with contextlib.suppress(InvalidTag):
+            return record.open(key)
+    return record.open(candidates[-1])
+
+
+def _open(wire: bytes, keys: Sequence[OpeningKey]) -> dict | str:
     """The visit as printed, or the reason it did not open."""
     try:
         record = SealedRecord.from_wire(wire)
     except ValueError:
         return "malformed"
+    candidates = _candidates(record, keys)
+    if not candidates:
+        return "key_not_given"
     try:
-        plain = record.open(key)
+        plain = _open_with(record, candidates)
     except InvalidTag:
         return "wrong_key_or_tampered"
     except PlaintextError:
@@ -80,7 +103,7 @@ def _open(wire: bytes, key: X25519PrivateKey) -> dict | str:
         when = iso(record.ts)
     except (OverflowError, ValueError, OSError):  # a time no calendar holds: the device's word is no good
         return "bad_plaintext"
-    return {"rid": record.rid.hex(), "device": record.device, "ts": record.ts, "time": when,
+    return {"rid": record.rid.hex(), "device": record.device, "ts": record.ts, "time": when, "v": record.version,
             "kind": plain["kind"], "iss": plain["iss"], "cti": _token_id(plain["cti"])}
 
 
@@ -112,16 +135,18 @@ def append_audit(path: Path, entry: dict) -> None:
         raise QrgateError(f"cannot write the audit log {path}: {exc.strerror}; nothing was disclosed") from None
 
 
-def investigate(storage: Storage, key: X25519PrivateKey, venue: str, start_ts: int, end_ts: int,
+def investigate(storage: Storage, keys: Sequence[OpeningKey], venue: str, start_ts: int, end_ts: int,
                 investigator: str, case: str, audit_log: Path, now: float | None = None) -> Findings:
     """Open the records of `venue` with start_ts <= ts <= end_ts; audited before returned."""
     if not investigator.strip() or not case.strip():
         raise QrgateError("an investigation names its investigator and its case")
+    if not keys:
+        raise QrgateError("an investigation needs the authority's key, or every key it has held")
     if start_ts > end_ts:
         raise QrgateError(f"the window starts ({iso(start_ts)}) after it ends ({iso(end_ts)})")
     findings = Findings()
     for row in storage.between(venue, start_ts, end_ts):
-        opened = _open(row.wire, key)
+        opened = _open(row.wire, keys)
         if isinstance(opened, str):
             findings.failed[opened] += 1
         else:

@@ -46,9 +46,8 @@ import time
 from pathlib import Path
 
 import paho.mqtt
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published
+from custodian.fleet import DEVICES_PER_WORKER, Fleet, Published, throwaway_key
 from custodian.bench_store import FreshStore
 from lab.bench.machine import cpu_model
 from lab.broker import Mosquitto
@@ -69,27 +68,30 @@ BROKER_LOG_TYPES = ("error", "warning", "notice", "information", "subscribe")
 
 def run(devices: list[int], rate: float = 2200.0, seconds: float = 20.0, ingest: int = 2,
         folder: Path | None = None, settle_s: float = 15.0, devices_per_worker: int = DEVICES_PER_WORKER,
-        store: str = "sqlite"):
+        store: str = "sqlite", sealed: str = "v2-hybrid"):
     """Yield one result per fleet size, each on a fresh broker, database and ingest processes.
 
-    `store`: `sqlite`, `postgresql` or a postgresql:// URL (custodian.bench_store)."""
+    `store`: `sqlite`, `postgresql` or a postgresql:// URL (custodian.bench_store); `sealed`: what the
+    devices send (fleet.RECORDS)."""
     if ingest < 1 or not devices or min(devices) < 1:
         raise QrgateError("scale: fleet sizes and ingest processes must be 1 or more")
     with tempfile.TemporaryDirectory(prefix="qrgate-scale-", dir=folder) as tmp:
         for n in devices:
-            yield _one_size(Path(tmp) / f"devices-{n}", n, rate, seconds, ingest, settle_s, devices_per_worker, store)
+            yield _one_size(Path(tmp) / f"devices-{n}", n, rate, seconds, ingest, settle_s, devices_per_worker, store,
+                            sealed)
 
 
 def _one_size(tmp: Path, devices: int, rate: float, seconds: float, ingest: int, settle_s: float,
-              devices_per_worker: int, store: str) -> dict:
+              devices_per_worker: int, store: str, sealed: str) -> dict:
     tmp.mkdir(parents=True)
     with FreshStore(store, tmp, "custodian") as target, \
             Mosquitto(tmp / "broker", extra=BROKER_SETTINGS, log_types=BROKER_LOG_TYPES) as broker:
         ingests = Ingests(broker.port, target.db, [f"{GROUP}-scale-{i}" for i in range(ingest)], GROUP, tmp)
         try:
             wait_subscribed(broker, ingests.client_ids, GROUP)
-            with Fleet("127.0.0.1", broker.port, devices, rate, seconds, X25519PrivateKey.generate().public_key(),
-                       devices_per_worker) as fleet:
+            key, version = throwaway_key(sealed)
+            with Fleet("127.0.0.1", broker.port, devices, rate, seconds, key, devices_per_worker,
+                       version=version) as fleet:
                 fleet.start()
                 cpu0 = cpu_so_far(broker, target, ingests)
                 fleet.go()
@@ -98,9 +100,9 @@ def _one_size(tmp: Path, devices: int, rate: float, seconds: float, ingest: int,
             cpu1 = cpu_so_far(broker, target, ingests)
         finally:
             summaries = ingests.stop()
-        version = broker_version(broker)
-        return _result(devices, rate, seconds, ingest, published, stored, target, cpu0, cpu1, summaries, version,
-                       settle_s)
+        result = _result(devices, rate, seconds, ingest, published, stored, target, cpu0, cpu1, summaries,
+                         broker_version(broker), settle_s)
+        return {"sealed": sealed} | result
 
 
 class Ingests:
@@ -276,7 +278,7 @@ def _rounded(x: float | None) -> float | None:
 def command(args: argparse.Namespace) -> int:
     clean = True
     for result in run(args.devices, args.rate, args.seconds, args.ingest, args.folder, args.settle_s,
-                      args.devices_per_worker or DEVICES_PER_WORKER, args.db):
+                      args.devices_per_worker or DEVICES_PER_WORKER, args.db, args.sealed):
         print(json.dumps(result), flush=True)
         clean = clean and result["goals_met"]["lost"] and result["goals_met"]["duplicates"]
     return 0 if clean else 1

@@ -99,7 +99,6 @@ def run(
 
     with contextlib.ExitStack() as stack:
         root = keys.load_root_public(config.trust.root_key)
-        authority = keys.load_authority_public(config.authority.public_key)
         feedback = GpioFeedback(Pins.of(config.gpio), pin_factory or default_pin_factory(config.gpio))
         stack.callback(feedback.close)
 
@@ -113,7 +112,7 @@ def run(
         if config.trust.list is not None:
             trust.offer_file(config.trust.list, time.time())
         guard = ClockGuard(clock or ClockSync(require=config.clock.require_sync), Mark(state_dir / CLOCK))
-        readiness = Readiness(guard, trust, faults, authority)
+        readiness = Readiness(guard, trust, faults)
         store: SqliteRecordStore | None = None
         share = passback.build(config.passback.secret, config.mqtt.enabled, topics.passback(dev.venue))
 
@@ -168,7 +167,7 @@ def run(
         # A token a peer door accepted is replayed_elsewhere before the gate records anything; a new visit,
         # once durable, is told to the venue's other doors.
         verifier = passback.VenueVerifier(tokens, share)
-        gate = Gate(verifier, store, authority, dev.venue, dev.id, faults, readiness, on_recorded=recorded)
+        gate = Gate(verifier, store, trust.sealing_key, dev.venue, dev.id, faults, readiness, on_recorded=recorded)
         door = passback.VenueGate(gate, share)
         housekeeping = Housekeeping(store, readiness, guard, faults, state_dir, dev.min_free_mb, write_status)
         keeper = spawn("housekeeping", lambda: housekeeping.run(stop))

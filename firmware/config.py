@@ -128,7 +128,8 @@ class ClockConfig:
 
 @dataclass(frozen=True)
 class AuthorityConfig:
-    public_key: Path = _opt(help="the health authority's X25519 public key (PEM)")
+    public_key: Path | None = _opt(None, help="not read: visits are sealed to the trust list's current authority "
+                                              "key (kept so that older config files load)")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class EventsConfig:
 class Config:
     device: DeviceConfig
     trust: TrustConfig
-    authority: AuthorityConfig
+    authority: AuthorityConfig = AuthorityConfig()
     camera: CameraConfig = CameraConfig()
     decoder: DecoderConfig = DecoderConfig()
     gpio: GpioConfig = GpioConfig()

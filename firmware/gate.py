@@ -10,13 +10,13 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-
 from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
+from firmware.readiness import AUTHORITY_KEY_NOT_LISTED
 from firmware.store.records import SealedRecord, Visit
+from firmware.store.seal import SealingKey
 from firmware.tokens.verdict import Kind, Verdict
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Gate:
         self,
         verifier: Verifier,
         store: VisitStore,
-        authority: X25519PublicKey,
+        authority: Callable[[float], SealingKey | None],
         venue: str,
         device: str,
         faults: Faults,
@@ -82,10 +82,13 @@ class Gate:
             return Answer(verdict, patterns.for_verdict(verdict.kind))
         claims = verdict.claims
         assert claims is not None and verdict.seen_until is not None
+        key = self.authority(now)  # the trust list's current key (readiness has checked there is one)
+        if key is None:  # a list without one replaced it since
+            return Answer(None, patterns.FAULT, AUTHORITY_KEY_NOT_LISTED)
         sealed: list[SealedRecord] = []
 
         def make_record() -> SealedRecord:
-            sealed.append(Visit.of(claims, self.venue, self.device, int(now)).seal(self.authority))
+            sealed.append(Visit.of(claims, self.venue, self.device, int(now)).seal(key))
             return sealed[-1]
 
         try:

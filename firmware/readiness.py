@@ -1,5 +1,5 @@
 """May the door judge tokens at all? Only on a clock it may believe, with a trust list in force that
-vouches for the key visits are sealed to.
+names an authority key valid now, to seal visits to.
 
 When any is missing the device shows the fault pattern (DESIGN promise 6)
 and answers every scan with the fault and its reason: a red would blame the
@@ -11,9 +11,6 @@ first adopts a trust list a technician installed meanwhile.
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-
-from firmware import keys
 from firmware.clock import ClockGuard
 from firmware.faults import Faults
 from firmware.trust import TrustStore
@@ -24,8 +21,8 @@ AUTHORITY_KEY_NOT_LISTED = "authority_key_not_listed"
 
 
 class Readiness:
-    def __init__(self, clock: ClockGuard, trust: TrustStore, faults: Faults, authority: X25519PublicKey):
-        self.clock, self.trust, self.faults, self.authority = clock, trust, faults, authority
+    def __init__(self, clock: ClockGuard, trust: TrustStore, faults: Faults):
+        self.clock, self.trust, self.faults = clock, trust, faults
         self.clock_problem: str | None = None  # from the last check: purging waits while there is one
 
     def blocking(self, now: float) -> str | None:
@@ -45,9 +42,9 @@ class Readiness:
             blocked = blocked or TRUST_LIST_EXPIRED
         else:
             self.faults.clear("trust_list")
-        if current is not None and not current.names_authority(self.authority, now):
-            self.faults.set("authority_key", f"the trust list (seq {current.seq}) does not vouch for the authority "
-                                             f"key visits would be sealed to ({keys.fingerprint(self.authority)})")
+        if current is not None and current.sealing_key(now) is None:
+            self.faults.set("authority_key", f"the trust list (seq {current.seq}) names no authority key valid now "
+                                             "to seal visits to")
             blocked = blocked or AUTHORITY_KEY_NOT_LISTED
         else:
             self.faults.clear("authority_key")

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.errors import TrustListError
 from firmware.store.marks import TRUST_SEQ, Mark
+from firmware.store.seal import SealingKey
 from firmware.store.statefiles import write_atomic
 from firmware.tokens import trustlist
 from firmware.tokens.trustlist import TrustList
@@ -40,6 +41,11 @@ class TrustStore:
 
     def current(self) -> TrustList | None:
         return self._current
+
+    def sealing_key(self, now: float) -> SealingKey | None:
+        """The authority key visits are sealed to now: the list's (TrustList.sealing_key), None without a list."""
+        current = self._current
+        return current.sealing_key(now) if current is not None else None
 
     def refresh(self) -> None:
         """Adopt the kept file if it changed since last read (another process installed a list)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from firmware.argtypes import positive_int
 from firmware.cli import Groups, lazy
+from firmware.store import seal
 
 FUZZ_TARGETS = ("dcc", "ingest", "kp1", "passback", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
 
@@ -41,6 +42,10 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
         s = sub.add_parser(name, help=what).add_subparsers(dest="sub", required=True).add_parser("new", help=what)
         if name == "issuer":
             s.add_argument("--name", required=True)
+        if name == "authority":
+            s.add_argument("--suite", choices=tuple(seal.BY_ALG), default=seal.DEFAULT.alg,
+                           help=f"the HPKE KEM visits are sealed with (default {seal.DEFAULT.alg}: post-quantum "
+                                "hybrid; X25519 for what devices of version 1 sealed to)")
         s.add_argument("--out", required=True, type=Path)
         s.set_defaults(func=lazy(f"lab.commands:cmd_{name}_new"))
     s = sub.add_parser("venue-secret", help="a venue's anti-passback secret").add_subparsers(
@@ -53,8 +58,10 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--issuer", action="append", default=[], type=Path, help="a KP1 issuer folder (repeatable)")
     s.add_argument("--dsc", action="append", default=[], type=Path, metavar="CERT",
                    help="an EU DCC document signer certificate, PEM or DER, or a `qrgate dcc signer new` folder")
-    s.add_argument("--authority-key", action="append", default=[], type=Path, metavar="PUB",
-                   help="a health authority public key (authority.pub) devices may seal to (repeatable; at least one)")
+    s.add_argument("--authority-key", action="append", default=[], metavar="PUB[@TIME]",
+                   help="a health authority public key (authority.pub) devices may seal to (repeatable; at least one); "
+                        "@TIME (2026-12-08T00:00:00Z) makes it valid from then: devices seal to the valid key that "
+                        "became valid last, so this rotates the key at TIME")
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
@@ -66,6 +73,10 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--rounds", type=int, default=15, help="measurement rounds (the median is reported)")
     s.add_argument("--tokens", type=int, default=300, help="distinct valid tokens per round")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_verify"))
+    s = bench.add_parser("seal", help="a visit sealed per suite: time on one core, bytes on the wire")
+    s.add_argument("--rounds", type=positive_int, default=15, help="measurement rounds (the median is reported)")
+    s.add_argument("--seals", type=positive_int, default=200, help="visits sealed per round and suite (default 200)")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_seal"))
     s = bench.add_parser("drain", help="a store of sealed records drained to a local Mosquitto, against bare paho")
     s.add_argument("--records", type=int, default=100_000, help="sealed records in the store (default 100000)")
     s.add_argument("--window", type=int, default=16, help="QoS 1 messages in flight, both sides (default 16)")
@@ -73,6 +84,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--folder", type=Path, help="where the store and broker go (default: a temporary folder); "
                    "on a device, a folder on the card the store lives on")
     s.add_argument("--profile", action="store_true", help="add an instrumented drain: where its time goes")
+    s.add_argument("--suite", choices=tuple(seal.BY_ALG), default=seal.DEFAULT.alg,
+                   help=f"what the records are sealed with (default {seal.DEFAULT.alg}, 1,380 bytes; X25519: 290)")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_drain"))
     s = bench.add_parser("scan", help="the scan loop over a frame set, against bare zxing-cpp and pyzbar")
     s.add_argument("frames_from", type=Path, nargs="?", help="a folder of images (expected texts in NAME.txt "

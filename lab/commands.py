@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
+from pathlib import Path
 
 from firmware import keys
 from firmware.errors import QrgateError
 from firmware.logs import setup_logging
+from firmware.store import seal
+from firmware.store.seal import SealingKey
 from firmware.technician.commands import describe_trust_list
 from lab import signers
 
@@ -33,8 +37,9 @@ def cmd_root_new(args) -> int:
 
 
 def cmd_authority_new(args) -> int:
-    signers.new_authority(args.out)
-    print(json.dumps({"out": str(args.out)}))
+    key = signers.new_authority(args.out, seal.BY_ALG[args.suite])
+    print(json.dumps({"out": str(args.out), "alg": args.suite, "kid": key.public_key().kid.hex(),
+                      "fingerprint": keys.fingerprint(key.public_key())}))
     return 0
 
 
@@ -61,7 +66,7 @@ def cmd_trust_build(args) -> int:
     issuers = [signers.load_issuer(d) for d in args.issuer]
     dsc = [load_certificate(p).public_bytes(Encoding.DER) for p in args.dsc]
     revoked = [_kid(k) for k in args.revoke]
-    authority = [keys.load_authority_public(p) for p in args.authority_key]
+    authority = [_authority_key(spec) for spec in args.authority_key]
     if not issuers and not dsc:
         raise QrgateError("a trust list needs at least one --issuer or --dsc")
     if not authority:
@@ -74,6 +79,20 @@ def cmd_trust_build(args) -> int:
     write_atomic(args.out, data)
     print(json.dumps(describe_trust_list(trustlist.parse(data, root.public_key()), time.time())))
     return 0
+
+
+def _authority_key(spec: str) -> SealingKey | tuple[SealingKey, int]:
+    """PUB, or PUB@TIME: a key the devices move to at TIME (2026-12-08T00:00:00Z, or Unix seconds)."""
+    path, _, since = spec.partition("@")
+    key = keys.load_authority_public(Path(path))
+    if not since:
+        return key
+    try:
+        if since.isdigit():
+            return key, int(since)
+        return key, int(dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp())
+    except ValueError:
+        raise QrgateError(f"--authority-key {spec}: {since!r} is not a UTC time like 2026-12-08T00:00:00Z") from None
 
 
 def _kid(text: str) -> bytes:
@@ -138,11 +157,18 @@ def cmd_bench_verify(args) -> int:
     return 0
 
 
+def cmd_bench_seal(args) -> int:
+    from lab.bench import seal as bench_seal
+
+    print(json.dumps(bench_seal.run(rounds=args.rounds, seals=args.seals)))
+    return 0
+
+
 def cmd_bench_drain(args) -> int:
     from lab.bench import drain
 
     result = drain.run(records=args.records, window=args.window, rounds=args.rounds, folder=args.folder,
-                       profile=args.profile)
+                       profile=args.profile, suite=args.suite)
     print(json.dumps(result))
     return 0
 

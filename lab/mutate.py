@@ -51,6 +51,7 @@ CORE: dict[str, Module] = {
     "mqtt": Module("firmware/uplink/mqtt.py", ("tests/uplink/test_session.py", "tests/uplink/test_mqtt_acks.py")),
     "buffer": Module("firmware/store/buffer.py", ("tests/store/test_buffer.py",)),
     "seal": Module("firmware/store/seal.py", ("tests/store/test_seal.py",)),
+    "seal_v1": Module("firmware/store/seal_v1.py", ("tests/store/test_seal.py",)),
     "records": Module("firmware/store/records.py", ("tests/store/test_seal.py", "tests/store/test_buffer.py")),
     "kp1": Module("firmware/tokens/kp1.py", ("tests/tokens/test_kp1.py", "tests/tokens/test_strict.py",
                                             "tests/tokens/test_properties.py")),

@@ -5,7 +5,7 @@ A token issuer (KP1) and its `mint`, the root that signs trust lists and
 `qrgate issuer|root|authority new`, and read back from the folders those make.
 An issuer folder holds `issuer.key` (Ed25519, PEM) and `issuer.json` (name,
 kid); a root folder `root.key` and `root.pub`; an authority folder
-`authority.key` (X25519, PEM) and `authority.pub`. Private keys are written
+`authority.key` and `authority.pub` (firmware.keys: the post-quantum hybrid by default). Private keys are written
 with mode 0600 (firmware.keys, which also reads the public halves a device
 needs).
 """
@@ -21,10 +21,11 @@ from typing import Iterable
 import base45
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from firmware.errors import KeyFileError, TrustListError
-from firmware.keys import in_folder, kid_of, load_private, raw_public, write_private, write_public
+from firmware.keys import in_folder, kid_of, load_private, raw_public, write_authority, write_private, write_public
+from firmware.store import seal
+from firmware.store.seal import OpeningKey, SealingKey
 from firmware.tokens import cose, kp1, trustlist
 
 
@@ -83,8 +84,10 @@ def load_root(folder: Path) -> Ed25519PrivateKey:
     return load_private(in_folder(folder, "root.key"), Ed25519PrivateKey, "Ed25519 root key")
 
 
-def new_authority(out: Path) -> X25519PrivateKey:
-    return _new_pair(out, "authority", X25519PrivateKey.generate())
+def new_authority(out: Path, suite: seal.Suite = seal.DEFAULT) -> OpeningKey:
+    key = OpeningKey.generate(suite)
+    write_authority(_new_folder(out, "authority.key"), key)
+    return key
 
 
 def mint(
@@ -124,12 +127,13 @@ def build_trust_list(
     revoked: Iterable[bytes] = (),
     issuer_valid_days: int = 365,
     dsc: Iterable[bytes] = (),
-    authority: Iterable[X25519PublicKey] = (),
+    authority: Iterable[SealingKey | tuple[SealingKey, int]] = (),
 ) -> bytes:
     """A trust list signed by `root`, as DESIGN.md lays it out (firmware.tokens.trustlist reads it).
 
     `dsc`: the DER of each EU DCC document signer certificate the devices are to trust;
-    `authority`: the health authority's sealing keys, each valid as long as the list."""
+    `authority`: the health authority's sealing keys, each valid until the list's not_after, from a
+    day before issued_at or from the time paired with it (a key the devices move to then)."""
     if seq < 0:
         raise TrustListError("seq must not be negative")
     payload = {
@@ -150,9 +154,8 @@ def build_trust_list(
         "revoked": list(revoked),
         "dsc": [trustlist.certificate_entry(der) for der in dsc],
         "authority": [
-            {"alg": trustlist.SEALING_ALG, "key": raw_public(k), "not_before": issued_at - 86400,
-             "not_after": issued_at + valid_days * 86400}
-            for k in authority
+            {"alg": k.suite.alg, "key": k.raw, "not_before": since, "not_after": issued_at + valid_days * 86400}
+            for k, since in (a if isinstance(a, tuple) else (a, issued_at - 86400) for a in authority)
         ],
     }
     return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))

@@ -78,9 +78,9 @@ class World:
     def trust_list(self, issuers: Iterable[signers.Issuer], seq: int, issued_at: int | None = None, **kw) -> bytes:
         """A list from the world's root naming these issuers, the world's document signer and authority key."""
         kw.setdefault("dsc", [self.dsc.der])
+        kw.setdefault("authority", [keys.load_authority_public(self.authority_dir)])
         return signers.build_trust_list(signers.load_root(self.root_dir), issuers, seq=seq,
-                                        issued_at=int(time.time()) if issued_at is None else issued_at,
-                                        authority=[keys.load_authority_public(self.authority_dir)], **kw)
+                                        issued_at=int(time.time()) if issued_at is None else issued_at, **kw)
 
     def mint(self, issuer: signers.Issuer | str | None = None, at: float | None = None, **kw) -> str:
         """A phone token from `issuer` (an Issuer or a name; naver by default), issued at `at` (now)."""
@@ -116,8 +116,6 @@ backend = "mock"
 [trust]
 root_key = "{self.root_dir / 'root.pub'}"
 list = "{self.trust_file}"
-[authority]
-public_key = "{self.authority_dir / 'authority.pub'}"
 [clock]
 # This machine's kernel clock may well be unsynchronised (containers, CI): a
 # daemon that must trust it says require_sync = true.

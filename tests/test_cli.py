@@ -255,3 +255,32 @@ def test_dcc_tools_refuse_bad_arguments_with_a_reason(cli_world):
     proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"), "--dsc", str(cli_world / "junk.pem"),
                   "--seq", "1", "--out", str(cli_world / "x.cose"), ok=False)
     assert proc.returncode == 2 and "is not an X.509 certificate" in proc.stderr
+
+
+def test_authority_keys_are_the_hybrid_unless_asked_and_say_their_kid_and_fingerprint(cli_world):
+    made = json.loads(qrgate("authority", "new", "--out", str(cli_world / "a2")).stdout)
+    classic = json.loads(qrgate("authority", "new", "--suite", "X25519", "--out", str(cli_world / "a3")).stdout)
+    assert (made["alg"], classic["alg"]) == ("MLKEM768-X25519", "X25519")
+    for out, folder in ((made, "a2"), (classic, "a3")):
+        public = keys.load_authority_public(cli_world / folder)
+        assert (out["kid"], out["fingerprint"]) == (public.kid.hex(), keys.fingerprint(public))
+        assert keys.load_authority_private(cli_world / folder).public_key() == public
+    assert (cli_world / "a2" / "authority.pub").read_text().count("BEGIN PUBLIC KEY") == 2
+    refused = qrgate("authority", "new", "--suite", "X448", "--out", str(cli_world / "a4"), ok=False)
+    assert refused.returncode == 2 and "X448" in refused.stderr
+
+
+def test_trust_build_announces_the_next_authority_key_and_show_says_which_seals_now(cli_world, device):
+    qrgate("authority", "new", "--out", str(cli_world / "next"))
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    shown = json.loads(qrgate("trust", "show", str(build(cli_world, 8, "--authority-key", f"{cli_world / 'next'}@{soon}")),
+                              "--config", str(device)).stdout)
+    now_key, next_key = (keys.load_authority_public(cli_world / d) for d in ("authority", "next"))
+    assert [(a["kid"], a["alg"], a["valid_now"], a["sealing_now"]) for a in shown["authority"]] == [
+        (now_key.kid.hex(), "MLKEM768-X25519", True, True), (next_key.kid.hex(), "MLKEM768-X25519", False, False)]
+    assert shown["authority"][1]["not_before"] == soon
+    for bad in ("tomorrow", "2026-12-08T00:00:00"):  # not a time; a time without its Z
+        proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key",
+                      f"{cli_world / 'next'}@{bad}", "--issuer", str(cli_world / "naver"), "--seq", "9", "--out",
+                      str(cli_world / "x.cose"), ok=False)
+        assert proc.returncode == 2 and "UTC time" in proc.stderr

@@ -121,13 +121,21 @@ def test_value_not_among_choices_is_named(section, key, value):
     assert f"{section}.{key}" in message and repr(value[-1] if isinstance(value, list) else value) in message
 
 
-@pytest.mark.parametrize("section,key", [("device", "venue"), ("device", "id"), ("trust", "root_key"), ("authority", "public_key")])
+@pytest.mark.parametrize("section,key", [("device", "venue"), ("device", "id"), ("trust", "root_key")])
 def test_missing_required_key_is_named(section, key):
     assert f"{section}.{key}" in config_error(**{section: {key: None}})
 
 
 def test_missing_required_section_is_named():
-    assert "authority" in config_error(authority=None)
+    assert "trust" in config_error(trust=None)
+
+
+def test_the_authority_key_is_no_longer_required_and_an_old_config_naming_one_still_loads():
+    """Visits are sealed to the trust list's current key (issue 20); configs from before name a file, unread."""
+    without = copy.deepcopy(MINIMAL)
+    del without["authority"]
+    assert config.from_dict(without, SOURCE).authority.public_key is None
+    assert config.from_dict(copy.deepcopy(MINIMAL), SOURCE).authority.public_key == Path("/keys/authority.pub")
 
 
 def test_section_that_is_not_a_table_is_an_error():

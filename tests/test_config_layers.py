@@ -93,10 +93,10 @@ def test_config_check_opens_every_file_and_says_ok(etc, capsys):
 
 
 def test_config_check_fails_clearly_on_a_missing_key_file(etc, world, capsys):
-    (world.authority_dir / "authority.pub").unlink()
+    (world.root_dir / "root.pub").unlink()
     assert cli.main(["config", "check", "--config", str(etc / "qrgate.toml")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("qrgate: error:") and "authority.pub" in err
+    assert err.startswith("qrgate: error:") and "root.pub" in err
 
 
 def test_config_check_fails_on_a_bad_dropin(etc, capsys):

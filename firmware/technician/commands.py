@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-
 from firmware import keys
 from firmware.errors import QrgateError
 from firmware.logs import setup_logging
@@ -40,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def describe_trust_list(tl: TrustList, now: float) -> dict[str, Any]:
-    """A trust list as a technician reads it: what is trusted, until when, what is revoked."""
+    """A trust list as a technician reads it: what is trusted, until when, what is revoked, what visits are sealed to."""
+    sealing = tl.sealing_key(now)
     return {
         "seq": tl.seq,
         "issued_at": iso(tl.issued_at),
@@ -51,8 +50,9 @@ def describe_trust_list(tl: TrustList, now: float) -> dict[str, Any]:
                     for i in tl.issuers.values()],
         "revoked": sorted(k.hex() for k in tl.revoked),
         "dsc": [describe_signer(kid, cert, now) for kid, certs in tl.dcc_signers.items() for cert in certs],
-        "authority": [{"fingerprint": keys.fingerprint(X25519PublicKey.from_public_bytes(a.key)), "alg": a.alg,
-                       "not_before": iso(a.not_before), "not_after": iso(a.not_after), "valid_now": a.valid(now)}
+        "authority": [{"fingerprint": keys.fingerprint(a.sealing_key), "kid": a.sealing_key.kid.hex(), "alg": a.alg,
+                       "not_before": iso(a.not_before), "not_after": iso(a.not_after), "valid_now": a.valid(now),
+                       "sealing_now": a.sealing_key == sealing}
                       for a in tl.authority],
     }
 

@@ -25,7 +25,6 @@ from firmware.errors import ConfigError
 def check(cfg: config.Config) -> list[str]:
     """Open what the daemon will open at start; a QrgateError names the first that fails."""
     keys.load_root_public(cfg.trust.root_key)
-    keys.load_authority_public(cfg.authority.public_key)
     named = {"trust.list": cfg.trust.list, "mqtt.ca": cfg.mqtt.ca if cfg.mqtt.enabled and cfg.mqtt.tls else None,
              **dict(zip(("mqtt.cert", "mqtt.key"), credentials.client_pair(cfg.mqtt.cert, cfg.mqtt.key)
                         if cfg.mqtt.enabled else (None, None)))}

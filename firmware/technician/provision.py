@@ -56,7 +56,6 @@ from firmware.utc import iso
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 DEFAULT_ETC = paths.ETC
 DEFAULT_STATE_DIR = paths.STATE_DIR
@@ -79,7 +78,6 @@ class Layout:
 
     config = property(lambda self: self.etc / "qrgate.toml")
     ca = property(lambda self: self.etc / "custodian-ca.pem")
-    authority = property(lambda self: self.etc / "authority.pub")
     root = property(lambda self: self.etc / "root.pub")
     trust = property(lambda self: self.etc / "trustlist.cose")
     tls = property(lambda self: self.etc / "tls")
@@ -366,7 +364,6 @@ HEADER = """\
 COMMENTS = {
     "device": "# venue and id are this device's MQTT topic levels; its certificate's CN is \"venue:id\".",
     "trust": "# The root key checks every trust list; the list here is installed at start when newer.",
-    "authority": "# Visits are sealed to this key; the device cannot open them.",
     "passback": "# The venue's doors share the hashes of the tokens they accept under this secret (anti-passback).",
 }
 MQTT_NO_CERT = ("# No client certificate yet: until `qrgate provision --install-cert FILE` adds cert and key,\n"
@@ -421,7 +418,6 @@ def config_doc(layout: Layout, venue: str, device: str, state_dir: Path, broker:
         "device": {"venue": venue, "id": device, "state_dir": str(state_dir)},
         "camera": {"source": "picamera"},
         "trust": {"root_key": str(layout.root), "list": str(layout.trust)},
-        "authority": {"public_key": str(layout.authority)},
         "mqtt": mqtt,
     }
     if secret:
@@ -529,12 +525,12 @@ def provision(args: argparse.Namespace) -> int:
 
     text = render(config_doc(layout, venue, device, state_dir, broker, ca=cas is not None, cert=cert_kept,
                              secret=secret_how is not None), cn, str(layout.config))
-    public_pem: Callable[[X25519PublicKey | Ed25519PublicKey], bytes] = \
+    public_pem: Callable[[Ed25519PublicKey], bytes] = \
         lambda k: k.public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo)  # noqa: E731
     files = []
     if cas is not None:
         files.append((layout.ca, b"".join(c.public_bytes(_PEM) for c in cas)))
-    files += [(layout.authority, public_pem(authority)), (layout.root, public_pem(root)), (layout.trust, tl.raw)]
+    files += [(layout.root, public_pem(root)), (layout.trust, tl.raw)]
 
     if not layout.etc.is_dir():
         layout.etc.mkdir(parents=True, mode=0o755)

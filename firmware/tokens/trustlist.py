@@ -21,15 +21,15 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from firmware import strictcbor
 from firmware.errors import TrustListError
-from firmware.keys import kid_of, raw_public
+from firmware.keys import kid_of
+from firmware.store import seal
+from firmware.store.seal import SealingKey
 from firmware.tokens import cose, dcc
 
 MAX_BYTES = cose.MAX_BYTES  # 1 MiB
-SEALING_ALG = "X25519"  # HPKE DHKEM(X25519): store.seal
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,16 @@ class AuthorityKey:
     """A key the health authority holds the private half of: devices seal visits to it, and to no other."""
 
     key: bytes  # raw public key
-    alg: str
+    alg: str  # a store.seal suite
     not_before: int
     not_after: int
 
     def valid(self, now: float) -> bool:
         return self.not_before <= now <= self.not_after
+
+    @property
+    def sealing_key(self) -> SealingKey:
+        return SealingKey(seal.BY_ALG[self.alg], self.key)
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,17 @@ class TrustList:
     def expired(self, now: float) -> bool:
         return now > self.not_after
 
-    def names_authority(self, key: X25519PublicKey, now: float) -> bool:
+    def names_authority(self, key: SealingKey, now: float) -> bool:
         """Does the list vouch for sealing to `key` at `now`?"""
-        raw = raw_public(key)
-        return any(a.key == raw and a.alg == SEALING_ALG and a.valid(now) for a in self.authority)
+        return any(a.sealing_key == key and a.valid(now) for a in self.authority)
+
+    def sealing_key(self, now: float) -> SealingKey | None:
+        """The key visits are sealed to at `now`: of those valid then, the one that became valid last
+        (the first listed on a tie). A new key is announced in a list ahead of its not_before, and the
+        devices move to it on their own at that time; the authority keeps the old private key to open
+        what was sealed before."""
+        valid = [a for a in self.authority if a.valid(now)]
+        return max(valid, key=lambda a: a.not_before).sealing_key if valid else None
 
     @functools.cached_property
     def dcc_signers(self) -> dict[bytes, list[x509.Certificate]]:
@@ -158,8 +169,8 @@ _ISSUER = _schema({
     "not_after": lambda r: _time(r, "not_after"),
 })
 _AUTHORITY = _schema({
-    "alg": lambda r: _exactly(r, "authority alg", SEALING_ALG),
-    "key": lambda r: _fixed(r, "authority key", 32),
+    "alg": lambda r: r.one_of({alg.encode(): alg for alg in seal.BY_ALG}, "authority alg"),
+    "key": lambda r: r.bstr("authority key"),
     "not_before": lambda r: _time(r, "not_before"),
     "not_after": lambda r: _time(r, "not_after"),
 })
@@ -181,9 +192,9 @@ def _issuer(r: strictcbor.Reader) -> IssuerKey:
 def _authority(r: strictcbor.Reader) -> AuthorityKey:
     f = _fields(r, "authority entry", _AUTHORITY, _AUTHORITY_KEYS)
     try:
-        X25519PublicKey.from_public_bytes(f["key"])
-    except ValueError:
-        raise TrustListError("trust list authority key is not an X25519 key") from None
+        SealingKey.of(f["alg"], f["key"])
+    except ValueError as exc:
+        raise TrustListError(f"trust list authority key: {exc}") from None
     return AuthorityKey(f["key"], f["alg"], f["not_before"], f["not_after"])
 
 

@@ -36,7 +36,6 @@ from pathlib import Path
 import paho.mqtt
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lab.bench.machine import cpu_model, filesystem, in_fresh_process, kb_to_mb, proc_status_kb, reset_hwm
@@ -44,9 +43,12 @@ from lab.broker import Mosquitto
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError
 from firmware.faults import Faults
+from firmware.housekeeping import CHECK_S
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import SealedRecord, Visit
+from firmware.store import seal
+from firmware.store.seal import OpeningKey
 from firmware.trust import TrustStore
 from firmware import health
 from firmware.uplink import topics
@@ -77,8 +79,9 @@ BROKER_SETTINGS = (
 
 
 def run(records: int = 100_000, window: int = 16, rounds: int = 1, folder: Path | None = None,
-        profile: bool = False) -> dict:
-    """Bare, drain, bare, ... (`rounds` drains, each between two bare runs) on one broker.
+        profile: bool = False, suite: str = seal.DEFAULT.alg) -> dict:
+    """Bare, drain, bare, ... (`rounds` drains, each between two bare runs) on one broker, the records of version 2
+    sealed with `suite`.
 
     `profile` adds one more drain, instrumented and so kept out of the figures,
     reporting where its time goes.
@@ -86,12 +89,12 @@ def run(records: int = 100_000, window: int = 16, rounds: int = 1, folder: Path 
     if records < 1 or rounds < 1 or not 1 <= window <= 100:
         raise QrgateError("bench drain: records and rounds must be 1 or more, window 1 to 100")
     with tempfile.TemporaryDirectory(prefix="qrgate-bench-drain-", dir=folder) as tmp:
-        return _measure(Path(tmp), records, window, rounds, profile)
+        return _measure(Path(tmp), records, window, rounds, profile, suite)
 
 
-def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -> dict:
+def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool, suite: str) -> dict:
     template = tmp / "filled.db"
-    fill = _fill(template, records)
+    fill = _fill(template, records, seal.BY_ALG[suite])
     topic = topics.visits(VENUE, DEVICE)
     timeout = 60.0 + records * 0.01
     runs: list[dict] = []
@@ -131,7 +134,7 @@ def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -
         "sqlite": sqlite3.sqlite_version,
         "mosquitto": mosquitto_version,
         "store_filesystem": filesystem(tmp),
-        "records": records,
+        "records": records, "suite": suite,
         "window": window,
         "qos": 1,
         "rounds": rounds,
@@ -155,7 +158,7 @@ def _measure(tmp: Path, records: int, window: int, rounds: int, profile: bool) -
 # -- the store ---------------------------------------------------------------------------------------------------
 
 
-def _fill(path: Path, records: int) -> dict:
+def _fill(path: Path, records: int, suite: seal.Suite) -> dict:
     """A store of `records` real sealed visits, one a second up to now, exactly as admit() would have left it.
 
     admit() commits each visit alone, fsynced (synchronous=FULL): 100,000 of those
@@ -168,7 +171,7 @@ def _fill(path: Path, records: int) -> dict:
     Each admit() deletes the seen hashes already expired at its time, so only
     those admit() would have kept after the last visit are written.
     """
-    authority = X25519PrivateKey.generate()
+    authority = OpeningKey.generate(suite)
     public = authority.public_key()
     store = SqliteRecordStore(path)
     db = sqlite3.connect(path, isolation_level=None)
@@ -307,7 +310,9 @@ class _CountedStats(Stats):
 def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int | None, timeout: float,
                 profile: bool) -> dict:
     """The daemon's drain as app.py wires it (`link.connect`), status and last will included, started and closed
-    as the daemon does."""
+    as the daemon does; and, as its housekeeping does, the store scrubbed every CHECK_S while it drains and once
+    more, timed, when it is empty: the scrub's checkpoint is part of what delivering costs
+    (SqliteRecordStore.scrub)."""
     db_path = Path(db_path)
     state = db_path.parent / f"state-{name}"
     state.mkdir(exist_ok=True)
@@ -338,12 +343,16 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
                    clock=_Clock(broker_pid))
         run["thread"] = thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
+        threading.Thread(target=_scrub_every, args=(CHECK_S, store, emptied), name="scrub", daemon=True).start()
         return thread
 
+    emptied = threading.Event()
     try:
         link.start(spawn)
-        # Every PUBACK in, then the acknowledged records deleted (the drain deletes them in batches).
+        # Every PUBACK in, the acknowledged records deleted (the drain deletes them in batches), the last scrub.
         finished = stats.done.wait(timeout) and drain.wait_empty(timeout)
+        emptied.set()
+        store.scrub()
         figures = run["clock"].stop(depth)
         sampled = run["sampler"].stop()
         hwm = proc_status_kb("VmHWM") if run["hwm_reset"] else None
@@ -367,6 +376,11 @@ def _drain_side(port: int, db_path: str, window: int, name: str, broker_pid: int
     if timers is not None:
         result["where_the_time_goes"] = _explain(timers, threads, figures["seconds"], depth)
     return result
+
+
+def _scrub_every(period_s: float, store: SqliteRecordStore, stop: threading.Event) -> None:
+    while not stop.wait(period_s):
+        store.scrub()
 
 
 # -- measuring helpers --------------------------------------------------------------------------------------------
@@ -483,7 +497,7 @@ def _instrument(store: SqliteRecordStore, uplink: MqttUplink) -> dict:
 
         setattr(obj, name, timed)
 
-    for name in ("delete", "after", "depth"):
+    for name in ("delete", "after", "depth", "scrub"):
         wrap(store, name)
     wrap(uplink, "publish")
     return timers

@@ -16,14 +16,24 @@ message stops a door, or the custodian's ingest, for as long as it takes.
   is one set: accepted => the bytes are a valid seed, read as signed.
 - ingest: (topic, payload) into the custodian's path for one MQTT message:
   `custodian.ingest.check`, an insert into a real SqliteStorage (in memory, one
-  per worker) for what it accepts, then the authority's `investigate._open`.
-  Seeds are really sealed records; mutants are the wire's bytes and fields,
-  topics, hostile CBOR, oversized messages, relabelled envelopes, and
-  plaintexts mutated and RE-SEALED to the authority's key so that the opening
-  is reached. The oracle is a model of its own: what check accepts is the
-  canonical encoding of a record within the rules; the storage never raises;
-  `_open` never raises and returns a visit (plain str and int values) only for
-  a plaintext the harness sealed as valid for that very envelope.
+  per worker) for what it accepts, then the authority's `investigate._open`
+  given every key it holds (MLKEM768-X25519, X25519, an older X25519 key).
+  Seeds are each visit's records of both versions (docs/records.md): version 2
+  in both suites as Visit.seal writes it, version 1 sealed to either X25519 key.
+  Mutants are the wire's bytes and fields (suite and kid among them), each
+  layout under the other's version, topics, hostile CBOR, oversized messages,
+  envelopes changed under their sealed part, records naming a key other than
+  the one they are sealed to (or a stranger's), and plaintexts mutated and
+  RE-SEALED to the record's own key, version 2's under its own info, so that
+  the opening's checks are reached: the map's keys and types, hostile CBOR,
+  version 2's padding, each version's plaintext in the other's record. The
+  oracle is a model of its own: what check accepts is the canonical encoding of
+  a record of either layout within the rules; the storage never raises; `_open`
+  never raises and returns a visit (plain str and int values) only for a
+  plaintext the harness sealed as valid for that very envelope (version 1: the
+  whole visit, matching it; version 2: the secret, under that exact info, to the
+  key its kid names, padded as records.pad pads). A verdict's label names the
+  record's version (`v2:accepted/bad_plaintext`) where the model reads one.
 
 World keys derive from --seed and so do all mutations; what HPKE draws
 (its ephemeral keys) is random, so sealed bytes alone differ between runs of
@@ -43,10 +53,13 @@ from functools import partial
 import cbor2
 
 from firmware.errors import TrustListError
+from cryptography.hazmat.primitives import hpke
+
 from lab.fuzz.engine import NOW, Judgement, Seed, Target, mutate_bytes
 from lab.fuzz.cbor import STRICT_REFUSES, head, item, random_path, splice, spoil
-from firmware.store import seal
-from firmware.store.records import MAX_WIRE, SealedRecord, Visit
+from firmware.store import seal, seal_v1
+from firmware.store.records import INFO_V2, MAX_WIRE, PAD, SealedRecord, Visit, sealed_v1
+from firmware.store.seal import OpeningKey
 from firmware.tokens.trustlist import MAX_AUTHORITY, MAX_ISSUERS, MAX_REVOKED, TrustList
 from lab import signers
 
@@ -78,7 +91,7 @@ _BAD_ISSUER = {
     "not_after": _BAD_INT,
 }
 _BAD_AUTHORITY = {
-    "alg": ("x25519", "X448", "MLKEM768-X25519", "", None, 1, b"X25519"),
+    "alg": ("x25519", "X448", "MLKEM1024-P384", "mlkem768-x25519", "", None, 1, b"X25519"),
     "key": (bytes(31), bytes(33), b"", "k" * 32, None, 0),
     "not_before": _BAD_INT,
     "not_after": _BAD_INT,
@@ -191,7 +204,7 @@ class _Keys:
     impostor: object
     issuers: tuple  # firmware.signers.Issuer, for the list trustlist.build makes
     keys: tuple[bytes, ...]  # raw Ed25519 public keys, for the lists the harness writes itself
-    sealing: tuple  # X25519PublicKey: the authority's
+    sealing: tuple  # store.seal.SealingKey (X25519): the authority's
     ders: tuple[bytes, ...]  # document signer certificates
 
 
@@ -213,7 +226,8 @@ def _list_keys(rng: random.Random) -> _Keys:
     root, impostor = ed25519(), ed25519()
     issuers = tuple(Issuer(name, ed25519()) for name in ("naver", "kakao", "toss"))
     keys = tuple(raw_public(ed25519().public_key()) for _ in range(8))
-    sealing = tuple(X25519PrivateKey.from_private_bytes(rng.randbytes(32)).public_key() for _ in range(3))
+    sealing = tuple(seal.SealingKey(seal.X25519, raw_public(X25519PrivateKey.from_private_bytes(rng.randbytes(32))
+                                                            .public_key())) for _ in range(3))
     start = dt.datetime.fromtimestamp(NOW - 30 * DAY_S, dt.UTC)
     ders = tuple(dcc_issuer.signer_certificate(ec.derive_private_key(rng.randrange(1, 2**255), ec.SECP256R1()),
                                                country, types, start, 365, serial=rng.getrandbits(64) + 1)
@@ -228,7 +242,7 @@ def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
     def issuers(n: int) -> list[dict]:
         return [_issuer_entry(rng.randbytes(8), f"issuer-{i}", k.keys[i % len(k.keys)]) for i in range(n)]
 
-    sealing = [raw_public(key) for key in k.sealing]
+    sealing = [key.raw for key in k.sealing]
     pad = partial(_padded, key=k.keys[0], der=k.ders[0])
     empty = _list_payload(0, NOW, [], [], [], [])
     small = _list_payload(3, NOW, issuers(3), [rng.randbytes(8)], list(k.ders[:2]), [_authority_entry(sealing[0])])
@@ -525,52 +539,125 @@ def trustlist_target(seed: int = 0, parse=None) -> Target:
 
 # --- the ingest ----------------------------------------------------------------------------------
 
-_KEYS = frozenset({"v", "rid", "venue", "device", "ts", "iss", "cti", "kind"})
-_OPENED = frozenset({"rid", "device", "ts", "time", "kind", "iss", "cti"})  # what investigate prints, at least
+_KEYS_V1 = frozenset({"v", "rid", "venue", "device", "ts", "iss", "cti", "kind"})  # the whole visit
+_KEYS_V2 = frozenset({"iss", "cti", "kind"})  # the secret alone
+_OPENED = frozenset({"v", "rid", "device", "ts", "time", "kind", "iss", "cti"})  # what investigate prints, at least
+MLKEM768_X25519, X25519 = 0x647A, 0x0020  # the KEM ids a version 2 record may name (docs/records.md)
+_AEAD = (hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+_HPKE = {MLKEM768_X25519: hpke.Suite(hpke.KEM.MLKEM768_X25519, *_AEAD), X25519: hpke.Suite(hpke.KEM.X25519, *_AEAD)}
 
 
 def _id_ok(x: object) -> bool:
     return type(x) is str and 1 <= len(x) <= 64
 
 
-def _plain_ok(p: dict) -> bool:
-    """The harness's own rules for a visit's plaintext (its envelope is compared when it is opened)."""
-    if set(p) != _KEYS or not all(type(k) is str for k in p):
+def _plain_ok(p: dict, version: int) -> bool:
+    """The harness's own rules for a visit's plaintext: version 1's whole visit (its envelope is compared when it
+    is opened), version 2's secret alone."""
+    if set(p) != (_KEYS_V1 if version == 1 else _KEYS_V2) or not all(type(k) is str for k in p):
         return False
-    v, rid, ts, iss, cti, kind = (p[k] for k in ("v", "rid", "ts", "iss", "cti", "kind"))
-    return (type(v) is int and v == 1 and type(rid) is bytes and len(rid) == 16 and _id_ok(p["venue"])
-            and _id_ok(p["device"]) and type(ts) is int and 0 <= ts < 2**64 and _id_ok(iss)
-            and (kind == "KP1" and type(cti) is bytes and len(cti) == 16
-                 or kind == "DCC" and type(cti) is str and 1 <= len(cti) <= 256))
+    iss, cti, kind = p["iss"], p["cti"], p["kind"]
+    secret = _id_ok(iss) and (kind == "KP1" and type(cti) is bytes and len(cti) == 16
+                              or kind == "DCC" and type(cti) is str and 1 <= len(cti) <= 256)
+    if version == 2:
+        return secret
+    v, rid, ts = p["v"], p["rid"], p["ts"]
+    return (secret and type(v) is int and v == 1 and type(rid) is bytes and len(rid) == 16 and _id_ok(p["venue"])
+            and _id_ok(p["device"]) and type(ts) is int and 0 <= ts < 2**64)
 
 
 def _plain(visit) -> dict:
-    """A Visit's plaintext map, as Visit.plaintext encodes it."""
+    """A Visit's version 1 plaintext map, as a version 1 device encodes it (records.sealed_v1)."""
     return {"v": 1, "rid": visit.rid, "venue": visit.venue, "device": visit.device, "ts": visit.ts,
             "iss": visit.iss, "cti": visit.cti, "kind": visit.kind}
+
+
+def _secret(visit) -> dict:
+    """A Visit's version 2 plaintext map, before its padding."""
+    return {"iss": visit.iss, "cti": visit.cti, "kind": visit.kind}
+
+
+def _pad(body: bytes) -> bytes:
+    """The model's own copy of records.pad: the length in two bytes, the body, zeros to the next multiple of PAD."""
+    return len(body).to_bytes(2, "big") + body + bytes(-(2 + len(body)) % PAD)
+
+
+def _info(fields: list | tuple) -> bytes:
+    """A version 2 record's HPKE info: its clear envelope (the first seven fields) after INFO_V2."""
+    return INFO_V2 + cbor2.dumps(list(fields[:7]))
+
+
+def _sealed_as(plaintext: bytes, info: bytes | None) -> bytes:
+    """What the model files a plaintext under: itself (version 1), or with the info it was sealed under (2)."""
+    return _digest(plaintext if info is None else len(info).to_bytes(4, "big") + info + plaintext)
 
 
 def _topic(venue: str, device: str) -> str:
     return f"qrgate/v1/{venue}/{device}/visits"
 
 
+@dataclass(frozen=True)
+class AuthorityKey:
+    """One authority key as the harness holds it: the KEM id and kid a record names it by, its HPKE keys for the
+    harness's own seal and opening, and the same key as investigate takes it."""
+
+    suite: int
+    kid: bytes
+    public: object  # X25519PublicKey, or hpke.MLKEM768X25519PublicKey
+    private: object  # X25519PrivateKey, or hpke.MLKEM768X25519PrivateKey
+    opening: OpeningKey
+
+    def seal(self, plaintext: bytes, info: bytes) -> bytes:
+        """Version 2's seal, by cryptography's HPKE: not seal.py's, which is under test."""
+        return _HPKE[self.suite].encrypt(plaintext, self.public, info=info)
+
+    def open(self, enc_and_ct: bytes, info: bytes) -> bytes:
+        return _HPKE[self.suite].decrypt(enc_and_ct, self.private, info=info)
+
+
+def _authority_key(rng: random.Random, hybrid: bool) -> AuthorityKey:
+    """A key from `rng`: MLKEM768-X25519 (its ML-KEM key from a 64-byte seed) or X25519; named as docs/records.md
+    names it (the start of SHA-256 of the raw public key), and checked against seal.py's name for it."""
+    from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    x = X25519PrivateKey.from_private_bytes(rng.randbytes(32))
+    if hybrid:
+        m = MLKEM768PrivateKey.from_seed_bytes(rng.randbytes(64))
+        raw = m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
+        key = AuthorityKey(MLKEM768_X25519, hashlib.sha256(raw).digest()[:8],
+                           hpke.MLKEM768X25519PublicKey(m.public_key(), x.public_key()),
+                           hpke.MLKEM768X25519PrivateKey(m, x), OpeningKey(x, m))
+    else:
+        raw = x.public_key().public_bytes_raw()
+        key = AuthorityKey(X25519, hashlib.sha256(raw).digest()[:8], x.public_key(), x, OpeningKey(x))
+    public = key.opening.public_key()
+    if (public.suite.kem_id, public.kid) != (key.suite, key.kid):
+        raise AssertionError("the harness names an authority key otherwise than seal.py")
+    return key
+
+
 @dataclass
 class IngestModel:
     """The oracle's own idea of a good message and a good opening, and the plaintexts it sealed as valid."""
 
-    key: object  # the authority's X25519PrivateKey
+    keys: tuple[AuthorityKey, ...]  # the authority's, all given to _open
     max_wire: int
     oldest: int  # the window of ts the custodian takes, at NOW
     newest: int
-    sealed: dict[bytes, dict] = field(default_factory=dict)  # digest of a valid plaintext -> the plaintext
+    sealed: dict[bytes, dict] = field(default_factory=dict)  # _sealed_as of a valid plaintext -> its map
 
-    def note(self, plaintext: bytes, p: dict | None) -> None:
-        """A plaintext the harness seals: remembered if it is a valid visit's, encoded as Visit encodes one."""
-        if p is not None and _plain_ok(p) and cbor2.dumps(p) == plaintext:
-            self.sealed[_digest(plaintext)] = p
+    def note(self, plaintext: bytes, p: dict | None, info: bytes | None = None) -> None:
+        """A plaintext the harness seals: remembered if it is a valid visit's, encoded as a device encodes one.
+        `info` None: a version 1 record's; else a version 2 record's, sealed under that info to the key it names."""
+        if p is None or not _plain_ok(p, 1 if info is None else 2):
+            return
+        if plaintext == (cbor2.dumps(p) if info is None else _pad(cbor2.dumps(p))):
+            self.sealed[_sealed_as(plaintext, info)] = p
 
     def envelope(self, payload: bytes) -> list | None:
-        """[1, rid, venue, device, ts, enc_and_ct] if `payload` is one in preferred serialization, else None."""
+        """[1, rid, venue, device, ts, enc_and_ct] or [2, rid, venue, device, ts, suite, kid, enc_and_ct] if
+        `payload` is one in preferred serialization, else None."""
         if type(payload) is not bytes or len(payload) > self.max_wire:
             return None
         try:
@@ -578,11 +665,14 @@ class IngestModel:
             canonical = cbor2.dumps(obj) == payload
         except Exception:  # noqa: BLE001  anything cbor2 cannot read or write again is no record
             return None
-        if not (canonical and type(obj) is list and len(obj) == 6):
+        if not (canonical and type(obj) is list and len(obj) in (6, 8)):
             return None
-        v, rid, venue, device, ts, sealed = obj
-        ok = (type(v) is int and v == 1 and type(rid) is bytes and len(rid) == 16 and _id_ok(venue)
-              and _id_ok(device) and type(ts) is int and 0 <= ts < 2**64 and type(sealed) is bytes)
+        v, rid, venue, device, ts = obj[:5]
+        ok = (type(v) is int and v == (1 if len(obj) == 6 else 2) and type(rid) is bytes and len(rid) == 16
+              and _id_ok(venue) and _id_ok(device) and type(ts) is int and 0 <= ts < 2**64 and type(obj[-1]) is bytes)
+        if len(obj) == 8:
+            suite, kid = obj[5:7]
+            ok = ok and type(suite) is int and suite in _HPKE and type(kid) is bytes and len(kid) == 8
         return obj if ok else None
 
     def why_not(self, topic: str, payload: bytes) -> str | None:
@@ -590,7 +680,7 @@ class IngestModel:
         env = self.envelope(payload)
         if env is None:
             return "no record in preferred serialization"
-        _, rid, venue, device, ts, sealed = env
+        venue, device, ts = env[2:5]
         if not isinstance(topic, str) or topic.split("/") != ["qrgate", "v1", venue, device, "visits"]:
             return "a record on another topic than its own"
         if not self.oldest <= ts <= self.newest:
@@ -605,7 +695,10 @@ class IngestModel:
         why = self.why_not(topic, payload)
         if why is not None:
             return f"check accepted {why}"
-        if (checked.rid, checked.venue, checked.device, checked.ts, checked.enc_and_ct) != tuple(self.envelope(payload)[1:]):
+        env = self.envelope(payload)
+        named = env[5:7] if len(env) == 8 else [None, None]
+        if [checked.version, checked.rid, checked.venue, checked.device, checked.ts, checked.suite, checked.kid,
+                checked.enc_and_ct] != [*env[:5], *named, env[-1]]:
             return "check's record is not the message's"
         return None
 
@@ -622,23 +715,43 @@ class IngestModel:
             return "_open answered a visit JSON cannot hold"
         return self._refuse_visit(payload, opened)
 
+    def _opened_v1(self, env: list) -> bytes | None:
+        """A version 1 record's plaintext, opened with each X25519 key (it names none); None if none opens it."""
+        _, rid, venue, device, _, sealed = env
+        for key in self.keys:
+            if key.suite == X25519:
+                try:
+                    return seal_v1.open_sealed(sealed, key.private, seal_v1.aad_for(rid, venue, device))
+                except Exception:  # noqa: BLE001  cryptography's InvalidTag, or anything else: not sealed to it
+                    continue
+        return None
+
+    def _opened_v2(self, env: list) -> bytes | None:
+        """A version 2 record's plaintext, opened with the key its suite and kid name under its own info."""
+        key = next((k for k in self.keys if (k.suite, k.kid) == tuple(env[5:7])), None)
+        if key is None:
+            return None
+        try:
+            return key.open(env[-1], _info(env))
+        except Exception:  # noqa: BLE001
+            return None
+
     def _refuse_visit(self, payload: bytes, opened: dict) -> str | None:
         env = self.envelope(payload)
         if env is None:
             return "_open opened a message that is no record"
-        _, rid, venue, device, ts, sealed = env
-        try:
-            plaintext = seal.open_sealed(sealed, self.key, seal.aad_for(rid, venue, device))
-        except Exception:  # noqa: BLE001  cryptography's InvalidTag, or anything else: not sealed to this envelope
-            return "_open opened what does not open under the authority's key"
-        p = self.sealed.get(_digest(plaintext))
+        version, rid, venue, device, ts = env[:5]
+        plaintext = self._opened_v1(env) if version == 1 else self._opened_v2(env)
+        if plaintext is None:
+            return "_open opened what does not open under the authority's keys (v2: the one its kid names)"
+        p = self.sealed.get(_sealed_as(plaintext, None if version == 1 else _info(env)))
         if p is None:
-            return "_open opened a plaintext the harness never sealed as a valid visit"
-        if (p["rid"], p["venue"], p["device"], p["ts"]) != (rid, venue, device, ts):
+            return "_open opened a plaintext the harness never sealed as a valid visit (v2: under its info)"
+        if version == 1 and (p["rid"], p["venue"], p["device"], p["ts"]) != (rid, venue, device, ts):
             return "_open opened a relabelled record"
         cti = p["cti"].hex() if isinstance(p["cti"], bytes) else p["cti"]
-        if (opened["rid"], opened["device"], opened["ts"], opened["kind"], opened["iss"], opened["cti"]) != \
-                (rid.hex(), device, ts, p["kind"], p["iss"], cti):
+        if (opened["v"], opened["rid"], opened["device"], opened["ts"], opened["kind"], opened["iss"],
+                opened["cti"]) != (version, rid.hex(), device, ts, p["kind"], p["iss"], cti):
             return "_open's visit is not the one sealed"
         return None
 
@@ -685,46 +798,79 @@ def _ingest(message: tuple[str, bytes], check, storage, opener, key) -> Ingested
 
 
 def _judge_ingest(message: tuple[str, bytes], answer: object, model: IngestModel) -> Judgement:
+    """The label is check's verdict / the opening's, after the record's version (`v2:`) when the model reads one."""
     if not isinstance(answer, Ingested):
         return "odd_answer", False, f"the ingest answered a {type(answer).__name__}"
     topic, payload = message
     checked = "accepted" if isinstance(answer.checked, SealedRecord) else answer.checked
     opened = "opened" if isinstance(answer.opened, dict) else answer.opened
-    label = f"{checked if isinstance(checked, str) else 'odd'}/{opened if isinstance(opened, str) else 'odd'}"
+    env = model.envelope(payload)
+    label = (f"{'' if env is None else f'v{env[0]}:'}{checked if isinstance(checked, str) else 'odd'}/"
+             f"{opened if isinstance(opened, str) else 'odd'}")
     refused = model.refuse_check(topic, payload, answer.checked) or model.refuse_open(payload, answer.opened)
     return label, checked == "accepted" or opened == "opened", refused
 
 
 @dataclass(frozen=True)
-class IngestWorld:
-    """What the ingest mutators need: the seeds' visits, the keys, the model (to note what is sealed)."""
+class Sealed:
+    """A seed: a visit's record as a device writes it, to one of the authority's keys."""
 
-    visits: tuple  # a records.Visit per seed
-    messages: tuple[tuple[str, bytes], ...]  # (topic, wire) per seed
-    public: object  # the authority's X25519PublicKey
-    stranger: object  # a key the authority does not hold
+    visit: Visit
+    fields: tuple  # the record's: [1, rid, venue, device, ts, sealed] or [2, ..., ts, suite, kid, sealed]
+    key: AuthorityKey  # the key it is sealed to
+    topic: str
+    wire: bytes
+
+    @property
+    def version(self) -> int:
+        return self.fields[0]
+
+
+@dataclass(frozen=True)
+class IngestWorld:
+    """What the ingest mutators need: the seeds, the keys, the model (to note what is sealed)."""
+
+    seeds: tuple[Sealed, ...]
+    keys: tuple[AuthorityKey, ...]  # the authority's: MLKEM768-X25519, X25519, an X25519 key of version 1 only
+    strangers: tuple[AuthorityKey, ...]  # one of each suite, which the authority does not hold
     model: IngestModel
 
 
-def _ingest_world(seed: int) -> IngestWorld:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+def _seeds_of(v: Visit, keys: tuple[AuthorityKey, ...], v1_key: AuthorityKey, model: IngestModel) -> list[Sealed]:
+    """The visit's records of both versions, version 2 in both suites; each plaintext noted as valid. Version 2's
+    are Visit.seal's (what a device writes), so the harness's info and padding are held to it here."""
+    topic = _topic(v.venue, v.device)
+    plain = cbor2.dumps(_plain(v))
+    model.note(plain, _plain(v))
+    record = sealed_v1(v, v1_key.public)
+    out = [Sealed(v, (1, v.rid, v.venue, v.device, v.ts, record.enc_and_ct), v1_key, topic, record.wire())]
+    for key in keys[:2]:
+        record = v.seal(key.opening.public_key())
+        fields = (2, v.rid, v.venue, v.device, v.ts, key.suite, key.kid, record.enc_and_ct)
+        padded = _pad(cbor2.dumps(_secret(v)))
+        if cbor2.dumps(list(fields)) != record.wire() or key.open(record.enc_and_ct, _info(fields)) != padded:
+            raise AssertionError("a device's version 2 record is not what the harness's model makes of it")
+        model.note(padded, _secret(v), _info(fields))
+        out.append(Sealed(v, fields, key, topic, record.wire()))
+    return out
 
+
+def _ingest_world(seed: int) -> IngestWorld:
     from custodian import ingest
 
     rng = random.Random(f"ingest-world:{seed}")
-    key, stranger = (X25519PrivateKey.from_private_bytes(rng.randbytes(32)) for _ in range(2))
+    keys = (_authority_key(rng, True), _authority_key(rng, False), _authority_key(rng, False))
+    strangers = (_authority_key(rng, True), _authority_key(rng, False))
     oldest, newest = NOW - ingest.MAX_AGE_S, NOW + ingest.TS_SKEW_S
-    model = IngestModel(key, MAX_WIRE, oldest, newest)
+    model = IngestModel(keys, MAX_WIRE, oldest, newest)
     places = (("cafe-1", "door-1"), ("cafe-1", "door-2"), ("gym.2", "d"), ("V" * 64, "D" * 64), ("x", "y"),
               ("Store_9", "entrance-A"))
     times = (NOW, oldest, newest, NOW - 1, NOW - 3600, rng.randint(oldest, newest))  # the window's edges among them
     visits = [_visit(rng, venue, device, ts, dcc=(i + j) % 2 == 1)
               for i, (venue, device) in enumerate(places) for j, ts in enumerate(times[i % 3 :: 2])]
-    messages = []
-    for v in visits:
-        model.note(v.plaintext(), _plain(v))
-        messages.append((_topic(v.venue, v.device), v.seal(key.public_key()).wire()))
-    return IngestWorld(tuple(visits), tuple(messages), key.public_key(), stranger.public_key(), model)
+    # version 1 records alternate between the two X25519 keys: the opening must try each
+    seeds = [s for n, v in enumerate(visits) for s in _seeds_of(v, keys, keys[1 + n % 2], model)]
+    return IngestWorld(tuple(seeds), keys, strangers, model)
 
 
 def _visit(rng: random.Random, venue: str, device: str, ts: int, dcc: bool) -> Visit:
@@ -741,21 +887,38 @@ def _ts_values(m: IngestModel) -> tuple:
             253_402_300_800, True, 1.5, float(NOW), str(NOW), None, b"")
 
 
+_BAD_ID = ("", "x" * 65, "x" * 64, b"cafe-1", 5, None, "caf\u00e9", "a/b", "+", "#", "\x00", " ", "a" * 1000)
 _WIRE_BAD = {
-    0: (0, 2, 255, 2**64 - 1, -1, True, 1.0, "1", b"\x01", None, [1]),
+    0: (0, 1, 2, 3, 255, 2**64 - 1, -1, True, 1.0, "1", b"\x01", None, [1]),  # less the record's own version
     1: (b"", bytes(15), bytes(17), bytes(16), "0" * 16, 16, None, [0] * 16, bytes(32)),
-    2: ("", "x" * 65, "x" * 64, b"cafe-1", 5, None, "caf\u00e9", "a/b", "+", "#", "\x00", " ", "a" * 1000),
-    5: (b"", b"\x00", "x", 0, None, [], bytes(31), bytes(48)),
+    2: _BAD_ID,
+    3: _BAD_ID,
+    5: (0, 1, 0x0010, 0x0011, 0x0012, 0x001F, 0x0021, 0x0041, 0x6479, 0x647B, 0x7A64, 0x0020 + 2**16, 2**64 - 1,
+        -0x20, True, 32.0, "X25519", "MLKEM768-X25519", b"\x00\x20", None, [0x20]),  # a version 2 record's suite
+    6: (b"", bytes(7), bytes(9), bytes(16), bytes(8), b"\xff" * 8, "0" * 16, 8, None, [bytes(8)]),  # and kid
 }
-_WIRE_BAD[3] = _WIRE_BAD[2]
+_SEALED_BAD = (b"", b"\x00", "x", 0, None, [], bytes(31), bytes(48), bytes(1120), bytes(1136))
 
 
-def _fields(v, sealed: bytes) -> list:
-    return [1, v.rid, v.venue, v.device, v.ts, sealed]
-
-
-def _sealed_part(wire: bytes) -> bytes:
-    return cbor2.loads(wire)[5]  # the harness's own record
+def _wire_field(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
+    """One field of the wire form of a wrong type, size or value (ts at and past every boundary); a version 2
+    record's suite the other one, its kid another key's (the authority's or a stranger's)."""
+    s = w.seeds[i]
+    fields = list(s.fields)
+    last = len(fields) - 1
+    index = rng.choice((0, 1, 2, 3, 4, 4, 4, last) + ((5, 5, 6, 6) if s.version == 2 else ()))
+    if index == 4:
+        bad: tuple = _ts_values(w.model)
+    elif index == last:
+        bad = _SEALED_BAD
+    elif index == 5:
+        bad = (*_WIRE_BAD[5], *(k.suite for k in w.keys if k.suite != s.key.suite))
+    elif index == 6:
+        bad = (*_WIRE_BAD[6], *(k.kid for k in (*w.keys, *w.strangers) if k is not s.key))
+    else:
+        bad = tuple(x for x in _WIRE_BAD[index] if not (index == 0 and x == s.version and type(x) is int))
+    fields[index] = rng.choice(bad)
+    return _message(fields, s.topic)
 
 
 def _message(fields: list, fallback_topic: str) -> tuple[str, bytes]:
@@ -763,15 +926,6 @@ def _message(fields: list, fallback_topic: str) -> tuple[str, bytes]:
     venue, device = fields[2:4] if len(fields) > 3 else (None, None)
     topic = _topic(venue, device) if isinstance(venue, str) and isinstance(device, str) else fallback_topic
     return topic, cbor2.dumps(fields)
-
-
-def _wire_field(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
-    """One field of the wire form of a wrong type, size or value (ts at and past every boundary)."""
-    v, (topic, wire) = w.visits[i], w.messages[i]
-    fields = _fields(v, _sealed_part(wire))
-    index = rng.choice((0, 1, 2, 3, 4, 4, 4, 5))
-    fields[index] = rng.choice(_ts_values(w.model) if index == 4 else _WIRE_BAD[index])
-    return _message(fields, topic)
 
 
 def _widen(encoded: bytes) -> bytes:
@@ -785,34 +939,39 @@ def _widen(encoded: bytes) -> bytes:
 
 
 def _wire_form(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
-    """The same fields, not as a device writes them: a wide head, other array forms, other versions."""
-    v, (topic, wire) = w.visits[i], w.messages[i]
-    fields = _fields(v, _sealed_part(wire))
+    """The same fields, not as a device writes them: a wide head, other array forms, the other version's layout."""
+    s = w.seeds[i]
+    fields = list(s.fields)
     parts = [cbor2.dumps(f) for f in fields]
     k = rng.randrange(6)
     if k == 0:
-        j = rng.randrange(6)
+        j = rng.randrange(len(parts))
         parts[j] = _widen(parts[j])
-        return topic, b"\x86" + b"".join(parts)
+        return s.topic, head(4, len(parts)) + b"".join(parts)
     if k == 1:
-        return topic, rng.choice((b"\x98\x06", b"\x9f")) + b"".join(parts) + (b"\xff" if rng.random() < 0.5 else b"")
+        return s.topic, rng.choice((b"\x98" + bytes((len(parts),)), b"\x9f")) + b"".join(parts) + \
+            (b"\xff" if rng.random() < 0.5 else b"")
     if k == 2:
-        return topic, cbor2.dumps(rng.choice((fields[:5], fields + [0], [fields], dict(enumerate(fields)),
-                                              cbor2.CBORTag(rng.choice((18, 24, 55799)), fields))))
+        return s.topic, cbor2.dumps(rng.choice((fields[:-1], fields + [0], [fields], dict(enumerate(fields)),
+                                                cbor2.CBORTag(rng.choice((18, 24, 55799)), fields))))
     if k == 3:
-        return topic, wire + rng.choice((b"\x00", b"\xff", b"\x86", wire))
-    if k == 4:  # a later version, carrying what this one does
-        return topic, cbor2.dumps([rng.choice((2, 3, 255)), *fields[1:]])
+        return s.topic, s.wire + rng.choice((b"\x00", b"\xff", b"\x86", b"\x88", s.wire))
+    if k == 4:  # a version that is not the layout's: 2 without suite and kid, 1 with them, a later one, swapped
+        head_, rest = fields[1:5], fields[5:]
+        return s.topic, cbor2.dumps(rng.choice((
+            [2 if s.version == 1 else 1, *fields[1:]], [rng.choice((3, 255)), *fields[1:]], [2, *head_, rest[-1]],
+            [2, *head_, X25519, bytes(8), *rest], [2, *head_, *reversed(rest[:-1]), rest[-1]] if s.version == 2
+            else [1, *head_, *rest, b""])))
     # the ts moved within the window: a valid envelope whose sealed ts is another
-    fields[4] = rng.choice((w.model.oldest, w.model.newest, NOW, v.ts + 1, v.ts - 1))
-    return topic, cbor2.dumps(fields)
+    fields[4] = rng.choice((w.model.oldest, w.model.newest, NOW, s.visit.ts + 1, s.visit.ts - 1))
+    return s.topic, cbor2.dumps(fields)
 
 
 def _bad_topic(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
     """A good record on a topic that is not its own, or no visits topic at all."""
-    v, (_, wire) = w.visits[i], w.messages[i]
-    o = rng.choice(w.visits)
-    venue, device = v.venue, v.device
+    s = w.seeds[i]
+    o = rng.choice(w.seeds).visit
+    venue, device = s.visit.venue, s.visit.device
     topic = rng.choice((
         _topic(o.venue, device), _topic(venue, o.device), _topic(device, venue), f"qrgate/v2/{venue}/{device}/visits",
         f"qrgate/v1/{venue}/{device}/status", f"/qrgate/v1/{venue}/{device}/visits", _topic(venue, device) + "/",
@@ -822,39 +981,41 @@ def _bad_topic(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
         f"QRGATE/v1/{venue}/{device}/visits", f"x/y/{venue}/{device}/z", _topic("a" * 65_535, device),
         _topic(venue + " ", device), _topic("", device), _topic(venue, device).replace("/", "\\"),
     ))
-    return topic, wire
+    return topic, s.wire
 
 
 def _hostile_wire(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
     """Hostile CBOR as the record, around it, or in one of its fields."""
-    v, (topic, wire) = w.visits[i], w.messages[i]
+    s = w.seeds[i]
     k = rng.randrange(3)
     if k == 0:
-        return topic, item(rng, w.model.max_wire).data
+        return s.topic, item(rng, w.model.max_wire).data
     if k == 1:
-        return topic, spoil(rng, wire).data
-    return topic, splice(_fields(v, _sealed_part(wire)), (rng.randrange(6),), item(rng, w.model.max_wire).data,
-                         cbor2.dumps)
+        return s.topic, spoil(rng, s.wire).data
+    return s.topic, splice(list(s.fields), (rng.randrange(len(s.fields)),), item(rng, w.model.max_wire).data,
+                           cbor2.dumps)
 
 
 def _oversized(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
     """A record whose sealed part brings it to just under, at or past the cap, or far past it."""
-    v, (topic, wire) = w.visits[i], w.messages[i]
+    s = w.seeds[i]
     size = rng.choice((w.model.max_wire - 1, w.model.max_wire, w.model.max_wire + 1, 8192, 65_536, 1 << 20))
-    sealed = _sealed_part(wire)
-    n = _fill(size, len(cbor2.dumps(_fields(v, b""))))
-    return topic, cbor2.dumps(_fields(v, sealed[:n] + bytes(max(0, n - len(sealed)))))
+    sealed, fields = s.fields[-1], list(s.fields)
+    n = _fill(size, len(cbor2.dumps([*fields[:-1], b""])))
+    fields[-1] = sealed[:n] + bytes(max(0, n - len(sealed)))
+    return s.topic, cbor2.dumps(fields)
 
 
 def _spoil_plain(rng: random.Random, w: IngestWorld, v) -> tuple[bytes, dict | None]:
-    """A visit's plaintext with one change (most make it invalid; a few keep it valid), or hostile CBOR."""
+    """A visit's version 1 plaintext with one change (most make it invalid; a few keep it valid), hostile CBOR,
+    or version 2's plaintext."""
     p = _plain(v)
-    k = rng.randrange(10)
+    k = rng.randrange(11)
     if k == 0:
         p["iss"] = rng.choice((v.iss.encode(), "", "i" * 65, "i" * 64, 5, None, [v.iss], 1.5))
     elif k == 1:
         if rng.random() < 0.5:
-            del p[rng.choice(tuple(_KEYS))]
+            del p[rng.choice(tuple(_KEYS_V1))]
         else:
             p[rng.choice(("x", "v2", "name", "phone"))] = rng.choice((0, "", b""))
     elif k == 2:
@@ -865,7 +1026,7 @@ def _spoil_plain(rng: random.Random, w: IngestWorld, v) -> tuple[bytes, dict | N
     elif k == 4:
         p["v"] = rng.choice((0, 2, True, 1.0, "1", None, 2**64 - 1))
     elif k == 5:  # another rid, venue, device or time than the envelope's
-        o = rng.choice(w.visits)
+        o = rng.choice(w.seeds).visit
         name = rng.choice(("rid", "venue", "device", "ts"))
         p[name] = rng.choice((getattr(o, name), v.ts + 1, True, float(v.ts))) if name == "ts" else getattr(o, name)
     elif k == 6:  # the plaintext itself hostile: cut, with bytes after it, in a tag, indefinite
@@ -874,13 +1035,91 @@ def _spoil_plain(rng: random.Random, w: IngestWorld, v) -> tuple[bytes, dict | N
         return splice(p, (rng.choice(tuple(p)),), item(rng, 1024).data, cbor2.dumps), None
     elif k == 8:  # a duplicate key (a second kind, a second ts), or ts as a bignum of the same value
         if rng.random() < 0.5:
-            name = rng.choice(tuple(p))
-            return head(5, 9) + b"".join(cbor2.dumps(a) + cbor2.dumps(b) for a, b in p.items()) + \
-                cbor2.dumps(name) + cbor2.dumps(p[name]), None
+            return _duplicated(rng, p), None
         return splice(p, ("ts",), bignum_of(v.ts), cbor2.dumps), None
-    else:  # not a map
+    elif k == 9:  # not a map
         return cbor2.dumps(rng.choice((list(p.values()), None, "visit", [p]))), None
+    else:  # version 2's plaintext in a version 1 record: padded as a version 2 device pads it, or not
+        secret = _secret(v)
+        return rng.choice((_pad(cbor2.dumps(secret)), cbor2.dumps(secret))), secret
     return cbor2.dumps(p), p
+
+
+def _duplicated(rng: random.Random, p: dict) -> bytes:
+    """The map with one of its keys a second time."""
+    name = rng.choice(tuple(p))
+    return head(5, len(p) + 1) + b"".join(cbor2.dumps(a) + cbor2.dumps(b) for a, b in p.items()) + \
+        cbor2.dumps(name) + cbor2.dumps(p[name])
+
+
+def _at_length(v, length: int) -> dict:
+    """A DCC visit's secret whose CBOR is `length` bytes (its UVCI made to fit): at a pad's edge."""
+    for n in range(1, 257):
+        p = {"iss": v.iss, "cti": "U" * n, "kind": "DCC"}
+        if len(cbor2.dumps(p)) == length:
+            return p
+    raise ValueError(f"no UVCI makes the secret {length} bytes")
+
+
+def _spoil_secret(rng: random.Random, w: IngestWorld, v) -> tuple[bytes, dict | None]:
+    """A visit's version 2 plaintext with one change (most make it invalid; a few keep it valid): in the map, in
+    its CBOR, in the padding, or version 1's plaintext instead."""
+    p = _secret(v)
+    k = rng.randrange(12)
+    if k == 0:
+        p["iss"] = rng.choice((v.iss.encode(), "", "i" * 65, "i" * 64, 5, None, [v.iss], 1.5))
+    elif k == 1:
+        if rng.random() < 0.5:
+            del p[rng.choice(tuple(_KEYS_V2))]
+        else:
+            p[rng.choice(("v", "rid", "ts", "venue", "x"))] = rng.choice((2, 0, "", b"", v.rid))
+    elif k == 2:
+        p["kind"] = rng.choice(("kp1", "DCC ", "KP2", "", 1, None, b"KP1", "DCC" if v.kind == "KP1" else "KP1"))
+    elif k == 3:
+        p["cti"] = rng.choice((bytes(15), bytes(17), v.cti.hex(), 7, None, "", b"") if v.kind == "KP1" else
+                              (v.cti.encode(), "", "U" * 257, "U" * 256, 5, None))
+    elif k == 4:  # version 1's plaintext, the whole visit, in a version 2 record
+        p = {**_plain(v), "v": rng.choice((1, 2))}
+    elif k == 5:  # hostile CBOR, padded: the body cut, with bytes after it, in a tag, indefinite; or in one field
+        body = spoil(rng, cbor2.dumps(p)).data if rng.random() < 0.5 else \
+            splice(p, (rng.choice(tuple(p)),), item(rng, 1024).data, cbor2.dumps)
+        return _pad(body), None
+    elif k == 6:  # a duplicate key, or the token id as a bignum
+        body = _duplicated(rng, p) if rng.random() < 0.7 else splice(p, ("cti",), bignum_of(2**64 + 1), cbor2.dumps)
+        return _pad(body), None
+    elif k == 7:  # not a map
+        return _pad(cbor2.dumps(rng.choice((list(p.values()), None, "visit", [p], b"")))), None
+    elif k in (8, 9, 10):  # a valid map, padded otherwise than a device pads it
+        return _spoil_padding(rng, cbor2.dumps(p)), p
+    else:  # valid: the longest (two pads), at a pad's edge, the keys in another order
+        p = rng.choice(({"iss": "i" * 64, "cti": "U" * 256, "kind": "DCC"}, _at_length(v, PAD - 2),
+                        _at_length(v, PAD - 1), dict(reversed(p.items()))))
+    return _pad(cbor2.dumps(p)), p
+
+
+def _spoil_padding(rng: random.Random, body: bytes) -> bytes:
+    """`body` padded wrongly: not to a whole pad or a whole pad more than it needs, a tail byte not zero, a length
+    past the end or zero, one short or one long, no padding or no length. (Whether one of them is still as a
+    device pads it, the model decides.)"""
+    padded, n = _pad(body), len(body)
+    k = rng.randrange(6)
+    if k == 0:  # not a whole pad
+        return rng.choice((padded[:-1], padded[: -rng.randint(1, PAD - 1)], padded + bytes(rng.randint(1, PAD - 1)),
+                           padded + bytes(PAD)))
+    if k == 1:  # a byte of the tail not zero: its first, its last, any (a body that fills its pad: a pad more)
+        nonzero = bytes((rng.choice((1, 0x80, 0xFF)),))
+        if len(padded) == 2 + n:
+            return padded + nonzero + bytes(PAD - 1)
+        at = rng.choice((2 + n, len(padded) - 1, rng.randrange(2 + n, len(padded))))
+        return padded[:at] + nonzero + padded[at + 1 :]
+    if k == 5:  # no padding, or no length
+        return rng.choice((body, n.to_bytes(2, "big") + body, body + bytes(-n % PAD)))
+    length = rng.choice((
+        (len(padded) - 1, len(padded), 0xFFFF),  # past the end
+        (0,),  # nothing in it
+        (n - 1, n + 1, len(padded) - 2),  # the body cut, or followed by zeros
+    )[k - 2])
+    return length.to_bytes(2, "big") + padded[2:]
 
 
 def bignum_of(n: int) -> bytes:
@@ -890,48 +1129,105 @@ def bignum_of(n: int) -> bytes:
 
 
 def _resealed(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
-    """A valid envelope whose plaintext was changed and sealed again to the authority: the opening is reached."""
-    v, (topic, _) = w.visits[i], w.messages[i]
-    plaintext, p = _spoil_plain(rng, w, v)
-    w.model.note(plaintext, p)
-    sealed = seal.seal(plaintext, w.public, seal.aad_for(v.rid, v.venue, v.device))
-    return topic, cbor2.dumps(_fields(v, sealed))
+    """A valid envelope whose plaintext was changed and sealed again to the authority key the record is sealed
+    to (version 2: under the record's own info): the opening's checks are reached."""
+    s = w.seeds[i]
+    fields = list(s.fields)
+    if s.version == 1:
+        plaintext, p = _spoil_plain(rng, w, s.visit)
+        w.model.note(plaintext, p)
+        fields[-1] = seal_v1.seal(plaintext, s.key.public, seal_v1.aad_for(*fields[1:4]))
+    else:
+        info = _info(fields)
+        plaintext, p = _spoil_secret(rng, w, s.visit)
+        w.model.note(plaintext, p, info)
+        fields[-1] = s.key.seal(plaintext, info)
+    return s.topic, cbor2.dumps(fields)
 
 
 def _relabelled(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
-    """A valid plaintext under an envelope it was not sealed for, or sealed to a key the authority lacks."""
-    v, (topic, wire) = w.visits[i], w.messages[i]
-    fields = _fields(v, _sealed_part(wire))
-    k = rng.randrange(5)
+    """A valid plaintext under an envelope it was not sealed for, or sealed to a key the authority lacks or the
+    record does not name."""
+    s = w.seeds[i]
+    fields = (_relabelled_v1 if s.version == 1 else _relabelled_v2)(rng, w, s, list(s.fields))
+    return _message(fields, s.topic)
+
+
+def _relabelled_v1(rng: random.Random, w: IngestWorld, s: Sealed, fields: list) -> list:
+    v, plain = s.visit, cbor2.dumps(_plain(s.visit))
+    k = rng.randrange(6)
     if k == 0:  # another rid, or another place for the same sealed part
-        o = rng.choice(w.visits)
+        o = rng.choice(w.seeds).visit
         fields[1:4] = [rng.choice((o.rid, rng.randbytes(16))), o.venue, o.device] if rng.random() < 0.5 else \
             [rng.randbytes(16), v.venue, v.device]
     elif k == 1 and len(v.venue) > 1 and len(v.device) < 64:  # aad = rid ‖ venue ‖ device: the same bytes
         fields[2:4] = [v.venue[:-1], v.venue[-1] + v.device]
-    elif k == 2:
-        fields[5] = seal.seal(v.plaintext(), w.stranger, seal.aad_for(v.rid, v.venue, v.device))
+    elif k == 2:  # to a key the authority lacks, or to the X25519 half of its hybrid key (no version 1 key)
+        to = rng.choice((w.strangers[1].public, w.keys[0].opening.x25519.public_key()))
+        fields[-1] = seal_v1.seal(plain, to, seal_v1.aad_for(v.rid, v.venue, v.device))
     elif k == 3:
-        o = rng.choice(w.visits)
-        fields[5] = seal.seal(v.plaintext(), w.public, seal.aad_for(o.rid, o.venue, o.device))
-    else:
-        fields[5] = _sealed_part(rng.choice(w.messages)[1])
-    return _message(fields, topic)
+        o = rng.choice(w.seeds).visit
+        fields[-1] = seal_v1.seal(plain, s.key.public, seal_v1.aad_for(o.rid, o.venue, o.device))
+    else:  # another record's sealed part: of either version, either suite
+        fields[-1] = rng.choice(w.seeds).fields[-1]
+    return fields
+
+
+def _relabelled_v2(rng: random.Random, w: IngestWorld, s: Sealed, fields: list) -> list:
+    v, padded = s.visit, _pad(cbor2.dumps(_secret(s.visit)))
+    k = rng.randrange(6)
+    if k == 0:  # one field of the envelope changed under the sealed part (its info binds them all)
+        o = rng.choice(w.seeds).visit
+        j = rng.randrange(1, 7)
+        if j == 1:
+            fields[1] = rng.choice((o.rid, rng.randbytes(16)))
+        elif j in (2, 3):
+            fields[2:4] = rng.choice(([o.venue, o.device], [v.venue, o.device], [v.venue[:-1] or "z",
+                                                                                 v.venue[-1] + v.device[:63]]))
+        elif j == 4:
+            fields[4] = rng.choice((v.ts + 1, v.ts - 1, o.ts))
+        elif j == 5:
+            fields[5] = MLKEM768_X25519 if s.key.suite == X25519 else X25519
+        else:
+            fields[6] = rng.choice([k.kid for k in (*w.keys, *w.strangers) if k is not s.key])
+    elif k == 1:  # naming another key of the authority, sealed to this one under the info naming the other
+        other = rng.choice([k for k in w.keys if k is not s.key])
+        fields[5:7] = [other.suite, other.kid]
+        fields[-1] = s.key.seal(padded, _info(fields))
+    elif k == 2:  # naming this key, sealed under its info to another: the authority's, or a stranger's
+        to = rng.choice([k for k in (*w.keys, *w.strangers) if k is not s.key])
+        fields[-1] = to.seal(padded, _info(fields))
+    elif k == 3:  # naming a stranger, sealed to it: no key given for it
+        st = rng.choice(w.strangers)
+        fields[5:7] = [st.suite, st.kid]
+        fields[-1] = st.seal(padded, _info(fields))
+    elif k == 4:  # sealed to this key under another info: another record's, version 1's, another encoding
+        clear = fields[:7]
+        other = rng.choice([o for o in w.seeds if o.version == 2])
+        wide = head(4, 7) + b"".join(_widen(cbor2.dumps(f)) if j == 4 else cbor2.dumps(f) for j, f in enumerate(clear))
+        fields[-1] = s.key.seal(padded, rng.choice((
+            _info(other.fields), cbor2.dumps(clear), seal_v1.INFO + cbor2.dumps(clear),
+            INFO_V2 + cbor2.dumps(clear[:5]), INFO_V2 + wide, _info(clear) + b"\x00", INFO_V2, b"",
+            INFO_V2 + cbor2.dumps([*clear, b""]), INFO_V2 + seal_v1.aad_for(*clear[1:4]))))
+    else:  # another record's sealed part: of either version, either suite
+        fields[-1] = rng.choice(w.seeds).fields[-1]
+    return fields
 
 
 def _wire_bytes(rng: random.Random, w: IngestWorld, i: int) -> tuple[str, bytes]:
-    topic, wire = w.messages[i]
+    s = w.seeds[i]
+    wire = s.wire
     for _ in range(rng.randint(1, 3)):
         wire = mutate_bytes(rng, wire)
-    return topic, wire
+    return s.topic, wire
 
 
 _INGEST_OPS = ((_wire_bytes, 3), (_wire_field, 4), (_wire_form, 2), (_bad_topic, 2), (_hostile_wire, 3),
-               (_oversized, 1), (_resealed, 4), (_relabelled, 2))
+               (_oversized, 1), (_resealed, 6), (_relabelled, 3))
 
 
 def _ingest_mutant(rng: random.Random, t: Target, stats: Counter, w: IngestWorld) -> tuple[str, bytes]:
-    i = rng.randrange(len(w.visits))
+    i = rng.randrange(len(w.seeds))
     op = _pick(rng, _INGEST_OPS)
     try:
         topic, payload = op(rng, w, i)
@@ -948,12 +1244,12 @@ def ingest_target(seed: int = 0, check=None, storage=None, opener=None) -> Targe
     from custodian import ingest, investigate
 
     w = _ingest_world(seed)
-    seeds = tuple(Seed(m, m[1], "accepted/opened") for m in w.messages)
+    seeds = tuple(Seed((s.topic, s.wire), s.wire, f"v{s.version}:accepted/opened") for s in w.seeds)
     return Target(
         name="ingest",
         seeds=seeds,
         verify=partial(_ingest, check=check or ingest.check, storage=_Storages(storage),
-                       opener=opener or investigate._open, key=w.model.key),
+                       opener=opener or investigate._open, key=[k.opening for k in w.keys]),
         may_accept=lambda m: w.model.why_not(*m) is None,
         mutant=partial(_ingest_mutant, w=w),
         judge=partial(_judge_ingest, model=w.model),

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.leds import patterns
 from firmware.store.buffer import SqliteRecordStore
+from firmware.readiness import AUTHORITY_KEY_NOT_LISTED
 from firmware.store.records import SealedRecord
+from firmware.store.seal import OpeningKey
 from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 
 NOW = 1_800_000_000
@@ -56,8 +57,12 @@ class Store:
         return True
 
 
-def gate(verdict: Verdict, store: Store, events: list, blocked: str | None = None, faults: Faults | None = None):
-    return Gate(Verifier(verdict), store, X25519PrivateKey.generate().public_key(), "cafe-1", "door-1",
+KEY = OpeningKey.generate().public_key()
+
+
+def gate(verdict: Verdict, store: Store, events: list, blocked: str | None = None, faults: Faults | None = None,
+         authority=lambda now: KEY):
+    return Gate(Verifier(verdict), store, authority, "cafe-1", "door-1",
                 faults or Faults(), Ready(blocked), on_recorded=lambda: events.append("recorded"))
 
 
@@ -68,6 +73,23 @@ def test_green_only_after_the_store_committed_the_sealed_record():
     assert answer.pattern == patterns.for_verdict(Kind.ACCEPTED) and answer.verdict.kind is Kind.ACCEPTED
     assert events == ["committed", "recorded"]
     assert answer.rid == store.records[0].rid and store.records[0].venue == "cafe-1"
+
+
+def test_a_visit_is_sealed_to_the_key_in_force_at_the_scan_and_without_one_it_is_a_fault_never_green():
+    events, asked = [], []
+    old, new = KEY, OpeningKey.generate().public_key()
+    store = Store(events)
+
+    def in_force(now):
+        asked.append(now)
+        return new if now >= NOW else old if now >= NOW - 10 else None
+
+    assert gate(accepted(), store, events, authority=in_force).decide("KP1:…", NOW).verdict.kind is Kind.ACCEPTED
+    assert gate(accepted(), store, events, authority=in_force).decide("KP1:…", NOW - 5).verdict.kind is Kind.ACCEPTED
+    assert [r.kid for r in store.records] == [new.kid, old.kid] and asked == [NOW, NOW - 5]
+    answer = gate(accepted(), store, events, authority=in_force).decide("KP1:…", NOW - 11)
+    assert (answer.verdict, answer.pattern, answer.fault) == (None, patterns.FAULT, AUTHORITY_KEY_NOT_LISTED)
+    assert len(store.records) == 2 and events == ["committed", "recorded"] * 2
 
 
 def test_a_storage_error_is_a_fault_never_green():
@@ -138,8 +160,8 @@ class TrustUntil:
 
 def real_gate(tmp_path, authority=None, ready=None) -> tuple[Gate, SqliteRecordStore]:
     store = SqliteRecordStore(tmp_path / "visits.db")
-    authority = authority or X25519PrivateKey.generate().public_key()
-    return Gate(Tokens(), store, authority, "cafe-1", "door-1", Faults(), ready or TrustUntil(NOW + 3600)), store
+    authority = authority or OpeningKey.generate().public_key()
+    return Gate(Tokens(), store, lambda now: authority, "cafe-1", "door-1", Faults(), ready or TrustUntil(NOW + 3600)), store
 
 
 def test_a_token_is_one_visit_however_often_shown_and_each_other_token_is_its_own(tmp_path):
@@ -170,7 +192,7 @@ def test_readiness_is_judged_at_the_time_of_the_scan(tmp_path):
 
 
 def test_the_record_opens_for_the_authority_to_the_visit_at_the_second_of_the_scan(tmp_path):
-    authority = X25519PrivateKey.generate()
+    authority = OpeningKey.generate()
     g, store = real_gate(tmp_path, authority.public_key())
     answer = g.decide("KP1:a", NOW + 0.7)
     [(_, rid, wire)] = store.after(None, 10)

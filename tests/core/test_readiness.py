@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from firmware.faults import Faults
 from firmware.readiness import AUTHORITY_KEY_NOT_LISTED, NO_TRUST_LIST, TRUST_LIST_EXPIRED, Readiness
+from firmware.store.seal import OpeningKey
 
 NOW = 1_800_000_000
-AUTHORITY = X25519PrivateKey.generate().public_key()
+AUTHORITY = OpeningKey.generate().public_key()
 
 
 class Clock:
@@ -34,8 +34,8 @@ class List:
     def expired(self, now: float) -> bool:
         return now > self.not_after
 
-    def names_authority(self, key, now: float) -> bool:
-        return self.vouches and key is AUTHORITY
+    def sealing_key(self, now: float):
+        return AUTHORITY if self.vouches else None
 
 
 class Trust:
@@ -59,7 +59,7 @@ class Trust:
 ])
 def test_the_first_reason_blocks_and_every_problem_is_a_fault(clock, current, blocked, faults):
     f = Faults()
-    ready = Readiness(Clock(clock), Trust(current), f, AUTHORITY)
+    ready = Readiness(Clock(clock), Trust(current), f)
     assert ready.blocking(NOW) == blocked
     assert set(f.active()) == faults and ready.clock_problem == clock
 
@@ -67,7 +67,7 @@ def test_the_first_reason_blocks_and_every_problem_is_a_fault(clock, current, bl
 def test_faults_clear_when_their_cause_is_gone_and_a_new_list_is_adopted_first():
     f = Faults()
     trust = Trust(None)
-    ready = Readiness(Clock("clock_not_synchronised"), trust, f, AUTHORITY)
+    ready = Readiness(Clock("clock_not_synchronised"), trust, f)
     ready.blocking(NOW)
     ready.clock, trust._current = Clock(None), List()
     assert ready.blocking(NOW) is None and f.active() == {} and trust.refreshed == 2
@@ -82,17 +82,17 @@ class SteppedBack(Clock):
 
 @dataclass
 class VouchingUntil(List):
-    """A list in force that vouches for the authority key only until `until`."""
+    """A list in force that names an authority key only until `until`."""
 
     until: float = NOW
 
-    def names_authority(self, key, now: float) -> bool:
-        return key is AUTHORITY and now <= self.until
+    def sealing_key(self, now: float):
+        return AUTHORITY if now <= self.until else None
 
 
 def test_the_clock_and_the_authority_key_are_judged_at_the_time_asked_about():
     f = Faults()
-    ready = Readiness(SteppedBack(), Trust(VouchingUntil()), f, AUTHORITY)
+    ready = Readiness(SteppedBack(), Trust(VouchingUntil()), f)
     assert ready.blocking(NOW - 1) == "clock_stepped_back"
     assert ready.blocking(NOW) is None and f.active() == {}
     assert ready.blocking(NOW + 1) == AUTHORITY_KEY_NOT_LISTED and set(f.active()) == {"authority_key"}
@@ -100,14 +100,15 @@ def test_the_clock_and_the_authority_key_are_judged_at_the_time_asked_about():
 
 def test_the_clock_fault_says_what_the_guard_found():
     f = Faults()
-    Readiness(Clock("clock_jumped"), Trust(List()), f, AUTHORITY).blocking(NOW)
+    Readiness(Clock("clock_jumped"), Trust(List()), f).blocking(NOW)
     assert f.active() == {"clock": "the clock: clock_jumped"}
 
 
-def test_the_authority_key_fault_clears_once_a_list_vouching_for_it_is_in_force():
+def test_the_authority_key_fault_clears_once_a_list_naming_one_is_in_force():
     f = Faults()
     trust = Trust(List(vouches=False))
-    ready = Readiness(Clock(), trust, f, AUTHORITY)
-    assert ready.blocking(NOW) == AUTHORITY_KEY_NOT_LISTED and set(f.active()) == {"authority_key"}
+    ready = Readiness(Clock(), trust, f)
+    assert ready.blocking(NOW) == AUTHORITY_KEY_NOT_LISTED
+    assert f.active() == {"authority_key": "the trust list (seq 1) names no authority key valid now to seal visits to"}
     trust._current = List(seq=2)
     assert ready.blocking(NOW) is None and f.active() == {}

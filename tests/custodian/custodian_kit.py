@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from custodian.fleet import seal_visit
 from custodian.ingest import Ingest
 from lab.broker import Mosquitto
-from firmware.store.records import SealedRecord, Visit
+from firmware.store import seal
+from firmware.store.records import V2, SealedRecord, Visit
+from firmware.store.seal import OpeningKey
 from firmware.uplink import topics
 from firmware.uplink.mqtt import MqttUplink, Tls
 from tests.conftest import wait_until
@@ -37,20 +39,21 @@ SHIPPED = ROOT / "custodian" / "broker"
 @dataclass
 class Authority:
     dir: Path
-    key: X25519PrivateKey
+    key: OpeningKey
 
     def visit(self, venue: str = "cafe-1", device: str = "door-1", ts: int | None = None,
-              kind: str = "KP1", cti: bytes | str | None = None) -> tuple[Visit, SealedRecord]:
+              kind: str = "KP1", cti: bytes | str | None = None, version: int = V2) -> tuple[Visit, SealedRecord]:
+        """A visit and its record, of version 2 or (an X25519 authority only) of version 1."""
         if cti is None:
             cti = os.urandom(16) if kind == "KP1" else f"URN:UVCI:01:DE:TEST{os.urandom(4).hex().upper()}#X"
         visit = Visit(os.urandom(16), venue, device, int(time.time()) if ts is None else ts,
                       "naver" if kind == "KP1" else "DE", cti, kind)
-        return visit, visit.seal(self.key.public_key())
+        return visit, seal_visit(visit, self.key.public_key(), version)
 
 
-def new_authority(tmp_path: Path) -> Authority:
-    folder = tmp_path / "authority"
-    return Authority(folder, signers.new_authority(folder))
+def new_authority(tmp_path: Path, suite: seal.Suite = seal.DEFAULT, name: str = "authority") -> Authority:
+    folder = tmp_path / name
+    return Authority(folder, signers.new_authority(folder, suite))
 
 
 class Device:

@@ -13,6 +13,8 @@ import time
 from custodian_kit import ROOT, IngestProcess, connected_devices, new_authority
 
 from custodian.storage import DAY_S, SqliteStorage
+from firmware.store import seal
+from firmware.store.records import V1, V2
 from tests.conftest import wait_until
 
 DEVICES = (("cafe-1", "door-1"), ("cafe-1", "door-2"), ("gym-2", "door-1"))
@@ -134,3 +136,36 @@ def test_an_ingest_killed_mid_stream_loses_nothing_once_it_is_back(tmp_path, bro
                 p.stop()
     assert _stored_rids(db) == {v.rid for v in visits}
     assert SqliteStorage(db).count() == len(visits)
+
+
+def test_records_of_both_versions_and_both_suites_are_stored_and_each_opens_with_its_key(tmp_path, broker):
+    """A fleet in mid-rotation: older devices still send version 1, others version 2 to the old X25519 key, new
+    ones version 2 to the hybrid key. The ingest stores them all; the authority, given both keys, opens them all."""
+    old = new_authority(tmp_path, seal.X25519, "old")
+    new = new_authority(tmp_path, seal.MLKEM768_X25519, "new")
+    db = tmp_path / "custodian.db"
+    now = int(time.time())
+    ingest = IngestProcess(tmp_path, broker.port, db, "ingest-a")
+    try:
+        ingest.wait_subscribed()
+        with connected_devices(broker.port, *DEVICES) as devs:
+            made = []
+            for i, (dev, (authority, version)) in enumerate(zip(devs, ((old, V1), (new, V2), (old, V2)))):
+                for j in range(4):
+                    visit, sealed = authority.visit(dev.venue, dev.device, ts=now - 600 + 10 * j,
+                                                    kind="DCC" if j % 2 else "KP1", version=version)
+                    assert sealed.version == version
+                    made.append(visit)
+                    dev.publish(sealed)
+            wait_until(lambda: all(d.all_acked() for d in devs) and len(_stored_rids(db)) == len(made))
+    finally:
+        summary = ingest.stop()
+    assert summary["rejected"] == 0 and summary["stored"] == len(made) == 12
+    run = _qrgate("custodian", "investigate", "--db", str(db), "--key", str(old.dir), "--key", str(new.dir),
+                  "--venue", "cafe-1", "--from", str(now - 700), "--to", str(now),
+                  "--investigator", "dr-kim", "--case", "C-9", "--audit-log", str(tmp_path / "audit.jsonl"))
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert lines[-1]["summary"]["failed"] == {}
+    assert sorted((o["device"], o["v"]) for o in lines[:-1]) == [("door-1", 1)] * 4 + [("door-2", 2)] * 4
+    assert {bytes.fromhex(o["rid"]) for o in lines[:-1]} == {v.rid for v in made if v.venue == "cafe-1"}

@@ -3,13 +3,13 @@ against either store (`db`: a SQLite file, or a database on a real PostgreSQL)."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from custodian_kit import new_authority
 from pg_kit import pg_url, postgres  # noqa: F401  fixtures
 
@@ -17,7 +17,9 @@ from custodian.investigate import investigate, parse_time
 from custodian.stores import open_storage
 from firmware import cli
 from firmware.errors import QrgateError
-from firmware.store.records import SealedRecord, Visit
+from firmware.store import records, seal
+from firmware.store.records import V1, SealedRecord, Visit
+from firmware.store.seal import OpeningKey
 
 T0 = 1_800_000_000
 
@@ -73,11 +75,11 @@ def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_pat
                authority.visit("gym-2", ts=T0 + 10)]
     storage = _store(db, [s for _, s in inside + outside])
     audit = tmp_path / "audit.jsonl"
-    found = investigate(storage, authority.key, "cafe-1", T0, T0 + 100, "dr-kim", "CASE-7", audit, now=T0 + 500)
+    found = investigate(storage, [authority.key], "cafe-1", T0, T0 + 100, "dr-kim", "CASE-7", audit, now=T0 + 500)
     assert found.failed == {}
     assert found.visits == [
         {"rid": v.rid.hex(), "device": v.device, "ts": v.ts, "time": time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.ts)), "kind": v.kind, "iss": v.iss,
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.ts)), "v": 2, "kind": v.kind, "iss": v.iss,
          "cti": v.cti.hex() if v.kind == "KP1" else v.cti} for v, _ in inside]
     assert found.visits[1]["cti"].startswith("URN:UVCI:")  # a DCC's UVCI, as it is
     (line,) = audit.read_text().splitlines()
@@ -87,35 +89,75 @@ def test_opens_exactly_the_venue_and_window_and_audits_without_token_ids(tmp_pat
         "rids": [v.rid.hex() for v, _ in inside], "failed": {}}
     assert (entry["from"], entry["to"]) == ("2027-01-15T08:00:00Z", "2027-01-15T08:01:40Z")
     assert all(v.cti.hex() not in line if v.kind == "KP1" else v.cti not in line for v, _ in inside)
-    investigate(storage, authority.key, "gym-2", T0, T0 + 100, "dr-kim", "CASE-7", audit)
+    investigate(storage, [authority.key], "gym-2", T0, T0 + 100, "dr-kim", "CASE-7", audit)
     assert len(audit.read_text().splitlines()) == 2  # appended, one line per opening
 
 
 def test_records_that_do_not_open_are_counted_by_reason(tmp_path, db):
-    authority = new_authority(tmp_path)
+    authority = new_authority(tmp_path, seal.X25519)  # an authority of version 1 days, still holding its key
     good = authority.visit(ts=T0)[1]
-    relabelled = authority.visit(ts=T0 + 1)[1]
+    relabelled = authority.visit(ts=T0 + 1, version=V1)[1]
     moved = SealedRecord(relabelled.rid, relabelled.venue, relabelled.device, T0 + 2, relabelled.enc_and_ct)
+    retimed = dataclasses.replace(authority.visit(ts=T0 + 4)[1], ts=T0 + 5)  # version 2 binds the time too
     bad_rows = [(b"m" * 16, "cafe-1", "door-1", T0 + 3, b"\xffnot cbor", 0.0),
-                (moved.rid, moved.venue, moved.device, moved.ts, moved.wire(), 0.0)]
+                (moved.rid, moved.venue, moved.device, moved.ts, moved.wire(), 0.0),
+                (retimed.rid, retimed.venue, retimed.device, retimed.ts, retimed.wire(), 0.0)]
     storage = _store(db, [good], bad_rows)
-    found = investigate(storage, authority.key, "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
+    found = investigate(storage, [authority.key], "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
     assert [v["rid"] for v in found.visits] == [good.rid.hex()]
-    assert found.failed == {"malformed": 1, "envelope_mismatch": 1}
+    assert found.failed == {"malformed": 1, "envelope_mismatch": 1, "wrong_key_or_tampered": 1}
 
-    wrong = investigate(storage, X25519PrivateKey.generate(), "cafe-1", T0, T0 + 10, "dr-kim", "C",
-                        tmp_path / "a.jsonl")
+    wrong = investigate(storage, [OpeningKey.generate()], "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
     assert wrong.visits == []
-    assert wrong.failed == {"wrong_key_or_tampered": 2, "malformed": 1}
+    assert wrong.failed == {"key_not_given": 3, "malformed": 1}
     last = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[-1])
-    assert (last["opened"], last["rids"], last["failed"]) == (0, [], {"wrong_key_or_tampered": 2, "malformed": 1})
+    assert (last["opened"], last["rids"], last["failed"]) == (0, [], {"key_not_given": 3, "malformed": 1})
+    stranger = OpeningKey.generate(seal.X25519)  # an X25519 key: tried on the version 1 record, and it fails
+    assert investigate(storage, [stranger], "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl").failed == \
+        {"key_not_given": 2, "wrong_key_or_tampered": 1, "malformed": 1}
+
+
+def test_each_record_is_opened_with_the_key_it_names_across_a_rotation(tmp_path, db):
+    """Version 1 records to the old X25519 key, version 2 to it, then to the new hybrid key: all open, each with
+    its own key, in the window's order; without the old key only the new key's records open."""
+    old = new_authority(tmp_path, seal.X25519, "old")
+    new = new_authority(tmp_path, seal.MLKEM768_X25519, "new")
+    records = [old.visit(ts=T0 + 1, version=V1), old.visit(ts=T0 + 2), new.visit(ts=T0 + 3, kind="DCC"),
+               new.visit(ts=T0 + 4)]
+    storage = _store(db, [s for _, s in records])
+    both = investigate(storage, [new.key, old.key], "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
+    assert both.failed == {}
+    assert [(v["rid"], v["v"]) for v in both.visits] == [(r.rid.hex(), r.version) for _, r in records]
+    assert [v["v"] for v in both.visits] == [1, 2, 2, 2]
+    only_new = investigate(storage, [new.key], "cafe-1", T0, T0 + 10, "dr-kim", "C", tmp_path / "a.jsonl")
+    assert [v["rid"] for v in only_new.visits] == [r.rid.hex() for _, r in records[2:]]
+    assert only_new.failed == {"key_not_given": 2}
+    two_x25519 = investigate(storage, [OpeningKey.generate(seal.X25519), old.key], "cafe-1", T0, T0 + 1, "dr-kim",
+                             "C", tmp_path / "a.jsonl")  # a version 1 record names no key: each is tried
+    assert [v["rid"] for v in two_x25519.visits] == [records[0][1].rid.hex()]
+
+
+def test_the_command_takes_every_key_the_authority_held(tmp_path, capsys, db):
+    old = new_authority(tmp_path, seal.X25519, "old")
+    new = new_authority(tmp_path, name="new")
+    _store(db, [old.visit(ts=T0 + 1)[1], new.visit(ts=T0 + 2)[1]]).close()
+    code, out, _ = _run(capsys, "investigate", "--db", str(db.where), "--key", str(old.dir), "--key",
+                        str(new.dir / "authority.key"), "--venue", "cafe-1", "--from", str(T0), "--to", str(T0 + 5),
+                        "--investigator", "dr-kim", "--case", "C-1", "--audit-log", str(tmp_path / "audit.jsonl"))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines[-1]["summary"]["opened"] == 2 and lines[-1]["summary"]["failed"] == {}
+
+
+def test_an_investigation_without_a_key_is_refused(tmp_path):
+    with pytest.raises(QrgateError, match="key"):
+        investigate(_store(tmp_path, []), [], "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "a.jsonl")
 
 
 def test_no_audit_no_disclosure(tmp_path):
     authority = new_authority(tmp_path)
     storage = _store(tmp_path, [authority.visit(ts=T0)[1]])
     with pytest.raises(QrgateError, match="audit log"):
-        investigate(storage, authority.key, "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "no" / "such" / "a.jsonl")
+        investigate(storage, [authority.key], "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "no" / "such" / "a.jsonl")
 
 
 def _run(capsys, *argv):
@@ -164,12 +206,11 @@ def test_purge_command(tmp_path, capsys, db):
 
 def test_cbor_payload_not_a_map_is_bad_plaintext(tmp_path):
     authority = new_authority(tmp_path)
-    from firmware.store import seal
-
-    rid = b"r" * 16
-    ct = seal.seal(cbor2.dumps([1, 2]), authority.key.public_key(), seal.aad_for(rid, "cafe-1", "door-1"))
-    storage = _store(tmp_path, [SealedRecord(rid, "cafe-1", "door-1", T0, ct)])
-    found = investigate(storage, authority.key, "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "a.jsonl")
+    public = authority.key.public_key()
+    clear = SealedRecord(b"r" * 16, "cafe-1", "door-1", T0, b"", public.suite.kem_id, public.kid)
+    record = dataclasses.replace(clear, enc_and_ct=public.seal(records.pad(cbor2.dumps([1, 2])), clear.info()))
+    storage = _store(tmp_path, [record])
+    found = investigate(storage, [authority.key], "cafe-1", T0, T0, "dr-kim", "C", tmp_path / "a.jsonl")
     assert found.failed == {"bad_plaintext": 1}
 
 

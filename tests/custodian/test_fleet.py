@@ -6,10 +6,10 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from custodian.fleet import MAX_DEVICES_PER_WORKER, Fleet, identities, shares
+from custodian.fleet import MAX_DEVICES_PER_WORKER, RECORDS, Fleet, identities, shares
+from firmware.store.seal import OpeningKey
 from firmware.errors import QrgateError
 from firmware.store.records import SealedRecord
 from tests.conftest import wait_until
@@ -28,13 +28,16 @@ def test_shares_split_a_total_exactly():
 
 def test_more_devices_per_worker_than_select_can_watch_is_refused():
     with pytest.raises(QrgateError, match="select"):
-        Fleet("127.0.0.1", 1, 10, 1.0, 1.0, X25519PrivateKey.generate().public_key(),
+        Fleet("127.0.0.1", 1, 10, 1.0, 1.0, OpeningKey.generate().public_key(),
               devices_per_worker=MAX_DEVICES_PER_WORKER + 1)
 
 
-def test_each_device_publishes_sealed_visits_under_its_own_identity(broker):
-    """A subscriber sees every visit on its device's topic, sealed to the authority, from that device's client."""
-    authority = X25519PrivateKey.generate()
+@pytest.mark.parametrize("sealed", list(RECORDS))
+def test_each_device_publishes_sealed_visits_under_its_own_identity(broker, sealed):
+    """A subscriber sees every visit on its device's topic, sealed to the authority as `sealed` says (a record of
+    either version, either suite), from that device's client."""
+    suite, version = RECORDS[sealed]
+    authority = OpeningKey.generate(suite)
     seen: dict[bytes, tuple[str, dict]] = {}
     lock = threading.Lock()
 
@@ -53,7 +56,8 @@ def test_each_device_publishes_sealed_visits_under_its_own_identity(broker):
         sub.subscribe("qrgate/v1/+/+/visits", qos=1)
         assert subscribed.wait(10)
         # Two workers of two devices each, 40 visits over one second.
-        with Fleet("127.0.0.1", broker.port, 4, 40, 1.0, authority.public_key(), devices_per_worker=2) as fleet:
+        with Fleet("127.0.0.1", broker.port, 4, 40, 1.0, authority.public_key(), devices_per_worker=2,
+                   version=version) as fleet:
             fleet.start()
             fleet.go()
             published = fleet.join()
@@ -68,7 +72,7 @@ def test_each_device_publishes_sealed_visits_under_its_own_identity(broker):
     assert set(seen) == set(published.times)
     for topic, visit in seen.values():
         assert topic == f"qrgate/v1/{visit['venue']}/{visit['device']}/visits"
-        assert visit["kind"] == "KP1" and len(visit["cti"]) == 16
+        assert visit["kind"] == "KP1" and len(visit["cti"]) == 16 and visit["v"] == version
     assert len({topic for topic, _ in seen.values()}) > 1  # visits spread over the devices
     log = broker.log_tail(10_000)
     for device in identities(4):

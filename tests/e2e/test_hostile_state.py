@@ -1,5 +1,5 @@
 """The daemon survives its own state (issue 15): a corrupt or unreadable store, a clock it may not believe,
-an authority key the trust list does not vouch for. Each is a loud fault, never a crash loop or a lost record."""
+a trust list naming no authority key valid now. Each is a loud fault, never a crash loop or a lost record."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from firmware.store.buffer import SqliteRecordStore
 from firmware.store.records import Visit
 from firmware.tokens.verdict import Claims
 from tests.e2e.test_systemd_notify import NotifySocket
-from lab import signers
 
 DAY = 86400
 
@@ -101,12 +100,12 @@ def test_no_purge_on_a_clock_that_is_not_believed(tmp_path, world, pins, monkeyp
         wait_until(lambda: store_rows(cfg) == 0)  # now it may: promise 3 holds
 
 
-def test_an_authority_key_the_trust_list_does_not_vouch_for_seals_nothing(tmp_path, world, pins):
-    signers.new_authority(tmp_path / "stranger")  # its public key provisioned by mistake, or by an attacker
-    cfg_text = world.config_toml(tmp_path / "state", write_frames(tmp_path / "frames", [world.mint()]))
-    cfg_text = cfg_text.replace(str(world.authority_dir / "authority.pub"), str(tmp_path / "stranger" /
-                                                                                 "authority.pub"))
-    cfg = load(tmp_path, cfg_text)
+def test_a_trust_list_naming_no_authority_key_valid_now_seals_nothing(tmp_path, world, pins):
+    """Its only key is announced for tomorrow (a rotation's next key, or a list built wrong): no key to seal to."""
+    tomorrow = int(time.time()) + 86400
+    world.trust_file.write_bytes(world.trust_list([world.naver], seq=1, authority=[
+        (keys.load_authority_public(world.authority_dir), tomorrow)]))
+    cfg = load(tmp_path, world.config_toml(tmp_path / "state", write_frames(tmp_path / "frames", [world.mint()])))
     decisions = []
     app.run(cfg, on_decision=decisions.append, pin_factory=pins)
     assert [(d.verdict, d.reason) for d in decisions] == [("fault", "authority_key_not_listed")]

@@ -7,13 +7,12 @@ import logging
 import os
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.passback import message, secret
 from firmware.passback.share import DOOR, VENUE, DoorOnly, VenueGate, VenueShare, VenueVerifier, build
 from firmware.store.buffer import SqliteRecordStore
+from firmware.store.seal import OpeningKey
 from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 
 NOW = 1_800_000_000
@@ -64,8 +63,9 @@ class Door:
         self.share.link(up)
         self.share.granted(True)
         self.store = SqliteRecordStore(folder / "visits.db")
-        gate = Gate(VenueVerifier(Verifier(), self.share), self.store, X25519PrivateKey.generate().public_key(),
-                    "cafe-1", folder.name, Faults(), Ready())
+        key = OpeningKey.generate().public_key()  # the authority's, as the trust list in force names it
+        gate = Gate(VenueVerifier(Verifier(), self.share), self.store, lambda now: key, "cafe-1", folder.name,
+                    Faults(), Ready())
         self.gate = VenueGate(gate, self.share)
 
     def show(self, cti: bytes):

@@ -408,3 +408,18 @@ def test_inspect_of_a_file_that_is_no_store_says_why(tmp_path):
     with pytest.raises(StorageError, match="not a database") as caught:
         inspect(path)
     assert str(path) in str(caught.value)
+
+
+def test_records_of_every_kind_and_issuer_have_one_length_on_the_card(store_setup):
+    """Issue 20: the card (and so a stolen card) tells no issuer, kind or UVCI length by a record's size."""
+    shown = [("pass", cti(1), "KP1"), ("toss-app", cti(2), "KP1"), ("i" * 64, cti(3), "KP1"),
+             ("DE", "URN:UVCI:01:DE:ABC/1#Q", "DCC"), ("XX", "U" * 80, "DCC")]
+    for i, (iss, token, kind) in enumerate(shown):
+        claims = Claims(iss, NOW, NOW + 15, token, kind=kind)
+        visit = Visit.of(claims, "cafe-1", "door-a", NOW + i)
+        assert store_setup.store.admit(claims.seen_key, seen_until=NOW + 20, now=NOW + i,
+                                       make_record=lambda v=visit: v.seal(store_setup.authority.public_key()))
+    store_setup.store.close()
+    with sqlite3.connect(store_setup.path) as db:
+        lengths = [n for (n,) in db.execute("SELECT length(wire) FROM records")]
+    assert len(lengths) == len(shown) and len(set(lengths)) == 1

@@ -123,21 +123,20 @@ def device_key(etc: Path):
 def test_provision_installs_everything_and_prints_the_csr(capsys, tmp_path, world, pki, etc):
     summary, csr_text, err = provision(capsys, world, pki, etc)
 
-    for name in ("custodian-ca.pem", "authority.pub", "root.pub", "trustlist.cose", "qrgate.toml",
+    for name in ("custodian-ca.pem", "root.pub", "trustlist.cose", "qrgate.toml",
                  "tls/device.key", "tls/device.csr"):
         assert (etc / name).is_file(), name
+    assert not (etc / "authority.pub").exists()  # checked against the list, not installed: the list's keys rotate
     assert not (etc / "tls" / "device.crt").exists()
     assert stat.S_IMODE((etc / "tls").stat().st_mode) == 0o700
     assert stat.S_IMODE((etc / "tls" / "device.key").stat().st_mode) == 0o600
-    for name in ("custodian-ca.pem", "authority.pub", "root.pub", "trustlist.cose", "qrgate.toml"):
+    for name in ("custodian-ca.pem", "root.pub", "trustlist.cose", "qrgate.toml"):
         assert stat.S_IMODE((etc / name).stat().st_mode) == 0o644, name
     assert not [p for p in etc.rglob("*") if ".tmp" in p.name]
 
     # The copies are what was given (the CA and keys as canonical PEM, the list byte for byte).
     assert (etc / "trustlist.cose").read_bytes() == world.trust_file.read_bytes()
     assert x509.load_pem_x509_certificate((etc / "custodian-ca.pem").read_bytes()) == pki.cert
-    assert keys.raw_public(keys.load_authority_public(etc / "authority.pub")) == \
-        keys.raw_public(keys.load_authority_public(world.authority_dir))
 
     # The key: ECDSA P-256, PKCS8 PEM, never printed.
     key = device_key(etc)
@@ -155,7 +154,7 @@ def test_provision_installs_everything_and_prints_the_csr(capsys, tmp_path, worl
 
     assert summary == {
         "venue": VENUE, "device": DEVICE, "cn": CN, "broker": "mqtts://broker.example.org:8883", "etc": str(etc),
-        "written": [str(etc / n) for n in ("custodian-ca.pem", "authority.pub", "root.pub", "trustlist.cose",
+        "written": [str(etc / n) for n in ("custodian-ca.pem", "root.pub", "trustlist.cose",
                                            "tls/device.key", "tls/device.csr", "qrgate.toml")],
         "key": "generated", "key_path": str(etc / "tls" / "device.key"), "csr": str(etc / "tls" / "device.csr"),
         "certificate": None, "trust_seq": 1,
@@ -172,7 +171,7 @@ def test_provision_installs_everything_and_prints_the_csr(capsys, tmp_path, worl
     assert (cfg.device.venue, cfg.device.id, cfg.device.state_dir) == (VENUE, DEVICE, tmp_path / "state")
     assert cfg.camera.source == "picamera"
     assert (cfg.trust.root_key, cfg.trust.list) == (etc / "root.pub", etc / "trustlist.cose")
-    assert cfg.authority.public_key == etc / "authority.pub"
+    assert cfg.authority.public_key is None
     m = cfg.mqtt
     assert (m.enabled, m.host, m.port, m.tls, m.ca, m.cert, m.key) == \
         (True, "broker.example.org", 8883, True, etc / "custodian-ca.pem", None, None)

@@ -8,16 +8,18 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 
 import cbor2
 import pytest
+from cryptography.exceptions import InvalidTag
 
 from custodian import investigate
 from lab.fuzz import wire as fuzz_wire
 from firmware import cli
 from lab.fuzz import engine as fuzz
 from lab.fuzz import targets
-from firmware.store import seal
+from firmware.store import records, seal, seal_v1
 from firmware.store.records import SealedRecord
 from firmware.tokens import trustlist
 from firmware.tokens.trustlist import TrustList
@@ -153,24 +155,51 @@ def test_a_sample_of_messages_finds_nothing(ingest_result):
 
 
 def test_messages_reach_every_check_and_the_opening(ingest_result):
-    checked = {label.split("/")[0] for label in ingest_result["verdicts"]}
-    opened = {label.split("/")[1] for label in ingest_result["verdicts"]}
+    """Of both versions: check's every verdict, and the opening's, re-sealed plaintexts the opening refuses among
+    them (the version is the label's prefix where the message is a record within the rules)."""
+    verdicts = ingest_result["verdicts"]
+    checked = {label.split(":")[-1].split("/")[0] for label in verdicts}
     assert checked >= {"accepted", "malformed", "topic_mismatch", "ts_out_of_range", "oversized"}, checked
-    assert opened >= {"opened", "malformed", "wrong_key_or_tampered", "bad_plaintext", "envelope_mismatch"}, opened
-    # records the storage takes, and re-sealed plaintexts the opening refuses
-    assert ingest_result["verdicts"]["accepted/bad_plaintext"] > 0.05 * COUNT
-    assert ingest_result["verdicts"]["accepted/opened"] > 0.01 * COUNT
+    for version, reasons in ((1, {"envelope_mismatch"}), (2, {"key_not_given"})):
+        opened = {label.split("/")[1] for label in verdicts if label.startswith(f"v{version}:")}
+        assert opened >= {"opened", "wrong_key_or_tampered", "bad_plaintext", *reasons}, (version, opened)
+        # records the storage takes, and re-sealed plaintexts the opening refuses
+        assert verdicts[f"v{version}:accepted/bad_plaintext"] > 0.04 * COUNT, version
+        assert verdicts[f"v{version}:accepted/opened"] > 0.002 * COUNT, version
+    assert verdicts["v2:accepted/bad_plaintext"] > 0.1 * COUNT
 
 
 def test_the_ingest_seeds_check_out():
+    """Records of both versions, version 2 in both suites, version 1 sealed to each of two X25519 keys."""
     target = fuzz_wire.ingest_target(0)
     check = fuzz._check_seeds(target)
-    assert check["as_expected"] == check["seeds"] >= 12 and check["wrong"] == {}
+    assert check["as_expected"] == check["seeds"] >= 36 and check["wrong"] == {}
     records = [SealedRecord.from_wire(s.body) for s in target.seeds]
     model = target.judge.keywords["model"]
     assert {r.ts for r in records} >= {model.oldest, model.newest, fuzz.NOW}  # the window's edges
     assert {len(r.venue) for r in records} >= {1, 64}
     assert [s.text[0] for s in target.seeds] == [f"qrgate/v1/{r.venue}/{r.device}/visits" for r in records]
+    third = len(records) // 3
+    assert Counter((r.version, r.suite) for r in records) == {(1, None): third, (2, 0x647A): third, (2, 0x0020): third}
+    keys = target.verify.keywords["key"]
+    assert [k.suite.alg for k in keys] == ["MLKEM768-X25519", "X25519", "X25519"]
+    assert {r.kid for r in records if r.version == 2} == {k.public_key().kid for k in keys[:2]}
+    opened_by = Counter(next(n for n, k in enumerate(keys) if _opens(r, k)) for r in records if r.version == 1)
+    assert set(opened_by) == {1, 2}
+
+
+def _opens(record: SealedRecord, key) -> bool:
+    try:
+        record.open(key)
+    except (ValueError, InvalidTag):  # KeyMismatch, a version 1 record opened with a hybrid key; another key
+        return False
+    return True
+
+
+def test_the_same_seed_makes_the_same_keys():
+    a, b = (fuzz_wire.ingest_target(3).verify.keywords["key"] for _ in range(2))
+    assert [k.public_key() for k in a] == [k.public_key() for k in b]
+    assert a[0].public_key() != fuzz_wire.ingest_target(4).verify.keywords["key"][0].public_key()
 
 
 def test_the_model_takes_only_a_record_as_a_device_writes_it():
@@ -178,7 +207,7 @@ def test_the_model_takes_only_a_record_as_a_device_writes_it():
     model = target.judge.keywords["model"]
     topic, wire = target.seeds[0].text
     fields = cbor2.loads(wire)
-    assert model.why_not(topic, wire) is None
+    assert fields[0] == 1 and model.why_not(topic, wire) is None
     for ts, ok in ((model.oldest, True), (model.oldest - 1, False), (model.newest, True), (model.newest + 1, False),
                    (2**63, False), (2**64 - 1, False)):
         assert (model.why_not(topic, cbor2.dumps([*fields[:4], ts, fields[5]])) is None) is ok, ts
@@ -187,20 +216,67 @@ def test_the_model_takes_only_a_record_as_a_device_writes_it():
         assert model.why_not(bad_topic, wire) is not None, bad_topic
     assert model.why_not(topic, b"\x86\x18\x01" + wire[2:]) is not None  # a version head one size wide
     assert model.why_not(topic, wire + b"\x00") is not None
+    assert model.why_not(topic, cbor2.dumps([2, *fields[1:]])) is not None  # version 2 without suite and kid
+
+
+def test_the_model_takes_a_version_2_record_only_within_its_rules():
+    target = fuzz_wire.ingest_target(0)
+    model = target.judge.keywords["model"]
+    topic, wire = next(s.text for s in target.seeds if s.body[1] == 2)
+    version, rid, venue, device, ts, suite, kid, sealed = cbor2.loads(wire)
+    assert model.why_not(topic, wire) is None
+    # the other suite and an 8-byte kid of no key: check may take them (only the opening knows the keys)
+    other = {0x647A: 0x0020, 0x0020: 0x647A}[suite]
+    assert model.why_not(topic, cbor2.dumps([2, rid, venue, device, ts, other, bytes(8), sealed])) is None
+    for bad in ([1, rid, venue, device, ts, suite, kid, sealed], [3, rid, venue, device, ts, suite, kid, sealed],
+                [2, rid, venue, device, ts, 0x0021, kid, sealed], [2, rid, venue, device, ts, -suite, kid, sealed],
+                [2, rid, venue, device, ts, str(suite), kid, sealed],
+                [2, rid, venue, device, ts, suite, kid[:7], sealed],
+                [2, rid, venue, device, ts, suite, kid + b"\x00", sealed],
+                [2, rid, venue, device, ts, suite, kid.hex(), sealed],
+                [2, rid, venue, device, ts, kid, suite, sealed], [2, rid, venue, device, ts, suite, kid],
+                [2, rid, venue, device, ts, suite, kid, sealed, b""]):
+        assert model.why_not(topic, cbor2.dumps(bad)) is not None, bad
+    parts = [cbor2.dumps(f) for f in (version, rid, venue, device, ts, suite, kid, sealed)]
+    parts[5] = fuzz_wire._widen(parts[5])
+    assert model.why_not(topic, b"\x88" + b"".join(parts)) is not None  # the suite's head one size wide
+
+
+VISIT = {"v": 1, "rid": bytes(16), "venue": "v", "device": "d", "ts": 1, "iss": "naver", "cti": bytes(16),
+         "kind": "KP1"}
+SECRET = {"iss": "naver", "cti": bytes(16), "kind": "KP1"}
 
 
 def test_the_model_remembers_only_valid_plaintexts():
     model = fuzz_wire.ingest_target(0).judge.keywords["model"]
     before = len(model.sealed)
-    visit = {"v": 1, "rid": bytes(16), "venue": "v", "device": "d", "ts": 1, "iss": "naver", "cti": bytes(16),
-             "kind": "KP1"}
+    visit = VISIT
     for bad in ({**visit, "iss": b"naver"}, {**visit, "ts": 1.0}, {**visit, "kind": "DCC"}, {**visit, "v": True},
-                {k: v for k, v in visit.items() if k != "cti"}, {**visit, "x": 0}):
+                {k: v for k, v in visit.items() if k != "cti"}, {**visit, "x": 0}, SECRET):
         model.note(cbor2.dumps(bad), bad)
     model.note(cbor2.dumps(visit) + b"\x00", visit)
+    model.note(records.pad(cbor2.dumps(SECRET)), SECRET)  # version 2's plaintext, sealed as version 1's
     assert len(model.sealed) == before
     model.note(cbor2.dumps(visit), visit)
     assert len(model.sealed) == before + 1
+
+
+def test_the_model_remembers_only_version_2_plaintexts_padded_as_a_device_pads_them():
+    model = fuzz_wire.ingest_target(0).judge.keywords["model"]
+    before, info = len(model.sealed), records.INFO_V2 + b"\x80"
+    body = cbor2.dumps(SECRET)
+    padded = records.pad(body)
+    for bad in (padded[:-1], padded + bytes(records.PAD), padded[:-1] + b"\x01", body, padded[2:] + b"\x00\x00",
+                b"\x00\x00" + padded[2:], b"\xff\xff" + padded[2:], (len(body) + 1).to_bytes(2, "big") + padded[2:]):
+        model.note(bad, SECRET, info)
+    for p in ({**SECRET, "iss": b"naver"}, {**SECRET, "v": 2}, {**SECRET, "kind": "DCC"}, VISIT):
+        model.note(records.pad(cbor2.dumps(p)), p, info)
+    assert len(model.sealed) == before
+    model.note(padded, SECRET, info)
+    long = {"iss": "i" * 64, "cti": "U" * 256, "kind": "DCC"}
+    model.note(records.pad(cbor2.dumps(long)), long, info)
+    assert len(model.sealed) == before + 2
+    assert len(records.pad(cbor2.dumps(long))) == 2 * records.PAD  # the seeds' longest takes a second pad
 
 
 def the_check_before_the_window(topic: str, payload: bytes, received_at: float):
@@ -219,22 +295,63 @@ def test_the_poison_pill_is_a_crash_in_the_storage_and_a_false_accept():
     assert result["false_accepts"] > 0 and result["ok"] is False  # a ts outside the window, stored
 
 
-def test_an_opening_that_does_not_check_the_plaintext_is_reported():
-    def unchecked(wire: bytes, key):
+def _unchecked(version: int):
+    """An opening that reads the plaintext of records of `version` without checking it (version 2's padding is
+    still undone by records.unpad) and hands the other version to investigate._open."""
+
+    def opener(wire: bytes, keys):
         try:
             record = SealedRecord.from_wire(wire)
-            plain = cbor2.loads(seal.open_sealed(record.enc_and_ct, key, seal.aad_for(record.rid, record.venue,
-                                                                                      record.device)))
+            if record.version != version:
+                return investigate._open(wire, keys)
+            if version == 1:
+                plain = cbor2.loads(seal_v1.open_sealed(record.enc_and_ct, keys[1].x25519,
+                                                        seal_v1.aad_for(record.rid, record.venue, record.device)))
+            else:
+                key = next(k for k in keys if k.public_key().kid == record.kid)
+                plain = cbor2.loads(records.unpad(key.open(record.enc_and_ct, record.info())))
         except Exception:  # noqa: BLE001
             return "did_not_open"
         cti = plain.get("cti") if isinstance(plain, dict) else None
-        return {"rid": record.rid.hex(), "device": record.device, "ts": record.ts, "time": "",
+        return {"rid": record.rid.hex(), "device": record.device, "ts": record.ts, "time": "", "v": version,
                 "kind": str(plain.get("kind")) if isinstance(plain, dict) else "",
                 "iss": plain.get("iss") if isinstance(plain, dict) else "",  # bytes, when the plaintext says so
                 "cti": cti.hex() if isinstance(cti, bytes) else str(cti)}
 
-    result = targets.run(fuzz_wire.ingest_target(0, opener=unchecked), count=2_000, workers=2, seed=0)
-    assert result["false_accepts"] > 100 and result["crashes"] == 0 and result["ok"] is False
+    return opener
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_opening_that_does_not_check_the_plaintext_is_reported(version, tmp_path):
+    result = targets.run(fuzz_wire.ingest_target(0, opener=_unchecked(version)), count=2_000, workers=2, seed=0,
+                         out=tmp_path)
+    assert result["false_accepts"] > 40 and result["crashes"] == 0 and result["ok"] is False
+    assert {_version_of(p) for p in tmp_path.glob("ingest-false_accept-*.json")} == {version}
+
+
+def _version_of(finding) -> int:
+    """The version of the record a saved finding carries."""
+    return cbor2.loads(bytes.fromhex(json.loads(finding.read_text())["parts"][1]["hex"]))[0]
+
+
+def test_an_opening_that_skips_the_padding_check_is_reported(monkeypatch, tmp_path):
+    """unpad taking the length's word for it: a tail not zero, a plaintext not of whole pads, must be findings."""
+    monkeypatch.setattr(records, "unpad", lambda padded: padded[2:2 + int.from_bytes(padded[:2], "big")])
+    result = targets.run(fuzz_wire.ingest_target(0), count=2_000, workers=2, seed=0, out=tmp_path)
+    assert result["false_accepts"] > 10 and result["crashes"] == 0 and result["ok"] is False
+    findings = [json.loads(p.read_text()) for p in tmp_path.glob("ingest-false_accept-*.json")]
+    assert {_version_of(p) for p in tmp_path.glob("ingest-false_accept-*.json")} == {2}
+    assert {f["detail"] for f in findings} == {"_open opened a plaintext the harness never sealed as a valid visit "
+                                               "(v2: under its info)"}
+
+
+def test_an_opening_that_picks_the_key_by_kid_alone_is_a_crash(monkeypatch):
+    """A record naming one key's kid under the other suite then reaches SealedRecord.open's own check, whose
+    KeyMismatch _open does not catch: the suite mutants reach the choice of the key."""
+    monkeypatch.setattr(investigate, "_candidates", lambda record, keys: [
+        k for k in keys if (k.suite is seal.X25519 if record.version == 1 else k.public_key().kid == record.kid)])
+    result = targets.run(fuzz_wire.ingest_target(0), count=2_000, workers=2, seed=0)
+    assert set(result["crash_types"]) == {"KeyMismatch"} and result["false_accepts"] == 0 and result["ok"] is False
 
 
 def test_an_opening_that_raises_on_a_bad_plaintext_is_a_crash():

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from firmware.errors import TrustListError
@@ -15,6 +14,8 @@ from firmware.keys import kid_of, raw_public
 from lab.signers import new_issuer, new_root
 from firmware.tokens import cose, trustlist
 from firmware.trust import FILENAME, TrustStore
+from firmware.store import seal
+from firmware.store.seal import OpeningKey
 from lab import dcc_issuer, signers
 
 NOW = 1_750_000_000
@@ -316,7 +317,8 @@ def test_a_trust_list_file_is_read_no_further_than_the_cap(tmp_path):
 
 _ROOT = Ed25519PrivateKey.generate()
 _ISSUER_KEY = Ed25519PrivateKey.generate()
-_SEALING = X25519PrivateKey.generate().public_key()
+_SEALING = OpeningKey.generate(seal.X25519).public_key()
+_HYBRID = OpeningKey.generate().public_key()
 
 
 def _signed(payload: dict | bytes) -> bytes:
@@ -335,7 +337,7 @@ def _issuer_entry(**over) -> dict:
 
 
 def _authority_entry(**over) -> dict:
-    return {"alg": "X25519", "key": raw_public(_SEALING), "not_before": NOW - DAY, "not_after": NOW + DAY, **over}
+    return {"alg": "X25519", "key": _SEALING.raw, "not_before": NOW - DAY, "not_after": NOW + DAY, **over}
 
 
 def _payload(**over) -> dict:
@@ -358,7 +360,7 @@ def _with_repeated_key(entry: str) -> bytes:
         inner = b"\xa6" + _enc("kid", e["kid"], "kid", e["kid"], "iss", "naver", "alg", "EdDSA", "key", e["key"],
                                "not_before", NOW)
     else:
-        inner = b"\xa4" + _enc("alg", "X25519", "key", raw_public(_SEALING), "key", raw_public(_SEALING),
+        inner = b"\xa4" + _enc("alg", "X25519", "key", _SEALING.raw, "key", _SEALING.raw,
                                "not_before", NOW)
     name = "issuers" if entry == "issuer" else "authority"
     return b"\xa4" + _enc("seq", 1, "issued_at", NOW, "not_after", NOW + DAY, name) + b"\x81" + inner
@@ -384,6 +386,10 @@ def _with_repeated_key(entry: str) -> bytes:
      r"authority entry lacks not_before\b.*\bnot_after"),  # every field it lacks
     (_payload(authority=[_authority_entry(alg="P-256")]), "authority alg"),
     (_payload(authority=[_authority_entry(key=bytes(31))]), "authority key"),
+    (_payload(authority=[_authority_entry(alg="MLKEM768-X25519")]), "authority key"),  # an X25519 key's 32 bytes
+    (_payload(authority=[_authority_entry(key=_HYBRID.raw)]), "authority key"),  # a hybrid key as X25519
+    (_payload(authority=[_authority_entry(alg="MLKEM768-X25519", key=b"\xff" * 1184 + _SEALING.raw)]),
+     "authority key"),  # 1,216 bytes, but no ML-KEM-768 key (its coefficients past the modulus)
     (_with_repeated_key("authority"), "authority entry repeats"),
     (_payload(authority=[_authority_entry()] * (trustlist.MAX_AUTHORITY + 1)), "authority"),
     (_payload(dsc=[b"not a certificate"]), "DER X.509"),
@@ -397,7 +403,7 @@ def test_a_list_of_only_the_required_fields_trusts_nothing():
     tl = _parse({"seq": 4, "issued_at": NOW, "not_after": NOW + DAY})
     assert (tl.seq, tl.issued_at, tl.not_after) == (4, NOW, NOW + DAY)
     assert (tl.issuers, tl.revoked, tl.dsc, tl.authority) == ({}, frozenset(), (), ())
-    assert not tl.names_authority(_SEALING, NOW)
+    assert not tl.names_authority(_SEALING, NOW) and tl.sealing_key(NOW) is None
 
 
 def test_the_largest_times_and_the_shortest_and_longest_issuer_names_are_read():
@@ -410,11 +416,11 @@ def test_the_largest_times_and_the_shortest_and_longest_issuer_names_are_read():
 
 
 def test_the_authority_keys_are_read_as_the_root_signed_them(trust_setup):
-    second = X25519PrivateKey.generate().public_key()
-    raw = build(trust_setup, 2, valid_days=10, authority=[_SEALING, second])
+    raw = build(trust_setup, 2, valid_days=10, authority=[_SEALING, (_HYBRID, NOW + DAY)])
     tl = trustlist.parse(raw, trust_setup.root.public_key())
-    assert tl.authority == (trustlist.AuthorityKey(raw_public(_SEALING), "X25519", NOW - DAY, NOW + 10 * DAY),
-                            trustlist.AuthorityKey(raw_public(second), "X25519", NOW - DAY, NOW + 10 * DAY))
+    assert tl.authority == (trustlist.AuthorityKey(_SEALING.raw, "X25519", NOW - DAY, NOW + 10 * DAY),
+                            trustlist.AuthorityKey(_HYBRID.raw, "MLKEM768-X25519", NOW + DAY, NOW + 10 * DAY))
+    assert [a.sealing_key for a in tl.authority] == [_SEALING, _HYBRID]
 
 
 def test_the_list_names_an_authority_key_only_when_listed_and_in_its_validity():
@@ -422,7 +428,23 @@ def test_the_list_names_an_authority_key_only_when_listed_and_in_its_validity():
     assert tl.names_authority(_SEALING, NOW)
     assert tl.names_authority(_SEALING, NOW - DAY) and tl.names_authority(_SEALING, NOW + DAY)  # both ends inclusive
     assert not tl.names_authority(_SEALING, NOW - DAY - 1) and not tl.names_authority(_SEALING, NOW + DAY + 1)
-    assert not tl.names_authority(X25519PrivateKey.generate().public_key(), NOW)  # sealing to it: no
+    assert not tl.names_authority(OpeningKey.generate(seal.X25519).public_key(), NOW)  # sealing to it: no
+    assert not tl.names_authority(seal.SealingKey(seal.MLKEM768_X25519, _SEALING.raw), NOW)  # same bytes, other suite
+
+
+def test_visits_are_sealed_to_the_valid_key_that_became_valid_last():
+    """Rotation: the next key rides in the list ahead of its time, and devices move to it at its not_before."""
+    third = OpeningKey.generate().public_key()
+    tl = _parse(_payload(authority=[
+        _authority_entry(not_before=NOW - DAY, not_after=NOW + 3 * DAY),
+        _authority_entry(alg="MLKEM768-X25519", key=_HYBRID.raw, not_before=NOW + DAY, not_after=NOW + 2 * DAY),
+        _authority_entry(alg="MLKEM768-X25519", key=third.raw, not_before=NOW + DAY, not_after=NOW + 3 * DAY)]))
+    assert tl.sealing_key(NOW - DAY - 1) is None
+    assert tl.sealing_key(NOW) == _SEALING and tl.sealing_key(NOW + DAY - 1) == _SEALING
+    assert tl.sealing_key(NOW + DAY) == _HYBRID  # a tie on not_before: the first listed
+    assert tl.sealing_key(NOW + 2 * DAY + 1) == third  # past the hybrid's not_after
+    assert tl.sealing_key(NOW + 3 * DAY + 1) is None
+    assert _parse(_payload(authority=[])).sealing_key(NOW) is None
 
 
 def test_document_signers_are_kept_as_signed_and_found_by_their_dcc_kid(trust_setup):

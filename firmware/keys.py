@@ -71,9 +71,8 @@ def write_public(path: Path, key: Ed25519PublicKey | X25519PublicKey) -> None:
     path.write_bytes(_pem_public(key))
 
 
-def authority_public_pem(key: OpeningKey | SealingKey) -> bytes:
+def authority_public_pem(public: SealingKey) -> bytes:
     """The public half's file: one SubjectPublicKeyInfo block, or the hybrid's two."""
-    public = key.public_key() if isinstance(key, OpeningKey) else key
     x25519 = _pem_public(X25519PublicKey.from_public_bytes(public.raw[-32:]))
     if public.suite is X25519:
         return x25519
@@ -84,7 +83,7 @@ def write_authority(folder: Path, key: OpeningKey) -> None:
     """authority.key (mode 0600) and authority.pub in `folder`."""
     x25519 = _pem_private(key.x25519)
     _write_secret(folder / "authority.key", x25519 if key.mlkem is None else _pem_private(key.mlkem) + x25519)
-    (folder / "authority.pub").write_bytes(authority_public_pem(key))
+    (folder / "authority.pub").write_bytes(authority_public_pem(key.public_key()))
 
 
 # The key classes are abstract, and mypy takes none for a type[K] (python/mypy#4717): the calls below say

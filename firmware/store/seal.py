@@ -4,7 +4,7 @@ A record of version 2 names its suite by HPKE KEM id (records.py):
 - 0x647a, MLKEM768-X25519 (X-Wing, draft-ietf-hpke-pq): ML-KEM-768 and X25519 combined, so a record
   taken off the wire today stays sealed while either holds, against a quantum computer too. The
   default for new authority keys; cryptography has it since 47 (its `hpke` module), the project
-  requires 48.
+  requires 49 (`KEM.enc_length`).
 - 0x0020, X25519 (DHKEM(X25519, HKDF-SHA256)): the authority keys already in the field.
 Both with HKDF-SHA256 and ChaCha20-Poly1305 (the Pi 4 has no AES instructions).
 
@@ -75,14 +75,16 @@ class SealingKey:
         if suite is None:
             raise ValueError(f"{alg!r} is not a sealing suite ({', '.join(BY_ALG)})")
         key = cls(suite, raw)
-        key.hpke_key()  # checks length and contents
+        key.hpke_key  # checks length and contents
         return key
 
-    @property
+    @functools.cached_property
     def kid(self) -> bytes:
         return key_id(self.raw)
 
+    @functools.cached_property
     def hpke_key(self) -> X25519PublicKey | hpke.MLKEM768X25519PublicKey:
+        """The library's key, built once per SealingKey (the trust list keeps one for each of its keys)."""
         if len(self.raw) != self.suite.public_len:
             raise ValueError(f"a {self.suite.alg} public key is {self.suite.public_len} bytes, not {len(self.raw)}")
         x25519 = X25519PublicKey.from_public_bytes(self.raw[-32:])
@@ -92,7 +94,7 @@ class SealingKey:
 
     def seal(self, plaintext: bytes, info: bytes) -> bytes:
         """enc ‖ ct, bound to `info`."""
-        return self.suite.hpke.encrypt(plaintext, self.hpke_key(), info=info)
+        return self.suite.hpke.encrypt(plaintext, self.hpke_key, info=info)
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,9 @@ class AuthorityKey:
     def valid(self, now: float) -> bool:
         return self.not_before <= now <= self.not_after
 
-    @property
+    @functools.cached_property
     def sealing_key(self) -> SealingKey:
+        """One per entry, so each decision seals with a key already built (SealingKey.hpke_key)."""
         return SealingKey(seal.BY_ALG[self.alg], self.key)
 
 

@@ -35,6 +35,7 @@ def _opt(default: Any = dataclasses.MISSING, *, choices: tuple[str, ...] | None 
 
 # A venue or device id is one MQTT topic level: no '/', '+', '#' and nothing odd.
 TOPIC_LEVEL = topics.ID
+COUNTRY = re.compile(r"(|[A-Z]{2})")  # ISO 3166 alpha-2, or empty
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,13 @@ class DccConfig:
     recovery_max_days: int = _opt(180, lo=0, hi=3650, help="days from the first positive test (0: only df..du)")
     recheck_s: int = _opt(3600, lo=0, hi=86400, help="the same certificate again within this time is "
                                                      "\"already checked in\", not a second visit")
+    rules_country: str = _opt("", pattern=COUNTRY,
+                              help="the country (ISO 3166 alpha-2, e.g. \"DE\") whose business rules, carried in "
+                                   "the trust list, apply here as well (empty: only the settings above)")
+    revocation: bool = _opt(False, help="judge DCCs only with a revocation list in force "
+                                        "(qrgate/v1/trust/revocation), as the EU verifier apps do")
+    max_list_age_h: int = _opt(24, lo=1, hi=720, help="hours after its issue that a rule set or a revocation list "
+                                                      "counts for; older, DCCs are answered with a fault")
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ class VisitStore(Protocol):
 
 
 class Ready(Protocol):
-    def blocking(self, now: float) -> str | None:
-        """The reason the device may not judge now, or None (readiness.Readiness)."""
+    def blocking(self, now: float, text: str | None = None) -> str | None:
+        """The reason the device may not judge now (this text), or None (readiness.Readiness)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Gate:
         self.on_recorded = on_recorded
 
     def decide(self, text: str, now: float) -> Answer:
-        blocked = self.readiness.blocking(now)
+        blocked = self.readiness.blocking(now, text)
         if blocked is not None:
             return Answer(None, patterns.FAULT, blocked)
         verdict = self.verifier.verify(text, now)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from firmware.tokens import dcc, dcc_policy
 from firmware.tokens.trustlist import TrustList
@@ -42,11 +42,17 @@ MAX_UVCI = 80  # the UVCI specification's maximum length
 MAX_ISS = 64
 
 
+class Revocations(Protocol):
+    def revoked(self, result: dcc.DccResult) -> bool:
+        """Is this verified certificate on the revocation list in force (firmware.revocation)?"""
+
+
 @dataclass
 class DccVerifier:
     trust: Callable[[], TrustList | None]
     rules: "DccConfig"
     skew: int = 5
+    revocations: Revocations | None = None
 
     def verify(self, text: str, now: float) -> Verdict:
         """A Verdict for any input whatsoever: a bug is `malformed`, and the loop goes on."""
@@ -70,6 +76,8 @@ class DccVerifier:
         if not (isinstance(iss, str) and 0 < len(iss) <= MAX_ISS):
             iss = "DCC"
         claims = Claims(iss=iss, iat=result.iat, exp=result.exp, cti=uvci, kind="DCC")
+        if self.revocations is not None and self.revocations.revoked(result):
+            return rejected(Reason.REVOKED, claims)
         refused = dcc_policy.check(result.dcc_type, result.payload or {}, self.rules, now, self.skew)
         if refused is not None:
             return rejected(refused, claims)

@@ -39,6 +39,10 @@ class Reason(str, enum.Enum):
     TEST_TYPE_NOT_ACCEPTED = "test_type_not_accepted"
     TEST_TOO_OLD = "test_too_old"
     RECOVERY_NOT_VALID = "recovery_not_valid"  # outside its df..du, or the positive test too long ago
+    # EU DCC, beyond the venue's policy: a business rule of [dcc] rules_country (tokens.dcc_rules) that the
+    # certificate fails, and a certificate on the revocation list (firmware.revocation).
+    RULE_FAILED = "rule_failed"
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True)

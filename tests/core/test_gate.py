@@ -36,7 +36,7 @@ class Ready:
     def __init__(self, blocked: str | None = None):
         self.blocked = blocked
 
-    def blocking(self, now: float) -> str | None:
+    def blocking(self, now: float, text: str | None = None) -> str | None:
         return self.blocked
 
 
@@ -154,7 +154,7 @@ class TrustUntil:
     def __init__(self, not_after: float):
         self.not_after = not_after
 
-    def blocking(self, now: float) -> str | None:
+    def blocking(self, now: float, text: str | None = None) -> str | None:
         return "trust_list_expired" if now > self.not_after else None
 
 

@@ -49,7 +49,7 @@ class Verifier:
 
 
 class Ready:
-    def blocking(self, now: float) -> str | None:
+    def blocking(self, now: float, text: str | None = None) -> str | None:
         return None
 
 

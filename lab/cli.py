@@ -35,6 +35,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--at", type=float, help="judge at this Unix time (default: now)")
     s.add_argument("--require", action="append", default=[], choices=("age14", "age19", "vax"))
     s.add_argument("--skew", type=int, default=5, help="clock skew allowed, seconds")
+    s.add_argument("--rules-country", default="", metavar="CC",
+                   help="also hold DCCs to this country's business rules in the trust list (as dcc.rules_country)")
     s.add_argument("text", help="a token, or - to read one per line from stdin")
     s.set_defaults(func=lazy("lab.commands:cmd_token_verify"))
     for name, what in (("issuer", "an issuer's signing key"), ("root", "the key that signs trust lists"),
@@ -62,6 +64,11 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
                    help="a health authority public key (authority.pub) devices may seal to (repeatable; at least one); "
                         "@TIME (2026-12-08T00:00:00Z) makes it valid from then: devices seal to the valid key that "
                         "became valid last, so this rotates the key at TIME")
+    s.add_argument("--dcc-rules", action="append", default=[], type=Path, metavar="JSON",
+                   help="EU DCC business rules as the gateway publishes them: one rule, or an array (repeatable)")
+    s.add_argument("--valuesets", action="append", default=[], type=Path, metavar="JSON",
+                   help="the value sets the rules name: an EU value set file, an array of them, or "
+                        "{id: [code, …]} (repeatable)")
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")

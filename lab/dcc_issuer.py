@@ -13,6 +13,7 @@ A signer folder holds `dsc.key` (PKCS#8 PEM, 0600) and `dsc.pem`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -152,3 +153,20 @@ def mint(signer: Signer, now: float, kind: str = "v", uvci: str | None = None, v
     cose = cbor2.dumps(cbor2.CBORTag(dcc.COSE_SIGN1_TAG, [protected, {}, payload,
                                                           r.to_bytes(32, "big") + s.to_bytes(32, "big")]))
     return dcc.PREFIX + base45.b45encode(zlib.compress(cose, 9)).decode("ascii")
+
+
+def business_rule(identifier: str, logic: object, *, country: str | None = None, type: str = "Acceptance",
+                  certificate_type: str = "Vaccination", version: str = "1.0.0",
+                  valid_from: str = "2021-06-01T00:00:00Z", valid_to: str = "2030-06-01T00:00:00Z",
+                  engine_version: str = "1.0.0", **extra) -> str:
+    """One business rule's JSON text in the EU gateway's format (tokens.dcc_rules reads it), for tests and the
+    fuzz harness; the country is the Identifier's unless given."""
+    body = {
+        "Identifier": identifier, "Type": type, "Country": country or identifier.split("-")[1],
+        "Version": version, "SchemaVersion": "1.0.0", "Engine": "CERTLOGIC", "EngineVersion": engine_version,
+        "CertificateType": certificate_type,
+        "Description": [{"lang": "en", "desc": f"test rule {identifier}"}],
+        "ValidFrom": valid_from, "ValidTo": valid_to, "AffectedFields": ["v.0.mp"], "Logic": logic,
+    }
+    body.update(extra)
+    return json.dumps(body)

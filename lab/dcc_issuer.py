@@ -74,6 +74,29 @@ def signer_certificate(key, country: str, types: str, not_before: dt.datetime, d
             .sign(key, hashes.SHA256(), **deterministic))
 
 
+def with_extensions(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+                    extensions: list[tuple[str, bytes]]) -> x509.Certificate:
+    """`cert` with exactly these extensions (dotted OID, DER value), written as given, repeated or malformed:
+    what member states issued and cryptography's builder will not write. Its TBS is rewritten with
+    asn1crypto and signed again by `key` (deterministic ECDSA: the same inputs give the same bytes)."""
+    from asn1crypto import core, parser
+    from asn1crypto import x509 as asn1_x509
+
+    def sequence(contents: bytes) -> bytes:
+        return parser.emit(0, 1, 16, contents)
+
+    whole = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    tbs = asn1_x509.TbsCertificate.load(cert.tbs_certificate_bytes)
+    # Loaded from bytes, not built from values: asn1crypto would parse (and refuse) a value it knows.
+    tbs["extensions"] = asn1_x509.Extensions.load(sequence(b"".join(
+        sequence(core.ObjectIdentifier(oid).dump() + core.OctetString(value).dump()) for oid, value in extensions)))
+    der = tbs.dump()
+    signature = key.sign(der, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    return x509.load_der_x509_certificate(asn1_x509.Certificate({
+        "tbs_certificate": asn1_x509.TbsCertificate.load(der), "signature_algorithm": whole["signature_algorithm"],
+        "signature_value": signature}).dump())
+
+
 def make_signer(country: str = "XX", types: str = "vtr", not_before: float | None = None,
                 days: int = 365) -> Signer:
     """A fresh signer, allowed the DCC types in `types` (its key usage names exactly those)."""

@@ -89,8 +89,12 @@ def _skipped(*holders: dict) -> bool:
 
 
 def run_file(path: Path) -> Iterator[dict]:
-    """Each assertion's result: {"passed": bool, …} with what a failing line prints."""
-    suite = json.loads(path.read_text(encoding="utf-8"))
+    """Each assertion's result: {"passed": bool, …} with what a failing line prints (a file unread: one failure)."""
+    try:
+        suite = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        yield {"file": str(path), "passed": False, "error": f"unreadable: {type(exc).__name__}"}
+        return
     for n, case in enumerate(suite.get("cases", [])):
         name = case.get("name", f"<unnamed> case #{n + 1}")
         if _skipped(suite, case):

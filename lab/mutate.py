@@ -59,6 +59,8 @@ CORE: dict[str, Module] = {
                                                         "tests/tokens/test_strict.py")),
     "dcc": Module("firmware/tokens/dcc.py", ("tests/tokens/test_dcc.py",)),
     "dcc_policy": Module("firmware/tokens/dcc_policy.py", ("tests/tokens/test_dcc_policy.py",)),
+    "certlogic": Module("firmware/tokens/certlogic.py", ("tests/tokens/test_certlogic.py",
+                                                        "tests/tokens/test_certlogic_suite.py")),
     "dcc_verifier": Module("firmware/tokens/dcc_verifier.py", ("tests/tokens/test_dcc_policy.py",
                                                               "tests/tokens/test_dcc.py",
                                                               "tests/tokens/test_dcc_verifier.py")),

@@ -25,7 +25,8 @@ The specification leaves these open; each is taken the strict way, as an error r
 - dates: an impossible date or time (2021-02-30, month 13, 24:00, an offset past 23:59) is an error, not
   undefined behaviour, and so is a result outside JavaScript's Date range (±8.64e15 ms);
 - `plusTime` by years is JavaScript's setUTCFullYear, as the specification's table has it (2020-02-29
-  plus a year is 2021-03-01), not the reference's later correction of that day.
+  plus a year is 2021-03-01), not the reference implementation's correction of that day (which reads
+  the day of the week, and gives 2021-02-28).
 
 The reasons (CertLogicError.reason, and `validate`'s, each followed by " at POINTER", the JSON Pointer of
 the offending expression, "/" for the whole):
@@ -60,7 +61,7 @@ import operator
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable
+from typing import Any, Callable
 
 from firmware.errors import QrgateError
 
@@ -115,8 +116,10 @@ def _literal_problem(expr: object) -> str | None:
     return "non_integer_number" if isinstance(expr, (int, float)) else "not_an_expression"
 
 
-def _operation(expr: dict[object, object]) -> tuple[object, object, list[str]]:
-    """An operation object's operator, its operands, and why it is not one the specification allows."""
+def _operation(expr: dict[object, object]) -> tuple[object, Any, list[str]]:
+    """An operation object's operator, its operands, and why it is not one the specification allows.
+
+    (Any: the operands of an operation without problems are a list of as many as it takes.)"""
     if len(expr) != 1:
         return None, None, ["not_one_key"]
     [(op, operands)] = expr.items()
@@ -147,8 +150,9 @@ def validate(expr: object) -> list[str]:
 
 
 def _validate(expr: object, at: str, depth: int, found: list[str]) -> None:
+    where = at or "/"
     if depth > MAX_DEPTH:
-        found.append(f"too_deep at {at or '/'}")
+        found.append(f"too_deep at {where}")
         return
     if isinstance(expr, list):
         for i, item in enumerate(expr):
@@ -157,10 +161,10 @@ def _validate(expr: object, at: str, depth: int, found: list[str]) -> None:
     if not isinstance(expr, dict):
         problem = _literal_problem(expr)
         if problem:
-            found.append(f"{problem} at {at or '/'}")
+            found.append(f"{problem} at {where}")
         return
     op, operands, problems = _operation(expr)
-    found.extend(f"{problem} at {at or '/'}" for problem in problems)
+    found.extend(f"{problem} at {where}" for problem in problems)
     if op in _ARITY and isinstance(operands, list):  # a known operation's expression operands, as many as it takes
         literals = _LITERALS.get(str(op), {})
         for i, operand in enumerate(operands[: _ARITY[str(op)][1]]):
@@ -203,8 +207,7 @@ class _Evaluation:
             raise CertLogicError(problems[0], op)
         if op == "var":
             return _access(data, str(operands))
-        assert isinstance(op, str) and isinstance(operands, list)  # what _operation let through
-        return _OPERATIONS[op](self, op, operands, data, depth + 1)
+        return _OPERATIONS[str(op)](self, str(op), operands, data, depth + 1)
 
     def if_(self, op: str, operands: list[object], data: object, depth: int) -> object:
         guard, then, else_ = operands
@@ -274,7 +277,7 @@ class _Evaluation:
     def date_of_birth(self, op: str, operands: list[object], data: object, depth: int) -> object:
         text = _string(self.run(operands[0], data, depth), op)
         self.charge(len(text))
-        return DateTime(_parse(text, op, times=False))
+        return DateTime(_parse(text, op, dates_only=True))
 
 
 _Operation = Callable[[_Evaluation, str, list[object], object, int], object]
@@ -386,13 +389,13 @@ def _civil(days: int) -> tuple[int, int, int]:
     return d.year + 400 * cycles, d.month, d.day
 
 
-def _parse(text: str, op: str, *, times: bool = True) -> int:
+def _parse(text: str, op: str, *, dates_only: bool = False) -> int:
     """Milliseconds since 1970 of a date or date-time in an allowed format (dccDateOfBirth: a date only).
 
     A partial date is the last day it can be (YYYY: 31 December); no time is midnight, no offset Z, and
     a fraction is cut (not rounded) to milliseconds."""
     m = _DATE.fullmatch(text)
-    if m is None or (m["hour"] is not None and not times):
+    if m is None or (m["hour"] is not None and dates_only):
         raise CertLogicError("invalid_date", op)
     year, month = int(m["year"]), int(m["month"] or 12)
     if not 1 <= month <= 12:
@@ -405,7 +408,7 @@ def _parse(text: str, op: str, *, times: bool = True) -> int:
         raise CertLogicError("invalid_date", op)
     offset = (off_hours * 60 + off_minutes) * (-1 if m["sign"] == "-" else 1)
     minutes = (_days(year, month, day) * 24 + hour) * 60 + minute - offset
-    return minutes * 60_000 + second * 1000 + int((m["fraction"] or "0").ljust(3, "0")[:3])
+    return minutes * 60_000 + second * 1000 + int((m["fraction"] or "")[:3].ljust(3, "0"))
 
 
 def _plus(millis: int, amount: int, unit: str, op: str) -> int:

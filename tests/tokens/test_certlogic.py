@@ -252,6 +252,7 @@ def test_strict_equality_of_date_times_is_an_error():
     (None, [], False), (None, [None], True), (None, ["a", "b"], False), (1, ["1"], False), ("1", [1], False),
     (True, [1], False), (1, [True], False), (1, [1.0], True), (0, [False, None, ""], False),
     ("a", [["a"], {"a": 1}, "a"], True), ("a", [["a"], {"a": "a"}], False),  # items of other kinds: never equal
+    (1, [Decimal(1), Fraction(1)], False), (None, [b""], False),  # what CBOR decodes and JSON has not: the same
 ])
 def test_in_asks_for_an_equal_item(item, array, member):
     assert evaluate({"in": [{"var": "i"}, {"var": "a"}]}, {"i": item, "a": array}) is member
@@ -586,6 +587,15 @@ def test_arrays_and_reduces_function_count_in_the_depth():
     assert evaluate({"reduce": [[1], nested(MAX_DEPTH - 1), 0]}, None) is True
     assert error({"reduce": [[1], nested(MAX_DEPTH), 0]}) == "too_deep"
     assert evaluate({"reduce": [[], nested(MAX_DEPTH), 0]}, None) == 0  # never evaluated
+
+
+def test_validate_counts_arrays_in_the_depth():
+    arrays: object = 1
+    for _ in range(MAX_DEPTH - 1):
+        arrays = [arrays]
+    assert validate(arrays) == []
+    assert validate([arrays]) == ["too_deep at " + "/0" * MAX_DEPTH]
+    assert validate({"and": [1, arrays]}) == ["too_deep at /and/1" + "/0" * (MAX_DEPTH - 1)]
 
 
 def test_validate_of_any_depth_never_recurses_past_the_cap():

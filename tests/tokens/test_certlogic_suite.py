@@ -87,6 +87,15 @@ def test_skip_directives_leave_out_a_file_a_case_or_an_assertion_and_only_runs(t
     assert lines == ["2 passed, 0 failed"] and code == 0
 
 
+def test_a_file_that_is_no_json_or_not_there_is_one_failure(tmp_path, capsys):
+    (tmp_path / "broken.json").write_text('{"name": "cut short", "cases": [')
+    code, lines = run(capsys, tmp_path / "broken.json", tmp_path / "missing.json")
+    assert code == 1 and lines[-1] == "0 passed, 2 failed"
+    assert [json.loads(line) for line in lines[:-1]] == [
+        {"file": str(tmp_path / "broken.json"), "error": "unreadable: JSONDecodeError"},
+        {"file": str(tmp_path / "missing.json"), "error": "unreadable: FileNotFoundError"}]
+
+
 def test_an_empty_run_passes_nothing(tmp_path, capsys):
     code, lines = run(capsys, tmp_path)
     assert lines == ["0 passed, 0 failed"] and code == 0

@@ -1,7 +1,7 @@
 """The lab's commands, added to `qrgate` (an entry point): argument parsing only, the work imported when one runs.
 
 The lab is the tooling beside the device: the demo, benchmarks, fuzzing, the
-DCC conformance runner, test issuers and signers, and the authority's key and
+DCC conformance and CertLogic runners, test issuers and signers, and the authority's key and
 trust-list tools. None of it runs at a door.
 """
 
@@ -15,7 +15,7 @@ from firmware.argtypes import positive_int
 from firmware.cli import Groups, lazy
 from firmware.store import seal
 
-FUZZ_TARGETS = ("dcc", "ingest", "kp1", "passback", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
+FUZZ_TARGETS = ("certlogic", "dcc", "ingest", "kp1", "passback", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
 
 
 def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
@@ -116,7 +116,7 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.set_defaults(func=lazy("lab.commands:cmd_bench_passback"))
 
     s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
-    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, or the venue's passback note")
+    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, the venue's passback note, or CertLogic")
     s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                    help="forked processes (default: the CPU count)")
@@ -129,6 +129,11 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                    help="the dgc-testdata root or country folders (`<CC>/2DCode/raw/*.json`)")
     s.set_defaults(func=lazy("lab.dcc_commands:cmd_conformance"))
+    s = d.add_parser("certlogic", help="run CertLogic test-suite files: a JSON line per failing assertion, exit 1 "
+                     "on a failure")
+    s.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="evaluator (testSuite/) or validation (validation-testSuite/) suite files, or folders of them")
+    s.set_defaults(func=lazy("lab.dcc_commands:cmd_certlogic"))
 
     s = d.add_parser("signer", help="a test document signer").add_subparsers(dest="signer_sub", required=True)
     s = s.add_parser("new", help="a P-256 key and self-signed certificate, for `qrgate trust build --dsc`")

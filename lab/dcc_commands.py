@@ -1,4 +1,5 @@
-"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, and a test document signer with its certificates.
+"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, CertLogic's test suites, and a test document
+signer with its certificates.
 
 `signer new` and `mint` are for tests, the demo and a technician's dry run
 (a DCC shown to a device whose trust list names the test signer); real
@@ -18,6 +19,12 @@ def cmd_conformance(args) -> int:
     from lab import dcc_conformance
 
     return dcc_conformance.main(args)
+
+
+def cmd_certlogic(args) -> int:
+    from lab import dcc_certlogic
+
+    return dcc_certlogic.main(args)
 
 
 def cmd_signer_new(args) -> int:

@@ -62,6 +62,8 @@ CORE: dict[str, Module] = {
     "dcc_policy": Module("firmware/tokens/dcc_policy.py", ("tests/tokens/test_dcc_policy.py",)),
     "dcc_rules": Module("firmware/tokens/dcc_rules.py", ("tests/tokens/test_dcc_rules.py",
                                                         "tests/tokens/test_trustlist.py")),
+    "certlogic": Module("firmware/tokens/certlogic.py", ("tests/tokens/test_certlogic.py",
+                                                        "tests/tokens/test_certlogic_suite.py")),
     "dcc_verifier": Module("firmware/tokens/dcc_verifier.py", ("tests/tokens/test_dcc_policy.py",
                                                               "tests/tokens/test_dcc.py",
                                                               "tests/tokens/test_dcc_verifier.py")),

@@ -27,13 +27,10 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from firmware import utc
 from firmware.tokens import certlogic
-
-if TYPE_CHECKING:
-    from firmware.tokens.trustlist import TrustList
 
 MAX_RULE_BYTES = 64 * 1024  # one rule's JSON; the EU's longest are a few kilobytes
 CERTIFICATE_TYPES: dict[str | None, str] = {"v": "Vaccination", "t": "Test", "r": "Recovery"}
@@ -181,13 +178,24 @@ def rule_set(texts: Iterable[str], valuesets: Mapping[str, Iterable[str]]) -> Ru
     return RuleSet(rules, {k: tuple(v) for k, v in valuesets.items()})
 
 
+class Carrier(Protocol):
+    """What carries the rules: the trust list in force (tokens.trustlist.TrustList)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def issued_at(self) -> int: ...
+    @property
+    def rules(self) -> RuleSet: ...
+
+
 @dataclass(frozen=True)
 class RulesInForce:
     """readiness.DccList for the business rules: DCCs wait while the trust list in force carries no
     rules for the venue's country, or was issued longer ago than the rules may be trusted for (the EU apps
     refuse to verify on rules a day old). Without a trust list the trust list's own fault stands."""
 
-    trust: Callable[[], "TrustList | None"]
+    trust: Callable[[], Carrier | None]
     country: str
     max_age_s: int
     fault: str = "dcc_rules"

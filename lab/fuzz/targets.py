@@ -35,8 +35,14 @@ def _passback(seed: int = 0) -> Target:
     return passback_target(seed)
 
 
+def _certlogic(seed: int = 0) -> Target:
+    from lab.fuzz.certlogic import certlogic_target
+
+    return certlogic_target(seed)
+
+
 TARGETS: dict[str, Callable[[int], Target]] = {"kp1": engine.kp1_target, "dcc": _dcc, "trustlist": _trustlist,
-                                               "ingest": _ingest, "passback": _passback}
+                                               "ingest": _ingest, "passback": _passback, "certlogic": _certlogic}
 
 
 def run(target: str | Target, count: int = 1_000_000, workers: int | None = None, seed: int = 0,

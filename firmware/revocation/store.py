@@ -213,6 +213,10 @@ class RevocationStore:
                 except (OSError, RevocationError) as exc:
                     logger.error("kept revocation manifest %s is unusable: %s", name, exc)
                     continue
+                if self._next is not None and m.raw == self._next.raw:  # its bodies may have come meanwhile
+                    self._gather({})
+                    self._complete()
+                    continue
                 if self._known(m):
                     continue
                 try:
@@ -245,18 +249,27 @@ class RevocationStore:
         # Bodies already open (in force, or of a list this one replaces) serve again where they fit as they are.
         pool = {b.digest: b for b in (*(current.bodies if current else ()), *self._have.values()) if b is not None}
         self._next, self._have = m, {}
+        self._gather(pool)
+        logger.info("revocation list seq %d: %d of %d bodies to fetch", m.seq, len(m.wanted) - len(self._have),
+                    len(m.wanted))
+        self._complete()
+
+    def _gather(self, pool: dict[bytes, Body]) -> None:
+        """The next list's bodies found open in `pool`, or on the card (left by a list before, a restart, or
+        another process), each read and checked again."""
+        m = self._next
+        assert m is not None
         for digest, index in m.wanted.items():
+            if digest in self._have:
+                continue
             body = pool.get(digest)
             if (body is None or not body.fits(m, index)) and (self.folder / digest.hex()).exists():
-                try:  # left by a list before, or before a restart: read and checked again
+                try:
                     body = open_body(self.folder / digest.hex(), m)
                 except RevocationError as exc:
                     logger.warning("kept %s", exc)
             if body is not None and body.fits(m, index):
                 self._have[digest] = body
-        logger.info("revocation list seq %d: %d of %d bodies to fetch", m.seq, len(m.wanted) - len(self._have),
-                    len(m.wanted))
-        self._complete()
 
     def _complete(self) -> None:
         """The next list in force, once every body is here: written as the list in force, then swapped in."""

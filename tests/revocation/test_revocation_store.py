@@ -118,12 +118,12 @@ def test_a_list_whose_bodies_are_all_here_is_in_force_at_once(state, root, certs
 def test_the_old_list_answers_until_the_new_one_is_complete_and_only_changed_buckets_come(state, root, certs):
     store = new(state, root)
     (t0, r0), (t1, r1) = certs[:2]
-    old = build(root, names(t0) + filler(400, 3), seq=1)
+    old = build(root, names(t0) + filler(400, 3), seq=1, bits=6)
     deliver(store, old)
-    new_list = build(root, names(t1) + filler(400, 3), seq=2)
+    new_list = build(root, names(t1) + filler(400, 3), seq=2, bits=6)
     assert store.offer_manifest(new_list.manifest, NOW)
     changed = set(new_list.bodies) - set(old.bodies)
-    assert {d.hex() for d in store.wanted()} == changed and 0 < len(changed) < len(new_list.bodies)
+    assert {d.hex() for d in store.wanted()} == changed and 0 < len(changed) <= 6 < len(new_list.bodies)
     for digest in store.wanted()[:-1]:
         store.offer_body(new_list.bodies[digest.hex()])
     assert store.revoked(r0) and not store.revoked(r1) and store.current().manifest.seq == 1

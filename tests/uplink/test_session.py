@@ -129,3 +129,64 @@ def test_a_qos_1_subscription_gets_what_came_while_away_and_never_its_own_messag
         door2.stop()
     assert heard["door-2"] == [b"while door-2 was away"]  # and not its own "from door-2"
     assert "qrgate/v1/cafe-1/passback (QoS 1)" in broker.log_tail(500)
+
+
+def test_a_topic_taken_while_connected_brings_its_retained_message_and_is_given_up_on_request(broker):
+    """What the revocation feed does with a list's bodies: subscribe to one topic at a time, then let it go."""
+    from firmware.uplink.mqtt import Subscription
+
+    got: list[tuple[str, bytes]] = []
+    sender = authority(broker.port)
+    sender.publish("qrgate/v1/trust/revocation/aa", b"body a", qos=1, retain=True).wait_for_publish(10)
+    link = uplink(broker.port)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        link.subscribe("qrgate/v1/trust/revocation/aa", Subscription(lambda data: got.append(("aa", data))))
+        wait_until(lambda: got == [("aa", b"body a")])
+        link.unsubscribe("qrgate/v1/trust/revocation/aa")
+        link.unsubscribe("qrgate/v1/trust/revocation/never")  # nothing taken: nothing to give up
+        wait_until(lambda: "Received UNSUBSCRIBE from qrgate-cafe-1-door-1" in broker.log_tail(200))
+        link.subscribe("qrgate/v1/trust/revocation/bb", Subscription(lambda data: got.append(("bb", data))))
+        wait_until(lambda: broker.log_tail(200).count("Received SUBSCRIBE from qrgate-cafe-1-door-1") == 2)
+        sender.publish("qrgate/v1/trust/revocation/aa", b"body a again", qos=1).wait_for_publish(10)
+        sender.publish("qrgate/v1/trust/revocation/bb", b"body b", qos=1).wait_for_publish(10)
+        wait_until(lambda: ("bb", b"body b") in got)
+        assert got == [("aa", b"body a"), ("bb", b"body b")]
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        link.stop()
+    assert broker.log_tail(400).count("Received UNSUBSCRIBE from qrgate-cafe-1-door-1") == 1
+
+
+def test_a_topic_taken_before_the_connection_or_before_a_reconnection_is_taken_at_each(tmp_path):
+    from firmware.uplink.mqtt import Subscription
+
+    b = Mosquitto(tmp_path / "broker").start()
+    got: list[bytes] = []
+    link = uplink(b.port)
+    link.subscribe("qrgate/v1/trust/revocation/cc", Subscription(got.append))  # not connected yet
+    link.subscribe("qrgate/v1/trust/revocation/dd", Subscription(got.append))
+    link.unsubscribe("qrgate/v1/trust/revocation/dd")
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        sender = authority(b.port)
+        sender.publish("qrgate/v1/trust/revocation/cc", b"c", qos=1, retain=True).wait_for_publish(10)
+        sender.publish("qrgate/v1/trust/revocation/dd", b"d", qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: got == [b"c"])
+        sender.disconnect()
+        sender.loop_stop()
+        b.stop()
+        b.start()  # a broker without persistence: the session is gone, the device subscribes anew
+        wait_until(lambda: link.reconnects == 1 and link.connected.is_set(), timeout=20)
+        sender = authority(b.port)
+        sender.publish("qrgate/v1/trust/revocation/cc", b"c2", qos=1, retain=True).wait_for_publish(10)
+        sender.publish("qrgate/v1/trust/revocation/dd", b"d2", qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: got == [b"c", b"c2"])
+        sender.disconnect()
+        sender.loop_stop()
+    finally:
+        link.stop()
+        b.stop()

@@ -1,4 +1,5 @@
-"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, and a test document signer with its certificates.
+"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, a DCC's revocation hashes, and a test document signer
+with its certificates.
 
 `signer new` and `mint` are for tests, the demo and a technician's dry run
 (a DCC shown to a device whose trust list names the test signer); real
@@ -18,6 +19,18 @@ def cmd_conformance(args) -> int:
     from lab import dcc_conformance
 
     return dcc_conformance.main(args)
+
+
+def cmd_revocation_hashes(args) -> int:
+    import sys
+
+    from lab import revocation
+
+    texts = (line.strip() for line in sys.stdin if line.strip()) if args.text == "-" else [args.text.strip()]
+    for text in texts:
+        for entry in revocation.entries_of_dcc(text):
+            print(json.dumps(entry.as_json()))
+    return 0
 
 
 def cmd_signer_new(args) -> int:

@@ -362,10 +362,11 @@ class RevocationStore:
         return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def describe(state_dir: Path, root: Ed25519PublicKey | None, now: float) -> dict[str, Any]:
-    """The lists as a technician reads them, from the files alone (no body is read): cheap enough for
-    `qrgate status`. `root` None: the manifests' signatures are not checked."""
-    folder = Path(state_dir) / FOLDER
+def describe(folder: Path, root: Ed25519PublicKey | None, now: float) -> dict[str, Any]:
+    """The lists in a folder (a device's state folder's revocation/, or one `qrgate trust revocation build`
+    wrote) as a technician reads them, from the files alone: no body is read, so `qrgate status` may ask.
+    `root` None: the manifests' signatures are not checked."""
+    folder = Path(folder)
     out: dict[str, Any] = {}
     present = {e.name for e in os.scandir(folder)} if folder.is_dir() else set()
     for key, name in (("in_force", MANIFEST), ("next", NEXT)):
@@ -381,4 +382,3 @@ def describe(state_dir: Path, root: Ed25519PublicKey | None, now: float) -> dict
                     "age_s": round(now - m.issued_at), "not_after": iso(m.not_after),
                     "bodies_missing": sum(d.hex() not in present for d in m.wanted)}
     return out
-

@@ -371,19 +371,19 @@ def test_a_fresh_list_is_no_problem_and_a_stale_one_is_one_only_when_required(st
 
 
 def test_describe_reads_the_lists_from_their_files(state, root, certs):
-    assert describe(state, root.public_key(), NOW) == {"in_force": None, "next": None}
+    assert describe(state / stores.FOLDER, root.public_key(), NOW) == {"in_force": None, "next": None}
     store = new(state, root)
     deliver(store, build(root, names(certs[0][0]) + filler(99, 15), seq=1))
     nxt = build(root, filler(400, 16), seq=2, issued_at=NOW + 3600)
     store.offer_manifest(nxt.manifest, NOW)
     store.offer_body(nxt.bodies[store.wanted()[0].hex()])
-    out = describe(state, root.public_key(), NOW + 7200)
+    out = describe(state / stores.FOLDER, root.public_key(), NOW + 7200)
     assert out["in_force"] == {"seq": 1, "entries": 102, "buckets": 4, "issued_at": "2025-06-15T15:06:40Z",
                                "age_s": 7200, "not_after": "2025-06-22T15:06:40Z", "bodies_missing": 0}
     assert out["next"]["seq"] == 2 and out["next"]["bodies_missing"] == len(nxt.bodies) - 1
     assert out["next"]["age_s"] == 3600 and out["next"]["entries"] == 400
     other = Ed25519PrivateKey.generate().public_key()
-    assert "different root" in describe(state, other, NOW)["in_force"]["error"]
+    assert "different root" in describe(state / stores.FOLDER, other, NOW)["in_force"]["error"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root, as `sudo qrgate trust revocation "

@@ -33,7 +33,6 @@ from numpy.typing import NDArray
 
 from firmware import strictcbor
 from firmware.errors import RevocationError
-from firmware.keys import kid_of
 from firmware.revocation.hashes import KEY_BYTES
 from firmware.tokens import cose
 
@@ -117,31 +116,12 @@ _PAYLOAD: dict[bytes, tuple[str, Callable[[strictcbor.Reader], Any]]] = {
 
 def parse(data: bytes, root: Ed25519PublicKey | None) -> Manifest:
     """Verify, then read, a signed manifest. `root=None` skips the signature (a technician's look at a file)."""
-    if not isinstance(data, bytes):
-        raise RevocationError("revocation manifest is not bytes")
-    if len(data) > MAX_MANIFEST:
-        raise RevocationError(f"revocation manifest is larger than {MAX_MANIFEST} bytes")
     try:
-        envelope = cose.parse_eddsa_sign1(data)
-    except cose.CoseError as exc:
-        raise RevocationError(f"revocation manifest is not a COSE_Sign1 as the root signs them: {exc}") from None
-    if root is not None:
-        if envelope.kid != kid_of(root):
-            raise RevocationError("revocation manifest is signed by a different root key")
-        if not envelope.verify(root):
-            raise RevocationError("revocation manifest signature does not verify")
-    try:
-        r = strictcbor.Reader(envelope.payload, MAX_MANIFEST)
-        body: dict[str, Any] = {}
-        for _ in range(r.map("payload", len(_PAYLOAD))):
-            name, read = r.one_of(_PAYLOAD, "payload's key")
-            if name in body:
-                raise strictcbor.CborError("its payload repeats a key")
-            body[name] = read(r)
+        r = strictcbor.Reader(cose.root_signed(data, root, "revocation manifest", MAX_MANIFEST), MAX_MANIFEST)
+        body = r.fields("payload", _PAYLOAD, [name for name, _ in _PAYLOAD.values()])
         r.end()
-        missing = [name for name, _ in _PAYLOAD.values() if name not in body]
-        if missing:
-            raise strictcbor.CborError(f"its payload lacks {', '.join(missing)}")
+    except cose.CoseError as exc:
+        raise RevocationError(str(exc)) from None
     except strictcbor.CborError as exc:
         raise RevocationError(f"revocation manifest payload: {exc}") from None
     buckets, bits = tuple(body["buckets"]), body["bits"]

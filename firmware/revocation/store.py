@@ -36,7 +36,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,12 +140,7 @@ class RevocationStore:
 
     def offer_manifest(self, data: bytes, now: float) -> bool:
         """`accept_manifest`, a refusal logged (a retained MQTT message anyone on the broker may have written)."""
-        try:
-            self.accept_manifest(data, now)
-            return True
-        except RevocationError as exc:
-            logger.warning("revocation manifest refused: %s", exc)
-            return False
+        return _logged("manifest", lambda: self.accept_manifest(data, now))
 
     def accept_manifest(self, data: bytes, now: float) -> Manifest:
         """Take a newer list as the next one (and in force at once if every body is here); RevocationError else."""
@@ -160,12 +155,7 @@ class RevocationStore:
 
     def offer_body(self, data: bytes) -> bool:
         """`accept_body`, a refusal logged (what arrives on a body's topic)."""
-        try:
-            self.accept_body(data)
-            return True
-        except RevocationError as exc:
-            logger.warning("revocation body refused: %s", exc)
-            return False
+        return _logged("body", lambda: self.accept_body(data))
 
     def accept_body(self, data: bytes) -> None:
         """Keep a body the next list wants; the list takes over once it has them all. RevocationError else."""
@@ -360,6 +350,15 @@ class RevocationStore:
         except OSError:
             return None
         return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _logged(what: str, accept: Callable[[], object]) -> bool:
+    try:
+        accept()
+    except RevocationError as exc:
+        logger.warning("revocation %s refused: %s", what, exc)
+        return False
+    return True
 
 
 def describe(folder: Path, root: Ed25519PublicKey | None, now: float) -> dict[str, Any]:

@@ -82,12 +82,18 @@ def test_bodies_are_taken_a_window_at_a_time_and_each_given_up_once_here(store, 
     assert len(uplink.log) == 16
 
 
-def test_a_refused_body_keeps_its_topic_taken(store, root, caplog):
-    rl = revocation.build(root, entries(50, 2), seq=1, issued_at=NOW)
+def offered(store, root, seed: int) -> tuple[revocation.RevocationList, Uplink, RevocationFeed]:
+    """A one-body list's manifest, as it arrives at a feed attached to a recording uplink."""
+    rl = revocation.build(root, entries(50, seed), seq=1, issued_at=NOW)
     uplink = Uplink()
     feed = RevocationFeed(store, clock=lambda: NOW)
     feed.attach(uplink)
     feed.manifest(rl.manifest)
+    return rl, uplink, feed
+
+
+def test_a_refused_body_keeps_its_topic_taken(store, root, caplog):
+    rl, uplink, _ = offered(store, root, 2)
     [name] = rl.bodies
     topic = topics.revocation_body(name)
     uplink.taken[topic].handler(rl.bodies[name][:-1])  # tampered on the broker
@@ -119,11 +125,7 @@ def test_without_a_broker_nothing_is_taken_and_a_later_uplink_takes_what_is_want
 
 
 def test_a_technicians_install_is_adopted_and_its_topics_given_up(store, root, tmp_path):
-    rl = revocation.build(root, entries(50, 5), seq=1, issued_at=NOW)
-    uplink = Uplink()
-    feed = RevocationFeed(store, clock=lambda: NOW)
-    feed.attach(uplink)
-    feed.manifest(rl.manifest)
+    rl, uplink, feed = offered(store, root, 5)
     assert uplink.bodies() == sorted(rl.bodies)
     RevocationStore(tmp_path / "state", root.public_key()).install(rl.write(tmp_path / "list"), NOW)
     feed.refresh()

@@ -111,7 +111,7 @@ def test_the_size_is_capped_before_anything_is_read():
     assert len(raw) == MAX_MANIFEST and len(big) == MAX_MANIFEST + 1
     with pytest.raises(RevocationError, match="payload"):  # read, and refused for its extra key
         manifests.parse(raw, ROOT.public_key())
-    with pytest.raises(RevocationError, match="larger than 65536"):
+    with pytest.raises(RevocationError, match="larger than 64 KiB"):
         manifests.parse(big, ROOT.public_key())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import threading
 
 import pytest
@@ -50,7 +51,7 @@ def certs(signer):
 
 def filler(n: int, seed: int) -> list[revocation.Entry]:
     """Entries of certificates no test shows, so that a list spans buckets."""
-    rng = __import__("random").Random(seed)
+    rng = random.Random(seed)
     return [revocation.Entry(HashType.UCI, rng.randbytes(8), rng.randbytes(16)) for _ in range(n)]
 
 

@@ -8,10 +8,11 @@ counts in its resident memory, and lookups of random keys touch every page in
 time, so a daemon holding a list of 10,000,000 entries (80 MB) would grow
 towards 80 MB resident; pread's pages stay in the kernel's page cache, which
 the kernel gives back under pressure and which is not the daemon's. `qrgate
-bench revocation` measures both (docs/benchmarks.md): pread costs about 1 µs
-more a lookup and keeps the process flat. Searching the page with bytes.find
-(a run of 8 bytes at an 8-byte boundary) measured faster in CPython than a
-numpy searchsorted on it, whose call overhead is most of the work at this size.
+bench revocation` measures both (docs/benchmarks.md): pread costs a couple of µs
+more a lookup and leaves the process as it was; through mmap it grew by the
+list's size. Searching the page with bytes.find (a run of 8 bytes at an 8-byte
+boundary) measured faster in CPython than a numpy searchsorted on it, whose call
+overhead is most of the work at this size.
 
 A body is opened from its file and checked as it is read (manifest.check_body):
 the descriptor kept is the one whose bytes were checked.

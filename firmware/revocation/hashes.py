@@ -3,7 +3,7 @@
 The EU DCC revocation lists (2022) name a revoked certificate under its document
 signer's kid by one of three hashes, each the first 128 bits of a SHA-256:
 
-- UCI: of the UVCI (the `ci` of the certificate's entry), UTF-8.
+- UCI: of the UVCI (the `ci` of the certificate's entry), UTF-8 (as every text here).
 - COUNTRYCODEUCI: of the issuing country code followed by the UVCI. The country
   code is the CWT's issuer claim (1, `iss`), not the entry's `co`: so the EU's
   own core library computes it (eu-digital-green-certificates/dgca-app-core-ios,
@@ -62,8 +62,8 @@ def eu_hashes(uvci: str | None, iss: str | None, alg: int | None, signature: byt
     """The EU hashes a certificate has: the UCI ones with a UVCI, SIGNATURE with an ES256 or PS256 signature."""
     out = {}
     if uvci is not None:
-        out[HashType.UCI] = _sha128(uvci.encode("utf-8"))
-        out[HashType.COUNTRYCODEUCI] = _sha128(((iss or "") + uvci).encode("utf-8"))
+        out[HashType.UCI] = _sha128(uvci.encode())
+        out[HashType.COUNTRYCODEUCI] = _sha128(((iss or "") + uvci).encode())
     if signature is not None and alg in (dcc.ALG_ES256, dcc.ALG_PS256):
         out[HashType.SIGNATURE] = _sha128(signature[: len(signature) // 2] if alg == dcc.ALG_ES256 else signature)
     return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import array
 import bisect
 import os
+import weakref
 from pathlib import Path
 
 from firmware.errors import RevocationError
@@ -39,15 +40,15 @@ class Body:
     def __init__(self, path: Path, manifest: Manifest):
         """Open `path` and check its bytes against `manifest` (RevocationError, OSError)."""
         self.path = Path(path)
-        self._file = open(self.path, "rb", buffering=0, opener=_no_follow)  # closed when the last lookup lets go
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Closed when the last lookup lets go of the body (a list replaced, its bodies unused), or by close().
+        self.close = weakref.finalize(self, os.close, self._fd)
         try:
-            data = self._file.read(MAX_BODY + 1)
-            self.bucket, keys = check_body(manifest, data)
+            self.bucket, keys = check_body(manifest, os.pread(self._fd, MAX_BODY + 1, 0))
         except BaseException:
-            self._file.close()
+            self.close()
             raise
         self.digest, self.bits, self.count = manifest.buckets[self.bucket].digest, manifest.bits, len(keys)
-        self._fd = self._file.fileno()
         self._firsts = array.array("Q", keys[::PER_PAGE].tolist())
 
     def __contains__(self, key: int) -> bool:
@@ -67,13 +68,6 @@ class Body:
         """Is this body, checked against another manifest, what `manifest` says its `bucket` is?"""
         b = manifest.buckets[bucket]
         return (self.digest, self.count, self.bucket, self.bits) == (b.digest, b.count, bucket, manifest.bits)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 def open_body(path: Path, manifest: Manifest) -> Body:

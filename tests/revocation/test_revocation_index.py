@@ -57,16 +57,39 @@ def test_the_keys_at_each_page_edge_are_found(body, keys):
         assert keys[edge - 1] + 1 not in body and keys[edge] - 1 not in body
 
 
+def found(tmp_path, keys: list[int], key: int) -> bool:
+    """Is `key` found in a body of exactly `keys` (checked: sorted, unique), whose page holds its bytes?"""
+    data = data_of(keys)
+    assert key.to_bytes(8, "big") in data
+    (tmp_path / "b").write_bytes(data)
+    return key in open_body(tmp_path / "b", manifest_of(data))
+
+
 def test_a_run_of_bytes_straddling_two_keys_is_no_key(tmp_path):
     x, y = 0x00AAAAAAAABBBBBB, 0x0500000000000000
-    k = 0xAAAAAAAABBBBBB05  # x's last seven bytes and y's first: present in the page at offset 1
-    absent = [x, y]
-    present = [x, y, k]
-    for keys, found in ((absent, False), (present, True)):
-        data = data_of(keys)
-        assert k.to_bytes(8, "big") in data
-        (tmp_path / "b").write_bytes(data)
-        assert (k in open_body(tmp_path / "b", manifest_of(data))) is found
+    k = 0xAAAAAAAABBBBBB05  # x's last seven bytes and y's first: in the page at offset 1
+    assert not found(tmp_path, [x, y], k)
+    assert found(tmp_path, [x, y, k], k)  # and at offset 16, where it is a key
+
+
+def test_a_key_is_found_between_runs_of_its_bytes_that_are_no_key(tmp_path):
+    """Its bytes straddle two keys before it (offset 1) and two after it (offset 31): the first match is not
+    the key, nor is the last."""
+    k = 0xAAAAAAAABBBBBB05
+    x2, y2 = 0xAAAAAAAB000000AA, 0xAAAAAABBBBBB0500  # x2's last byte and y2's first seven
+    assert found(tmp_path, [0x00AAAAAAAABBBBBB, 0x0500000000000000, k, x2, y2], k)
+    assert not found(tmp_path, [0x00AAAAAAAABBBBBB, 0x0500000000000000, x2, y2], k)
+
+
+def test_a_key_is_found_one_byte_after_a_run_of_its_bytes(tmp_path):
+    k = 0xCCCCCCCCCCCCCCCC  # the byte before it is CC too: its bytes start at offset 7 and at 8
+    assert found(tmp_path, [0xCC, k], k)
+    assert not found(tmp_path, [0xCC, 0xCCCCCCCCCCCCCC00], k)
+
+
+def test_a_key_whose_bytes_come_again_after_it_is_found(tmp_path):
+    k = 0x01223344556677FF  # at offset 0, and at 9: x's last seven bytes and y's first
+    assert found(tmp_path, [k, 0x0201223344556677, 0xFF00000000000000], k)
 
 
 def test_one_page_is_read_a_lookup(body, keys, monkeypatch):
@@ -113,7 +136,21 @@ def test_a_body_keeps_the_file_it_checked(tmp_path, keys):
     os.replace(tmp_path / "b", tmp_path / "gone")
     (tmp_path / "b").write_bytes(data_of([k + 1 for k in keys]))
     assert keys[7] in body and keys[7] + 1 not in body
+    before = len(os.listdir("/proc/self/fd"))
     body.close()
+    assert len(os.listdir("/proc/self/fd")) == before - 1
+    del body
+    assert len(os.listdir("/proc/self/fd")) == before - 1  # closed once
+
+
+def test_a_body_let_go_closes_its_file(tmp_path, keys):
+    data = data_of(keys)
+    (tmp_path / "b").write_bytes(data)
+    before = len(os.listdir("/proc/self/fd"))
+    body = open_body(tmp_path / "b", manifest_of(data))
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    del body
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_a_body_fits_a_manifest_that_says_the_same_of_it(tmp_path):

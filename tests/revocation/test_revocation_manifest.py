@@ -77,13 +77,19 @@ def test_keys_go_to_buckets_by_their_top_bits():
     assert (eight.bucket_of(0x00FF << 48), eight.bucket_of(0xAB << 56), eight.bucket_of(2**64 - 1)) == (0, 0xAB, 255)
 
 
+def refusal(data: object) -> str:
+    with pytest.raises(RevocationError) as refused:
+        manifests.parse(data, ROOT.public_key())
+    return str(refused.value)
+
+
 def test_a_manifest_of_another_root_or_spoilt_is_refused():
     other = Ed25519PrivateKey.generate()
-    with pytest.raises(RevocationError, match="different root"):
-        manifests.parse(signed(payload(), other), ROOT.public_key())
+    assert refusal(signed(payload(), other)) == "revocation manifest is signed by a different root key"
     impostor = cose.sign1(cbor2.dumps(payload()), other, kid_of(ROOT.public_key()))
-    with pytest.raises(RevocationError, match="signature does not verify"):
-        manifests.parse(impostor, ROOT.public_key())
+    assert refusal(impostor) == "revocation manifest signature does not verify"
+    assert refusal("text") == "revocation manifest is not bytes"
+    assert refusal(b"\xa0").startswith("revocation manifest is not a COSE_Sign1 as the root signs them: ")
     good = signed(payload())
     for i in (30, len(good) // 2, len(good) - 1):
         spoilt = bytearray(good)
@@ -111,8 +117,7 @@ def test_the_size_is_capped_before_anything_is_read():
     assert len(raw) == MAX_MANIFEST and len(big) == MAX_MANIFEST + 1
     with pytest.raises(RevocationError, match="payload"):  # read, and refused for its extra key
         manifests.parse(raw, ROOT.public_key())
-    with pytest.raises(RevocationError, match="larger than 64 KiB"):
-        manifests.parse(big, ROOT.public_key())
+    assert refusal(big) == "revocation manifest is larger than 64 KiB"
 
 
 def test_trust_lists_and_manifests_never_pass_for_each_other():
@@ -123,31 +128,51 @@ def test_trust_lists_and_manifests_never_pass_for_each_other():
         trustlist.parse(signed(payload()), ROOT.public_key())
 
 
-@pytest.mark.parametrize("change, words", [
-    (dict(seq=None), "lacks seq"),
-    (dict(bits=None, buckets=None), "lacks bits, buckets"),
-    (dict(seq=-1), "major type"),
-    (dict(seq="3"), "major type"),
-    (dict(issued_at=1 << 40), "not a time"),
-    (dict(not_after=1.5), "major type"),
-    (dict(bits=9, buckets=[[0, EMPTY]] * 512), "bits is over 8"),
-    (dict(bits=2), "2 buckets, not 2^2"),
-    (dict(bits=0), "2 buckets, not 2^0"),
-    (dict(buckets=[[2, sha(body(1, 2))]] * 2), "one body for two buckets"),
-    (dict(buckets=[[0, EMPTY]] * 257), "over 256"),
-    (dict(buckets=[[2, sha(body(1, 2)), 0], [0, EMPTY]]), "3 items, over 2"),
-    (dict(buckets=[[2], [0, EMPTY]]), "not [count, digest]"),
-    (dict(buckets=[[MAX_KEYS + 1, sha(b"x")], [0, EMPTY]]), "over 131072 keys"),
-    (dict(buckets=[[2, sha(body(1, 2))[:31]], [0, EMPTY]]), "not 32 bytes"),
-    (dict(buckets=[[2, sha(body(1, 2))], [0, sha(b"")[::-1]]]), "empty bucket"),
-    (dict(buckets=[[2, EMPTY], [0, EMPTY]]), "empty bucket"),
-    (dict(buckets={"0": 1}), "major type"),
-    (dict(seq=None, extra=1), "key is not one it may be"),
-    (dict(extra=1), "6 pairs, over 5"),
+@pytest.mark.parametrize("change, message", [
+    (dict(seq=None), "its payload lacks seq"),
+    (dict(bits=None, buckets=None), "its payload lacks bits, buckets"),
+    (dict(seq=-1), "its seq is of CBOR major type 1, not 0"),
+    (dict(seq="3"), "its seq is of CBOR major type 3, not 0"),
+    (dict(issued_at=1 << 40), "its issued_at is not a time"),
+    (dict(not_after=1.5), "its not_after is of CBOR major type 7, not 0"),
+    (dict(bits=-1), "its bits is of CBOR major type 1, not 0"),
+    (dict(bits=9, buckets=[[0, EMPTY]] * 512), "its bits is over 8"),
+    (dict(buckets=[[0, EMPTY]] * 257), "its buckets holds 257 items, over 256"),
+    (dict(buckets={"0": 1}), "its buckets is of CBOR major type 5, not 4"),
+    (dict(buckets=["bucket", [0, EMPTY]]), "its bucket is of CBOR major type 3, not 4"),
+    (dict(buckets=[[2, sha(body(1, 2)), 0], [0, EMPTY]]), "its bucket holds 3 items, over 2"),
+    (dict(buckets=[[2], [0, EMPTY]]), "a bucket is not [count, digest]"),
+    (dict(buckets=[["2", sha(body(1, 2))], [0, EMPTY]]), "its bucket count is of CBOR major type 3, not 0"),
+    (dict(buckets=[[MAX_KEYS + 1, sha(b"x")], [0, EMPTY]]), "a bucket holds over 131072 keys"),
+    (dict(buckets=[[2, sha(body(1, 2)).hex()], [0, EMPTY]]), "its bucket digest is of CBOR major type 3, not 2"),
+    (dict(buckets=[[2, sha(body(1, 2))[:31]], [0, EMPTY]]), "a bucket digest is not 32 bytes"),
+    (dict(buckets=[[2, sha(body(1, 2))], [0, sha(b"")[::-1]]]),
+     "an empty bucket's digest is not that of no bytes, or a body's is"),
+    (dict(buckets=[[2, EMPTY], [0, EMPTY]]), "an empty bucket's digest is not that of no bytes, or a body's is"),
+    (dict(seq=None, extra=1), "its payload's key is not one it may be"),
+    (dict(extra=1), "its payload holds 6 pairs, over 5"),
 ])
-def test_a_payload_out_of_its_schema_is_refused(change, words):
-    with pytest.raises(RevocationError, match=re.escape(words)):
+def test_a_payload_out_of_its_schema_is_refused_naming_what(change, message):
+    with pytest.raises(RevocationError) as refused:
         parse(payload(**change))
+    assert str(refused.value) == f"revocation manifest payload: {message}"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(bits=2), "revocation manifest has 2 buckets, not 2^2"),
+    (dict(bits=0), "revocation manifest has 2 buckets, not 2^0"),
+    (dict(buckets=[[2, sha(body(1, 2))]] * 2), "revocation manifest names one body for two buckets"),
+])
+def test_a_bucket_layout_out_of_its_bits_is_refused(change, message):
+    with pytest.raises(RevocationError) as refused:
+        parse(payload(**change))
+    assert str(refused.value) == message
+
+
+def test_a_payload_that_is_no_map_is_refused():
+    with pytest.raises(RevocationError) as refused:
+        parse([3, NOW])
+    assert str(refused.value) == "revocation manifest payload: its payload is of CBOR major type 4, not 5"
 
 
 def test_a_bucket_count_at_the_cap_is_read():
@@ -157,8 +182,9 @@ def test_a_bucket_count_at_the_cap_is_read():
 def test_a_repeated_key_is_refused():
     raw = cbor2.dumps(payload(buckets=None))
     repeated = b"\xa5" + raw[1:] + cbor2.dumps("seq") + cbor2.dumps(4)  # five pairs, seq twice
-    with pytest.raises(RevocationError, match="repeats a key"):
+    with pytest.raises(RevocationError) as refused:
         manifests.parse(cose.sign1(repeated, ROOT, kid_of(ROOT.public_key())), ROOT.public_key())
+    assert str(refused.value) == "revocation manifest payload: its payload repeats a key"
 
 
 def test_only_the_preferred_serialization_is_read():
@@ -185,26 +211,35 @@ def test_a_wanted_body_gives_its_bucket_and_keys():
     assert index == 1 and keys.tolist() == [TOP, TOP + 5]
 
 
-@pytest.mark.parametrize("data, words", [
-    (body(1, 3), "not a body the revocation manifest wants"),
-    (body(2, 1), "not sorted and unique"),
-    (body(1, 1), "not sorted and unique"),
-    (body(1, TOP), "keys of another bucket"),
-    (body(TOP, TOP + 1), "keys of another bucket"),
-    (body(1, 2, 3)[:-1], "is not 2 keys"),
+@pytest.mark.parametrize("data, message", [
+    (body(2, 1), "revocation body of bucket 0 is not sorted and unique"),
+    (body(1, 1), "revocation body of bucket 0 is not sorted and unique"),
+    (body(1, 5, 3), "revocation body of bucket 0 is not sorted and unique"),  # above the first, not the last
+    (body(1, TOP), "revocation body of bucket 0 holds keys of another bucket"),
+    (body(1, 2, TOP), "revocation body of bucket 0 holds keys of another bucket"),  # the last, not the second
 ])
-def test_a_body_is_refused_unless_wanted_sorted_unique_and_in_its_bucket(data, words):
-    m = wanting(body(1, 2), b"") if words.startswith("not a body") else wanting(data, b"")
-    if "is not 2 keys" in words:
-        m = parse(payload(buckets=[[2, sha(data)], [0, EMPTY]]))
-    with pytest.raises(RevocationError, match=words):
-        manifests.check_body(m, data)
+def test_a_wanted_body_is_refused_unless_sorted_unique_and_in_its_bucket(data, message):
+    with pytest.raises(RevocationError) as refused:
+        manifests.check_body(wanting(data, b""), data)
+    assert str(refused.value) == message
+
+
+def test_a_body_is_refused_unless_the_manifest_wants_it_as_it_is():
+    for data, m, message in (
+            (body(1, 3), wanting(body(1, 2), b""), "not a body the revocation manifest wants"),
+            (body(1, 2, 3)[:-1], parse(payload(buckets=[[2, sha(body(1, 2, 3)[:-1])], [0, EMPTY]])),
+             "revocation body of bucket 0 is not 2 keys"),
+            (bytearray(body(1, 2)), wanting(body(1, 2), b""), "a revocation body is not bytes")):
+        with pytest.raises(RevocationError) as refused:
+            manifests.check_body(m, data)
+        assert str(refused.value) == message
 
 
 def test_a_body_in_bucket_1_must_stay_there():
     m = wanting(b"", body(1, TOP))
-    with pytest.raises(RevocationError, match="bucket 1 holds keys of another bucket"):
+    with pytest.raises(RevocationError) as refused:
         manifests.check_body(m, body(1, TOP))
+    assert str(refused.value) == "revocation body of bucket 1 holds keys of another bucket"
 
 
 def test_a_body_over_the_cap_is_refused_before_it_is_hashed(monkeypatch):
@@ -215,11 +250,7 @@ def test_a_body_over_the_cap_is_refused_before_it_is_hashed(monkeypatch):
     assert manifests.check_body(m, full)[1].tolist() == keys.tolist()
     hashed = []
     monkeypatch.setattr(manifests.hashlib, "sha256", lambda data: hashed.append(len(data)) or hashlib.sha256(data))
-    with pytest.raises(RevocationError, match="larger than 1048576"):
+    with pytest.raises(RevocationError) as refused:
         manifests.check_body(m, full + bytes(8))
+    assert str(refused.value) == "a revocation body is larger than 1048576 bytes"
     assert hashed == []
-
-
-def test_a_body_is_bytes():
-    with pytest.raises(RevocationError, match="not bytes"):
-        manifests.check_body(wanting(body(1, 2), b""), bytearray(body(1, 2)))

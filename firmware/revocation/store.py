@@ -168,7 +168,7 @@ class RevocationStore:
                 return
             path = self.folder / digest.hex()
             with self._flock():
-                write_atomic(path, data, mode=0o644, owner_of=self.folder)
+                write_atomic(path, data, owner_of=self.folder)
             self._have[digest] = open_body(path, self._next)
             self._complete()
 
@@ -194,7 +194,6 @@ class RevocationStore:
         if seen == self._seen:
             return
         with self._lock:
-            self._seen = seen
             for name in (MANIFEST, NEXT):
                 try:
                     m = manifests.parse(read_capped(self.folder / name, MAX_MANIFEST), self.root)
@@ -235,7 +234,8 @@ class RevocationStore:
             raise RevocationError(f"revocation list seq {m.seq} is not higher than seq {self._next.seq}, "
                                   "being assembled")
         if not kept:
-            self._write(NEXT, m.raw)
+            with self._flock():
+                write_atomic(self.folder / NEXT, m.raw, owner_of=self.folder)
         # Bodies already open (in force, or of a list this one replaces) serve again where they fit as they are.
         pool = {b.digest: b for b in (*(current.bodies if current else ()), *self._have.values()) if b is not None}
         self._next, self._have = m, {}
@@ -257,7 +257,7 @@ class RevocationStore:
                 try:
                     body = open_body(self.folder / digest.hex(), m)
                 except RevocationError as exc:
-                    logger.warning("kept %s", exc)
+                    logger.warning("kept revocation body %s not taken: %s", digest.hex()[:16], exc)
             if body is not None and body.fits(m, index):
                 self._have[digest] = body
 
@@ -266,46 +266,48 @@ class RevocationStore:
         m = self._next
         if m is None or len(self._have) < len(m.wanted):
             return
-        new = InForce(m, tuple(self._have.get(b.digest) if b.count else None for b in m.buckets))
+        new = InForce(m, tuple(self._have.get(b.digest) for b in m.buckets))  # an empty bucket's: none
         with self._flock():
             held = self.mark.read()
             if m.seq < held:  # another process put a newer list in force meanwhile
                 self._next, self._have = None, {}
                 raise RevocationError(f"revocation list seq {m.seq} is older than seq {held}, which this device "
                                       "has held")
-            self._write(MANIFEST, m.raw, locked=True)
-            if self._kept_seq(NEXT) <= m.seq:  # not a newer list a technician left there meanwhile
+            if self._kept(MANIFEST) != m.raw:  # not when it is the kept list, read at start
+                write_atomic(self.folder / MANIFEST, m.raw, owner_of=self.folder)
+            waiting = self._waiting()
+            if waiting is None or waiting.seq <= m.seq:  # else a newer list a technician left there meanwhile
+                waiting = None
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.folder / NEXT)
                 fsync_dir(self.folder)
             self._raise_mark(m.seq)
             self._current, self._next, self._have = new, None, {}
-            self._collect()
+            self._collect({*m.wanted, *(waiting.wanted if waiting is not None else ())})
         logger.info("revocation list seq %d in force (%d entries in %d buckets, issued %s)", m.seq, m.entries,
                     len(m.buckets), iso(m.issued_at))
 
-    def _kept_seq(self, name: str) -> int:
-        """The seq of a manifest file, -1 when there is none that verifies."""
+    def _kept(self, name: str) -> bytes | None:
         try:
-            return manifests.parse(read_capped(self.folder / name, MAX_MANIFEST), self.root).seq
+            return read_capped(self.folder / name, MAX_MANIFEST)
         except (OSError, RevocationError):
-            return -1
+            return None
 
-    def _collect(self) -> None:
-        """Delete the bodies neither manifest file names any more, and leftovers of a cut write (under the flock)."""
-        keep: set[str] = set()
-        for name in (MANIFEST, NEXT):
-            try:
-                keep.update(d.hex() for d in manifests.parse(read_capped(self.folder / name, MAX_MANIFEST),
-                                                              self.root).wanted)
-            except (OSError, RevocationError):
-                continue
-        for x in (self._current.manifest if self._current is not None else None, self._next):
-            if x is not None:
-                keep.update(d.hex() for d in x.wanted)
+    def _waiting(self) -> Manifest | None:
+        """The manifest in next.cose, when one is there that verifies."""
+        data = self._kept(NEXT)
+        try:
+            return manifests.parse(data, self.root) if data is not None else None
+        except RevocationError:
+            return None
+
+    def _collect(self, keep: set[bytes]) -> None:
+        """Delete the bodies not in `keep` (those of the list in force, and of a newer one waiting beside it),
+        and leftovers of a cut write: under the flock, so no other process is writing."""
+        names = {d.hex() for d in keep}
         for entry in os.scandir(self.folder):
-            if (_BODY_NAME.fullmatch(entry.name) and entry.name not in keep) or _LEFTOVER.fullmatch(entry.name):
-                with contextlib.suppress(FileNotFoundError):
+            if (_BODY_NAME.fullmatch(entry.name) and entry.name not in names) or _LEFTOVER.fullmatch(entry.name):
+                with contextlib.suppress(FileNotFoundError):  # a technician's rm meanwhile
                     os.unlink(entry.path)
 
     def _raise_mark(self, seq: int) -> None:
@@ -314,13 +316,6 @@ class RevocationStore:
         except OSError as exc:  # the kept manifest itself still holds the seq while it is there
             logger.error("cannot keep revocation list seq %d as a mark in %s: %s", seq, self.mark.path,
                          exc.strerror)
-
-    def _write(self, name: str, data: bytes, locked: bool = False) -> None:
-        if locked:
-            write_atomic(self.folder / name, data, mode=0o644, owner_of=self.folder)
-            return
-        with self._flock():
-            write_atomic(self.folder / name, data, mode=0o644, owner_of=self.folder)
 
     @contextlib.contextmanager
     def _flock(self) -> Iterator[None]:

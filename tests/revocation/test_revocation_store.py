@@ -266,7 +266,8 @@ def test_a_kept_body_that_no_longer_checks_takes_its_list_out_of_force_until_it_
     again = new(state, root, required=True)
     assert again.current() is None and again.problem(NOW)[0] == MISSING
     assert [d.hex() for d in again.wanted()] == [spoilt] and again.pending().seq == 3
-    assert "not a body the revocation manifest wants" in caplog.text
+    assert f"kept revocation body {spoilt[:16]} not taken: not a body the revocation manifest wants" in \
+        caplog.messages
     assert again.offer_body(rl.bodies[spoilt])
     assert again.current().manifest.seq == 3 and again.revoked(certs[0][1]) and again.problem(NOW) is None
 
@@ -274,9 +275,12 @@ def test_a_kept_body_that_no_longer_checks_takes_its_list_out_of_force_until_it_
 def test_a_corrupt_kept_manifest_is_logged_and_leaves_no_list(state, root, certs, caplog):
     deliver(new(state, root), build(root, names(certs[0][0]), seq=1))
     kept = state / stores.FOLDER / stores.MANIFEST
-    kept.write_bytes(kept.read_bytes()[:-1] + b"\x00")
+    data = kept.read_bytes()
+    kept.write_bytes(data[:-1] + bytes((data[-1] ^ 1,)))
     again = new(state, root)
-    assert again.current() is None and "kept revocation manifest manifest.cose is unusable" in caplog.text
+    assert again.current() is None
+    assert ("kept revocation manifest manifest.cose is unusable: revocation manifest signature does not verify"
+            in caplog.messages)
 
 
 def test_bodies_named_by_no_list_and_cut_writes_are_cleared_at_the_next_swap(state, root, certs):
@@ -327,9 +331,10 @@ def test_a_daemons_list_newer_than_a_technicians_pending_one_is_kept(state, root
     slow = build(root, names(certs[0][0]) + filler(300, 13), seq=2)
     assert technician.offer_manifest(slow.manifest, NOW)
     deliver(daemon, build(root, names(certs[1][0]), seq=3))
-    with pytest.raises(RevocationError, match="seq 2 is older than seq 3"):
+    with pytest.raises(RevocationError) as refused:
         for digest in technician.wanted():
             technician.accept_body(slow.bodies[digest.hex()])
+    assert str(refused.value) == "revocation list seq 2 is older than seq 3, which this device has held"
     assert technician.pending() is None
     technician.refresh()
     assert technician.current().manifest.seq == 3
@@ -394,7 +399,215 @@ def test_a_list_installed_as_root_belongs_to_the_owner_of_the_state_folder(state
     os.chown(state, 4242, 4243)  # the daemon's user
     rl = build(root, names(certs[0][0]), seq=1)
     new(state, root).install(rl.write(tmp_path / "list"), NOW)
+    waiting = build(root, names(certs[1][0]) + filler(300, 24), seq=2).write(tmp_path / "two")
+    for name in [p.name for p in waiting.iterdir() if p.name != stores.MANIFEST]:
+        (waiting / name).unlink()
+    with pytest.raises(RevocationError, match="waits for them"):
+        new(state, root).install(waiting, NOW)
     folder = state / stores.FOLDER
+    assert (folder / stores.NEXT).exists()
     for path in (folder, *folder.iterdir()):
         st = path.stat()
         assert (st.st_uid, st.st_gid) == (4242, 4243), path
+
+
+# --- what the store says, and its edges ------------------------------------------------------------------
+
+
+def test_a_list_coming_and_in_force_is_logged_and_so_is_each_refusal(state, root, certs, caplog):
+    store = new(state, root)
+    rl = build(root, names(certs[0][0]) + filler(200, 17), seq=5)
+    caplog.set_level("INFO")
+    deliver(store, rl)
+    assert "revocation list seq 5: 4 of 4 bodies to fetch" in caplog.messages
+    assert "revocation list seq 5 in force (203 entries in 4 buckets, issued 2025-06-15T15:06:40Z)" in caplog.messages
+    nxt = build(root, names(certs[0][0]) + filler(200, 17) + filler(1, 99), seq=6)  # one more: one bucket
+    store.offer_manifest(nxt.manifest, NOW)
+    assert "revocation list seq 6: 1 of 4 bodies to fetch" in caplog.messages
+    assert not store.offer_manifest(build(Ed25519PrivateKey.generate(), [], seq=6).manifest, NOW)
+    store2 = new(state.parent / "other", root)
+    assert not store2.offer_body(b"")
+    assert caplog.messages[-2:] == [
+        "revocation manifest refused: revocation manifest is signed by a different root key",
+        "revocation body refused: no revocation list is being assembled"]
+
+
+def test_a_list_of_the_seq_being_assembled_is_refused(state, root, certs):
+    store = new(state, root)
+    assert store.offer_manifest(build(root, names(certs[0][0]), seq=4).manifest, NOW)
+    with pytest.raises(RevocationError) as refused:
+        store.accept_manifest(build(root, names(certs[1][0]), seq=4).manifest, NOW)
+    assert str(refused.value) == "revocation list seq 4 is not higher than seq 4, being assembled"
+    assert store.pending().seq == 4 and store.pending().entries == 3
+
+
+def test_a_body_in_force_serves_the_next_list_as_it_was_checked(state, root, certs, caplog):
+    """Its file on the card is not read again: here spoilt after it was opened, and the next list still has it."""
+    store = new(state, root)
+    old = build(root, filler(300, 18), seq=1, bits=3)
+    deliver(store, old)
+    for name in old.bodies:
+        path = state / stores.FOLDER / name
+        path.write_bytes(bytes(len(path.read_bytes())))
+    nxt = build(root, filler(300, 18) + names(certs[0][0], HashType.UCI), seq=2, bits=3)
+    assert store.offer_manifest(nxt.manifest, NOW)
+    assert {d.hex() for d in store.wanted()} == set(nxt.bodies) - set(old.bodies) and len(store.wanted()) == 1
+    assert not [m for m in caplog.messages if m.startswith("kept revocation body")]
+
+
+def test_a_kept_body_is_read_again_for_a_list_of_another_layout(state, root):
+    """The same bytes, another number of buckets: checked anew against the new manifest, not fetched again."""
+    low = [revocation.Entry(HashType.UCI, bytes(8), bytes([i]) * 16) for i in range(40)]
+    keys = revocation.sorted_keys(low)
+    entries = [e for e in low if e.key < 1 << 62]  # all in the first quarter
+    store = new(state, root)
+    deliver(store, build(root, entries, seq=1, bits=0))
+    assert len(entries) > 2 and len(keys) > len(entries)
+    four = build(root, entries, seq=2, bits=2)
+    assert set(four.bodies) == set(build(root, entries, seq=1, bits=0).bodies)  # one body, the same bytes
+    assert store.offer_manifest(four.manifest, NOW)
+    assert store.wanted() == [] and store.current().manifest.seq == 2 and store.current().manifest.bits == 2
+
+
+def test_a_newer_list_outlives_a_forged_one_left_beside_it(state, root, certs, caplog):
+    """A next.cose another root signed, naming a stray body: neither keeps anything once a list takes over."""
+    folder = state / stores.FOLDER
+    store = new(state, root)
+    stray = build(Ed25519PrivateKey.generate(), filler(20, 19), seq=9, bits=0)
+    rl = build(root, names(certs[0][0]), seq=0)
+    assert store.offer_manifest(rl.manifest, NOW)
+    (folder / stores.NEXT).write_bytes(stray.manifest)
+    [(name, body)] = stray.bodies.items()
+    (folder / name).write_bytes(body)
+    for digest in store.wanted():
+        store.offer_body(rl.bodies[digest.hex()])
+    assert store.current().manifest.seq == 0
+    assert not (folder / stores.NEXT).exists() and not (folder / name).exists()
+
+
+def test_a_mark_that_cannot_be_written_is_logged_and_the_list_still_taken(state, root, certs, caplog):
+    (state / REVOCATION_SEQ).mkdir(parents=True)  # where the mark's file should go
+    store = new(state, root)
+    deliver(store, build(root, names(certs[0][0]), seq=3))
+    assert store.current().manifest.seq == 3
+    [line] = [m for m in caplog.messages if m.startswith("cannot keep")]
+    assert line == f"cannot keep revocation list seq 3 as a mark in {state / REVOCATION_SEQ}: Is a directory"
+
+
+def test_the_default_age_is_24_hours(state, root, certs):
+    store = new(state, root, required=True)
+    deliver(store, build(root, names(certs[0][0]), seq=1))
+    assert store.problem(NOW + 86400) is None and store.problem(NOW + 86401)[0] == STALE
+
+
+def test_a_file_is_read_no_further_than_its_cap(tmp_path):
+    (tmp_path / "f").write_bytes(b"x" * 10)
+    assert stores.read_capped(tmp_path / "f", 10) == b"x" * 10
+    with pytest.raises(RevocationError) as refused:
+        stores.read_capped(tmp_path / "f", 9)
+    assert str(refused.value) == f"{tmp_path / 'f'} is larger than 9 bytes"
+    with pytest.raises(RevocationError):
+        stores.read_capped(stores.Path("/dev/zero"), 64)
+
+
+def test_describe_reads_the_next_list_when_the_one_in_force_is_unreadable(state, root, certs):
+    store = new(state, root)
+    store.offer_manifest(build(root, names(certs[0][0]), seq=2).manifest, NOW)
+    (state / stores.FOLDER / stores.MANIFEST).write_bytes(b"junk")
+    out = describe(state / stores.FOLDER, root.public_key(), NOW)
+    assert "error" in out["in_force"] and out["next"]["seq"] == 2
+
+
+# --- a restart, and another process's files ---------------------------------------------------------------
+
+
+def test_a_restart_goes_on_with_the_list_being_fetched_when_none_is_in_force(state, root, certs):
+    rl = build(root, names(certs[0][0]) + filler(300, 20), seq=1)
+    new(state, root).offer_manifest(rl.manifest, NOW)
+    again = new(state, root)
+    assert again.current() is None and again.pending().seq == 1 and len(again.wanted()) == len(rl.bodies)
+    (state / stores.FOLDER / stores.MANIFEST).write_bytes(b"junk")  # and with an unreadable list in force
+    assert new(state, root).pending().seq == 1
+
+
+def test_a_kept_next_list_older_than_any_held_is_logged_and_left(state, root, certs, caplog):
+    deliver(new(state, root), build(root, names(certs[1][0]), seq=8))
+    folder = state / stores.FOLDER
+    for path in folder.iterdir():
+        path.unlink()
+    (folder / stores.NEXT).write_bytes(build(root, names(certs[0][0]), seq=5).manifest)  # put back by hand
+    again = new(state, root)
+    assert again.current() is None and again.pending() is None
+    assert ("kept revocation manifest next.cose not taken: revocation list seq 5 is older than seq 8, which this "
+            "device has held") in caplog.messages
+
+
+def test_a_kept_next_list_older_than_the_one_in_force_is_cleared(state, root, certs):
+    deliver(new(state, root), build(root, names(certs[1][0]), seq=2))
+    (state / stores.FOLDER / stores.NEXT).write_bytes(build(root, names(certs[0][0]), seq=1).manifest)
+    again = new(state, root)
+    assert again.current().manifest.seq == 2 and again.pending() is None
+    assert not (state / stores.FOLDER / stores.NEXT).exists()
+
+
+def test_the_list_being_fetched_is_taken_when_a_technician_completes_it(state, root, certs, tmp_path):
+    daemon = new(state, root)
+    rl = build(root, names(certs[0][0]) + filler(300, 21), seq=1)
+    daemon.offer_manifest(rl.manifest, NOW)
+    daemon.offer_body(rl.bodies[daemon.wanted()[0].hex()])  # the first bucket's: here already
+    new(state, root).install(rl.write(tmp_path / "list"), NOW)
+    daemon.refresh()
+    assert daemon.current().manifest.seq == 1 and daemon.pending() is None and daemon.revoked(certs[0][1])
+
+
+def test_a_newer_list_a_technician_installs_replaces_the_one_being_fetched(state, root, certs, tmp_path):
+    daemon = new(state, root)
+    daemon.offer_manifest(build(root, names(certs[0][0]) + filler(300, 22), seq=2).manifest, NOW)
+    newer = build(root, names(certs[1][0]), seq=3)
+    new(state, root).install(newer.write(tmp_path / "list"), NOW)
+    daemon.refresh()
+    assert daemon.current().manifest.seq == 3 and daemon.pending() is None and daemon.revoked(certs[1][1])
+
+
+def test_a_technician_completing_the_list_being_fetched_and_starting_another_is_followed(state, root, certs,
+                                                                                          tmp_path):
+    daemon = new(state, root)
+    first = build(root, names(certs[0][0]), seq=1)
+    daemon.offer_manifest(first.manifest, NOW)
+    technician = new(state, root)
+    technician.install(first.write(tmp_path / "list"), NOW)
+    technician.offer_manifest(build(root, names(certs[1][0]) + filler(300, 23), seq=2).manifest, NOW)
+    daemon.refresh()
+    assert daemon.current().manifest.seq == 1 and daemon.pending().seq == 2
+
+
+def test_a_body_gone_from_the_card_meanwhile_does_not_stop_a_list_taking_over(state, root, certs, monkeypatch):
+    """A technician's rm between the listing of the folder and the delete: the swap goes on."""
+    store = new(state, root)
+    deliver(store, build(root, names(certs[0][0]), seq=1, bits=0))
+    real = os.unlink
+
+    def raced(path, *a, **kw):
+        if len(os.path.basename(path)) == 64:
+            real(path)  # someone else was first
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(stores.os, "unlink", raced)
+    deliver(store, build(root, names(certs[1][0]), seq=2, bits=0))
+    assert store.current().manifest.seq == 2 and store.revoked(certs[1][1])
+
+
+def test_a_refresh_reads_the_files_again_only_when_they_changed(state, root, certs, monkeypatch):
+    store = new(state, root)
+    deliver(store, build(root, names(certs[0][0]), seq=1))
+    store.refresh()  # our own writes, seen once
+    other = new(state, root)
+    reads = []
+    real = stores.read_capped
+    monkeypatch.setattr(stores, "read_capped", lambda path, cap: reads.append(path.name) or real(path, cap))
+    store.refresh()
+    store.refresh()
+    assert reads == []
+    other.offer_manifest(build(root, names(certs[1][0]), seq=2).manifest, NOW)
+    store.refresh()
+    assert reads == [stores.MANIFEST, stores.NEXT] and store.pending().seq == 2

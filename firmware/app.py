@@ -25,6 +25,8 @@ from firmware.housekeeping import Housekeeping
 from firmware.leds.feedback import GpioFeedback, Pins, default_pin_factory
 from firmware.passback import share as passback
 from firmware.readiness import DccList, Readiness
+from firmware.revocation.feed import RevocationFeed
+from firmware.revocation.store import RevocationStore
 from firmware.scanner.camera import SupervisedCamera
 from firmware.scanner.decode import DECODERS
 from firmware.scanner.loop import ScanLoop
@@ -113,8 +115,12 @@ def run(
         if config.trust.list is not None:
             trust.offer_file(config.trust.list, time.time())
         guard = ClockGuard(clock or ClockSync(require=config.clock.require_sync), Mark(state_dir / CLOCK))
+        revocations = RevocationStore(state_dir, root, required=config.dcc.revocation,
+                                      max_age_s=config.dcc.max_list_age_h * 3600)
+        feed = RevocationFeed(revocations)
         # What DCCs wait for beyond the trust list, at a venue that takes them.
-        dcc_lists: list[DccList] = [RulesInForce(trust.current, config.dcc.rules_country, config.dcc.max_list_age_h * 3600)]
+        dcc_lists: list[DccList] = [RulesInForce(trust.current, config.dcc.rules_country,
+                                                 config.dcc.max_list_age_h * 3600), revocations]
         readiness = Readiness(guard, trust, faults, dcc_lists if "DCC" in config.policy.accept else [])
         store: SqliteRecordStore | None = None
         share = passback.build(config.passback.secret, config.mqtt.enabled, topics.passback(dev.venue))
@@ -155,8 +161,9 @@ def run(
             link = uplinks.connect(
                 m, dev.venue, dev.id, store=store, snapshot=snapshot, stats=stats, faults=faults,
                 on_trust_list=lambda data: trust.offer(data, time.time()), on_state=broker_state,
-                subscriptions=share.subscriptions())
+                subscriptions={**share.subscriptions(), **feed.subscriptions()})
             share.attach(link.uplink)
+            feed.attach(link.uplink)
         link.start(spawn)
         stack.callback(link.close)  # stops the drain before the store closes (LIFO)
 
@@ -166,13 +173,15 @@ def run(
 
         policy = config.policy
         tokens = TokenVerifier(Kp1Verifier(trust.current, tuple(policy.require), policy.skew_s),
-                               DccVerifier(trust.current, config.dcc, policy.skew_s), tuple(policy.accept))
+                               DccVerifier(trust.current, config.dcc, policy.skew_s, revocations=revocations),
+                               tuple(policy.accept))
         # A token a peer door accepted is replayed_elsewhere before the gate records anything; a new visit,
         # once durable, is told to the venue's other doors.
         verifier = passback.VenueVerifier(tokens, share)
         gate = Gate(verifier, store, trust.sealing_key, dev.venue, dev.id, faults, readiness, on_recorded=recorded)
         door = passback.VenueGate(gate, share)
-        housekeeping = Housekeeping(store, readiness, guard, faults, state_dir, dev.min_free_mb, write_status)
+        housekeeping = Housekeeping(store, readiness, guard, faults, state_dir, dev.min_free_mb, write_status,
+                                    refreshers=[feed.refresh])
         keeper = spawn("housekeeping", lambda: housekeeping.run(stop))
         stack.callback(keeper.join, 10)  # unwinds before the store closes (LIFO)
         stack.callback(stop.set)

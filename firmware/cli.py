@@ -117,6 +117,18 @@ def add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     s.add_argument("--frames", type=positive_int, metavar="N", help="with --watch: stop after N lines")
     s.set_defaults(func=lazy(f"{work}.aim:main"))
 
+    revocation = groups["trust revocation"]
+    s = revocation.add_parser("install", help="install a DCC revocation list on this device from a folder (as "
+                              "`qrgate trust revocation build` writes it; refuses rollback)")
+    s.add_argument("folder", type=Path, metavar="DIR")
+    _config(s)
+    s.set_defaults(func=lazy(f"{work}.commands:cmd_revocation_install"))
+    s = revocation.add_parser("show", help="the DCC revocation list in force and the next one coming (or the list "
+                              "in DIR), checked against the device's root key")
+    s.add_argument("folder", type=Path, nargs="?", metavar="DIR")
+    _config(s)
+    s.set_defaults(func=lazy(f"{work}.commands:cmd_revocation_show"))
+
     trust = groups["trust"]
     s = trust.add_parser("install", help="install a trust list on this device (refuses rollback)")
     s.add_argument("file", type=Path)
@@ -138,9 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"qrgate {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    trust = sub.add_parser("trust", help="build, install and show trust lists").add_subparsers(dest="sub",
+                                                                                              required=True)
     groups: Groups = {
-        "trust": sub.add_parser("trust", help="build, install and show trust lists").add_subparsers(
-            dest="sub", required=True),
+        "trust": trust,
+        "trust revocation": trust.add_parser("revocation", help="build, install, show and publish DCC revocation "
+                                             "lists").add_subparsers(dest="revocation_sub", required=True),
     }
     add_device_commands(sub, groups)
     for extension in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):

@@ -19,3 +19,7 @@ class TrustListError(QrgateError, ValueError):
 
 class StorageError(QrgateError, OSError):
     """The sealed store could not make a record durable (disk full, I/O error)."""
+
+
+class RevocationError(QrgateError, ValueError):
+    """A DCC revocation list (its manifest or a bucket body) was refused; the list in force stays."""

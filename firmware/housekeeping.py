@@ -1,4 +1,4 @@
-"""The daemon's housekeeping: every CHECK_S the clock, the trust list, the card and the status file; hourly the purge.
+"""The daemon's housekeeping: every CHECK_S the clock, the lists, the card and the status file; hourly the purge.
 
 One thread, apart from the scan loop, so that nothing slow on the card ever
 delays an answer at the door. A failing card is the storage fault, shown and
@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -42,9 +43,13 @@ def low_space(folder: Path, min_free_mb: int, faults: Faults) -> None:
 
 class Housekeeping:
     def __init__(self, store: SqliteRecordStore, readiness: Readiness, guard: ClockGuard, faults: Faults,
-                 state_dir: Path, min_free_mb: int, write_status: Callable[[], None]):
+                 state_dir: Path, min_free_mb: int, write_status: Callable[[], None],
+                 refreshers: Sequence[Callable[[], None]] = ()):
+        """`refreshers`: each round, before readiness is judged, what adopts a list a technician installed in
+        another process and may take a moment to read (the revocation list), so the door never waits for it."""
         self.store, self.readiness, self.guard, self.faults = store, readiness, guard, faults
         self.state_dir, self.min_free_mb, self.write_status = state_dir, min_free_mb, write_status
+        self.refreshers = tuple(refreshers)
         self._last_purge = -PURGE_S
 
     def run(self, stop: threading.Event) -> None:
@@ -53,7 +58,10 @@ class Housekeeping:
             stop.wait(CHECK_S)
 
     def turn(self) -> None:
-        """One round: judge readiness, write the status file, scrub, purge when due, keep the clock mark."""
+        """One round: adopt lists, judge readiness, write the status file, scrub, purge when due, keep the clock
+        mark."""
+        for refresh in self.refreshers:
+            refresh()
         self.readiness.blocking(time.time())
         self.write_status()
         try:

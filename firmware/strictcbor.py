@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn, TypeVar
 
 import cbor2
 
@@ -178,6 +178,21 @@ class Reader:
             return self._string(3, what).decode("utf-8")
         except UnicodeDecodeError:
             raise CborError(f"its {what} is not UTF-8") from None
+
+    def fields(self, what: str, schema: Mapping[bytes, tuple[str, Callable[[Reader], Any]]],
+               required: Iterable[str]) -> dict[str, Any]:
+        """A map of text keys, each read by its own reader (`schema`: by the key's UTF-8, its name and reader), in
+        any order, each once, no other key, and every one of `required` there: a format's fields by name."""
+        out: dict[str, Any] = {}
+        for _ in range(self.map(what, len(schema))):
+            key, read = self.one_of(schema, f"{what}'s key")
+            if key in out:
+                raise CborError(f"its {what} repeats a key")
+            out[key] = read(self)
+        missing = [k for k in required if k not in out]
+        if missing:
+            raise CborError(f"its {what} lacks {', '.join(missing)}")
+        return out
 
     def end(self) -> None:
         if self._at != len(self._data):

@@ -15,7 +15,7 @@ from firmware.argtypes import positive_int
 from firmware.cli import Groups, lazy
 from firmware.store import seal
 
-FUZZ_TARGETS = ("certlogic", "dcc", "ingest", "kp1", "passback", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
+FUZZ_TARGETS = ("certlogic", "dcc", "ingest", "kp1", "passback", "revocation", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
 
 
 def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
@@ -75,6 +75,29 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--issuer-valid-days", type=int, default=365, help="each issuer key's validity (default 365)")
     s.add_argument("--out", required=True, type=Path)
     s.set_defaults(func=lazy("lab.commands:cmd_trust_build"))
+    rev = groups["trust revocation"]
+    s = rev.add_parser("build", help="a DCC revocation list signed with the root key, from the EU's entries: a "
+                       "folder of its manifest and bodies")
+    s.add_argument("--root", required=True, type=Path)
+    s.add_argument("--entries", required=True, type=Path, metavar="FILE",
+                   help='JSON lines, one EU entry each: {"kid": 16 hex digits or base64, "type": "UCI" | '
+                        '"COUNTRYCODEUCI" | "SIGNATURE", "hash": 32 hex digits or base64}; - reads stdin')
+    s.add_argument("--seq", required=True, type=positive_int)
+    s.add_argument("--valid-days", type=positive_int, default=7, help="the list's not_after, days after its issue "
+                   "(default 7; devices with [dcc] revocation = true want one issued within max_list_age_h)")
+    s.add_argument("--bits", type=int, choices=range(9), metavar="0..8",
+                   help="split the keys into 2^bits buckets (default: the fewest that leave each half a body)")
+    s.add_argument("--out", required=True, type=Path, metavar="DIR")
+    s.set_defaults(func=lazy("lab.commands:cmd_revocation_build"))
+    s = rev.add_parser("publish", help="a built list to the broker, retained: bodies, then the manifest, then the "
+                       "previous list's bodies cleared")
+    s.add_argument("folder", type=Path, metavar="DIR")
+    s.add_argument("--broker", required=True, metavar="URL", help="mqtts://HOST[:PORT] (8883) or mqtt://HOST[:PORT] "
+                   "(1883, a lab only)")
+    s.add_argument("--ca", type=Path, help="the custodian CA's certificate (PEM)")
+    s.add_argument("--cert", type=Path, help="the publisher's certificate (CN authority:trustlist)")
+    s.add_argument("--key", type=Path, help="its key")
+    s.set_defaults(func=lazy("lab.commands:cmd_revocation_publish"))
     bench = sub.add_parser("bench", help="benchmarks, printing JSON").add_subparsers(dest="sub", required=True)
     s = bench.add_parser("verify", help="tokens verified per second on one core, against bare Ed25519 checks")
     s.add_argument("--rounds", type=int, default=15, help="measurement rounds (the median is reported)")
@@ -114,9 +137,17 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--folder", type=Path, help="where the broker and the doors' stores go (default: a temporary "
                    "folder)")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_passback"))
+    s = bench.add_parser("revocation", help="a DCC revocation list of 10,000,000 entries: build, install, lookups "
+                         "and resident memory, pread against mmap")
+    s.add_argument("--entries", type=positive_int, default=10_000_000, help="entries in the list (default 10000000)")
+    s.add_argument("--lookups", type=positive_int, default=100_000, help="lookups timed (default 100000)")
+    s.add_argument("--folder", type=Path, help="where the list and the device's state go (default: a temporary "
+                   "folder); on a device, a folder on the card")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_revocation"))
 
     s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
-    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, the venue's passback note, or CertLogic")
+    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, the venue's passback "
+                   "note, CertLogic, or the DCC revocation list")
     s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                    help="forked processes (default: the CPU count)")
@@ -134,6 +165,11 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="evaluator (testSuite/) or validation (validation-testSuite/) suite files, or folders of them")
     s.set_defaults(func=lazy("lab.dcc_commands:cmd_certlogic"))
+
+    s = d.add_parser("revocation-hashes", help="the EU revocation entries of a DCC, one JSON line per hash type, as "
+                     "`qrgate trust revocation build --entries` reads them (its signature is not checked)")
+    s.add_argument("text", help="an HC1: text, or - to read one per line from stdin")
+    s.set_defaults(func=lazy("lab.dcc_commands:cmd_revocation_hashes"))
 
     s = d.add_parser("signer", help="a test document signer").add_subparsers(dest="signer_sub", required=True)
     s = s.add_parser("new", help="a P-256 key and self-signed certificate, for `qrgate trust build --dsc`")

@@ -111,6 +111,38 @@ def _valuesets_file(path: Path) -> dict[str, list[str]]:
             raise QrgateError(f"{path}: neither EU value sets nor {{id: [code, …]}}")
     return out
 
+def cmd_revocation_build(args) -> int:
+    from firmware.revocation import manifest as manifests
+    from lab import revocation
+
+    root = signers.load_root(args.root)
+    with (sys.stdin if str(args.entries) == "-" else open(args.entries, encoding="utf-8")) as lines:
+        rl = revocation.build(root, revocation.read_entries(lines, str(args.entries)), args.seq, int(time.time()),
+                              valid_days=args.valid_days, bits=args.bits)
+    rl.write(args.out)
+    m = manifests.parse(rl.manifest, root.public_key())
+    print(json.dumps({"out": str(args.out), "seq": m.seq, "entries": m.entries, "bits": m.bits,
+                      "bodies": len(rl.bodies), "bytes": sum(map(len, rl.bodies.values())) + len(rl.manifest)}))
+    return 0
+
+
+def cmd_revocation_publish(args) -> int:
+    from urllib.parse import urlsplit
+
+    from lab import revocation
+
+    url = urlsplit(args.broker)
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise QrgateError(f"--broker is mqtts://HOST[:PORT] or mqtt://HOST[:PORT], not {args.broker!r}")
+    tls = url.scheme == "mqtts"
+    publisher = revocation.Publisher(url.hostname, url.port or (8883 if tls else 1883), args.ca, args.cert, args.key,
+                                     tls=tls)
+    try:
+        print(json.dumps(revocation.publish(revocation.load(args.folder), publisher)))
+    finally:
+        publisher.close()
+    return 0
+
 
 def _authority_key(spec: str) -> SealingKey | tuple[SealingKey, int]:
     """PUB, or PUB@TIME: a key the devices move to at TIME (2026-12-08T00:00:00Z, or Unix seconds)."""
@@ -208,6 +240,13 @@ def cmd_bench_passback(args) -> int:
     from lab.bench import passback
 
     print(json.dumps(passback.run(tokens=args.tokens, gap_ms=args.gap_ms, folder=args.folder)))
+    return 0
+
+
+def cmd_bench_revocation(args) -> int:
+    from lab.bench import revocation as bench_revocation
+
+    print(json.dumps(bench_revocation.run(entries=args.entries, lookups=args.lookups, folder=args.folder)))
     return 0
 
 

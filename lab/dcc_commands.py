@@ -1,5 +1,5 @@
-"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, CertLogic's test suites, and a test document
-signer with its certificates.
+"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, CertLogic's test suites, a DCC's revocation
+hashes, and a test document signer with its certificates.
 
 `signer new` and `mint` are for tests, the demo and a technician's dry run
 (a DCC shown to a device whose trust list names the test signer); real
@@ -25,6 +25,17 @@ def cmd_certlogic(args) -> int:
     from lab import dcc_certlogic
 
     return dcc_certlogic.main(args)
+
+def cmd_revocation_hashes(args) -> int:
+    import sys
+
+    from lab import revocation
+
+    texts = (line.strip() for line in sys.stdin if line.strip()) if args.text == "-" else [args.text.strip()]
+    for text in texts:
+        for entry in revocation.entries_of_dcc(text):
+            print(json.dumps(entry.as_json()))
+    return 0
 
 
 def cmd_signer_new(args) -> int:

@@ -73,6 +73,11 @@ CORE: dict[str, Module] = {
     "passback_memory": Module("firmware/passback/memory.py", ("tests/passback/test_passback_memory.py",)),
     "passback_message": Module("firmware/passback/message.py", ("tests/passback/test_passback_message.py",)),
     "passback_share": Module("firmware/passback/share.py", ("tests/passback/test_passback_share.py",)),
+    "revocation_hashes": Module("firmware/revocation/hashes.py", ("tests/revocation/test_revocation_hashes.py",)),
+    "revocation_manifest": Module("firmware/revocation/manifest.py",
+                                  ("tests/revocation/test_revocation_manifest.py",)),
+    "revocation_index": Module("firmware/revocation/index.py", ("tests/revocation/test_revocation_index.py",)),
+    "revocation_store": Module("firmware/revocation/store.py", ("tests/revocation/test_revocation_store.py",)),
 }
 
 

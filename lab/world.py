@@ -7,7 +7,8 @@ folder as `qrgate issuer new` makes it), a `rogue` key nobody trusts, the
 root, the health authority's pair, an EU DCC document signer for `KR`, and
 a trust list (seq 1) that the root signed and that names them all but the
 rogue, and the venue secret its doors share tokens' hashes under (`venue.secret`,
-as `qrgate venue-secret new` makes it). `World.load` reads the same folder back,
+as `qrgate venue-secret new` makes it); `revocation_list` signs a DCC revocation
+list with its root. `World.load` reads the same folder back,
 in another process.
 """
 
@@ -21,7 +22,7 @@ from typing import Iterable
 
 from firmware import keys
 from firmware.passback import secret as venue_secret
-from lab import dcc_issuer, signers
+from lab import dcc_issuer, revocation, signers
 
 APPS = ("naver", "kakao", "pass")
 
@@ -81,6 +82,12 @@ class World:
         kw.setdefault("authority", [keys.load_authority_public(self.authority_dir)])
         return signers.build_trust_list(signers.load_root(self.root_dir), issuers, seq=seq,
                                         issued_at=int(time.time()) if issued_at is None else issued_at, **kw)
+
+    def revocation_list(self, entries: Iterable[revocation.Entry], seq: int, issued_at: int | None = None,
+                        **kw) -> revocation.RevocationList:
+        """A DCC revocation list from the world's root naming `entries` (revocation.entries_of_dcc makes them)."""
+        return revocation.build(signers.load_root(self.root_dir), entries, seq,
+                                int(time.time()) if issued_at is None else issued_at, **kw)
 
     def mint(self, issuer: signers.Issuer | str | None = None, at: float | None = None, **kw) -> str:
         """A phone token from `issuer` (an Issuer or a name; naver by default), issued at `at` (now)."""

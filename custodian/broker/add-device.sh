@@ -1,7 +1,8 @@
 #!/bin/sh
 # Give one scanner its place on the custodian's broker, live: its certificate's CN VENUE:DEVICE may then
-# publish under qrgate/v1/VENUE/DEVICE/ (visits, status, its will), read the trust list, and share accepted
-# tokens' hashes with its venue's other doors on qrgate/v1/VENUE/passback (anti-passback), nothing else.
+# publish under qrgate/v1/VENUE/DEVICE/ (visits, status, its will), read the trust list and the DCC revocation
+# list, and share accepted tokens' hashes with its venue's other doors on qrgate/v1/VENUE/passback
+# (anti-passback), nothing else.
 #
 #   MOSQUITTO_CTRL_ARGS="-h broker.example -p 8883 --cafile ca.pem --cert admin.crt --key admin.key" \
 #       add-device.sh cafe-1:door-1
@@ -15,8 +16,9 @@ cn=$1
 echo "$cn" | grep -Eqx '[A-Za-z0-9._-]{1,64}:[A-Za-z0-9._-]{1,64}' || usage
 venue=${cn%%:*}
 device=${cn#*:}
-# The venue `custodian` is the custodian's own processes (an ingest's status, docs/monitoring.md).
-[ "$venue" != custodian ] || { echo "$0: the venue custodian is reserved" >&2; exit 2; }
+# The venue `custodian` is the custodian's own processes (an ingest's status, docs/monitoring.md); under the
+# venue `trust` lives the DCC revocation list (qrgate/v1/trust/revocation/#), which only the authority writes.
+case "$venue" in custodian|trust) echo "$0: the venue $venue is reserved" >&2; exit 2 ;; esac
 ctl() {
     # shellcheck disable=SC2086  # the options are words on purpose
     mosquitto_ctrl ${MOSQUITTO_CTRL_ARGS:?names the broker and the admin certificate} dynsec "$@"

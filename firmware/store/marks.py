@@ -1,13 +1,15 @@
 """High-water marks: integers that only grow, each in a small file of its own in the state folder.
 
 They remember what the state they guard could lose or be tricked out of: the
-newest trust list seq the device has held (so that a lost or deleted kept list
-does not let an older signed list back in) and the latest time the device has
-judged on (so that a clock stepped back cannot make a used token new again).
+newest trust list seq and DCC revocation list seq the device has held (so that
+a lost or deleted kept list does not let an older signed list back in) and the
+latest time the device has judged on (so that a clock stepped back cannot make a
+used token new again).
 Each is a decimal number and a newline, replaced atomically; reading one that
 is missing or unreadable gives 0 (nothing known), with a warning for the
-latter. The daemon and a technician's `sudo qrgate trust install` both raise
-the trust seq mark; whoever writes re-reads first, so a mark never goes down.
+latter. The daemon and a technician's `sudo qrgate trust install` (or `trust
+revocation install`) both raise the seq marks; whoever writes re-reads first, so
+a mark never goes down.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from firmware.store.statefiles import write_atomic
 logger = logging.getLogger(__name__)
 
 TRUST_SEQ = "trust-seq.mark"
+REVOCATION_SEQ = "revocation-seq.mark"  # the DCC revocation list's (firmware.revocation.store)
 CLOCK = "clock.mark"
 
 

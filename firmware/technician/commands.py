@@ -1,4 +1,5 @@
-"""The work of the device's small commands: `run` (the daemon, until a signal), `trust install|show`, `decode`."""
+"""The work of the device's small commands: `run` (the daemon, until a signal), `trust install|show`, `trust
+revocation install|show`, `decode`."""
 
 from __future__ import annotations
 
@@ -107,6 +108,35 @@ def cmd_trust_show(args: argparse.Namespace) -> int:
     else:
         current = trustlist.parse(trustlist.read_file(args.file), store.root)
     print(json.dumps(describe_trust_list(current, time.time()), indent=2))
+    return 0
+
+
+def cmd_revocation_install(args: argparse.Namespace) -> int:
+    """A list from a folder into the state folder; the running daemon adopts it within 5 s (its housekeeping)."""
+    from firmware import config
+    from firmware.revocation.store import RevocationStore
+
+    cfg = config.load(args.config)
+    store = RevocationStore(cfg.device.state_dir, keys.load_root_public(cfg.trust.root_key))
+    old = store.current()
+    new = store.install(args.folder, time.time())
+    m = new.manifest
+    print(json.dumps({"installed": {"seq": m.seq, "entries": m.entries, "buckets": len(m.buckets),
+                                    "issued_at": iso(m.issued_at), "not_after": iso(m.not_after)},
+                      "replaced_seq": old.manifest.seq if old else None}))
+    return 0
+
+
+def cmd_revocation_show(args: argparse.Namespace) -> int:
+    from firmware import config
+    from firmware.revocation import store
+
+    cfg = config.load(args.config)
+    folder = args.folder if args.folder is not None else cfg.device.state_dir / store.FOLDER
+    out = store.describe(folder, keys.load_root_public(cfg.trust.root_key), time.time())
+    if args.folder is not None:
+        out.pop("next")
+    print(json.dumps(out, indent=2))
     return 0
 
 

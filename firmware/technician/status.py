@@ -4,7 +4,9 @@ Two witnesses, so a dead daemon cannot hide behind its last report: what the
 daemon itself last wrote to the runtime folder (camera, frames per second,
 decode time, broker, its faults — stale or missing means it is not running),
 and what this command reads for itself (the store's queue and integrity, the
-trust list, the clock, free space, CPU temperature and throttling).
+trust list, the DCC revocation list's files, the clock, free space, CPU
+temperature and throttling). Whether a revocation list is missing or too old
+is the daemon's fault `dcc_revocation` (it alone knows the rule in force).
 Exit status 0 when all is well, 1 when anything needs a technician.
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 from firmware import __version__, config, keys
 from firmware.clock import ClockSync
 from firmware.errors import QrgateError, StorageError
+from firmware.revocation import store as revocation
 from firmware.store.buffer import inspect
 from firmware.technician import sysinfo
 from firmware.trust import TrustStore
@@ -68,6 +71,10 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
     if current is None or current.expired(now):
         problems.append(str(trust.get("error") or "") or ("no trust list installed" if current is None
                                                else f"trust list seq {current.seq} expired"))
+    try:
+        lists = revocation.describe(state / revocation.FOLDER, keys.load_root_public(cfg.trust.root_key), now)
+    except QrgateError as exc:
+        lists = {"error": str(exc)}
     clock = ClockSync(require=cfg.clock.require_sync, root=Path(root)).synchronised()
     if not clock and cfg.clock.require_sync:
         problems.append("clock not synchronised")
@@ -88,6 +95,7 @@ def collect(cfg: config.Config, root: Path = Path("/"), now: float | None = None
         "daemon": daemon,
         "store": store,
         "trust": trust,
+        "revocation": {**lists, "required": cfg.dcc.revocation},
         "clock_sync": clock,
         "clock_required": cfg.clock.require_sync,
         "disk": disk,
@@ -122,6 +130,23 @@ def _passback(d: dict[str, Any]) -> str:
     return f"per door only ({p['why']})"
 
 
+def _revocation(r: dict[str, Any]) -> str:
+    """The list in force (seq, entries, age) and the next one while its bodies come."""
+    if "error" in r:
+        return str(r["error"])
+    listed = r["in_force"]
+    if listed is None:
+        line = "none" + ("" if r["required"] else " (not required: dcc.revocation = false)")
+    elif "error" in listed:
+        line = listed["error"]
+    else:
+        line = f"seq {listed['seq']}, {listed['entries']:,} entries, issued {_age(listed['age_s'])} ago"
+    coming = r["next"]
+    if coming is not None and "error" not in coming:
+        line += f"; seq {coming['seq']} coming, {coming['bodies_missing']} of {coming['buckets']} bodies to fetch"
+    return line
+
+
 def render(report: dict[str, Any], now: float | None = None) -> str:
     """A screenful: one fact a line, the problems last."""
     now = time.time() if now is None else now
@@ -147,6 +172,7 @@ def render(report: dict[str, Any], now: float | None = None) -> str:
          + ("" if report["clock_required"] else " (not required: clock.require_sync = false)")),
         ("trust list", t["error"] if "error" in t else "none installed" if t["seq"] is None else
          f"seq {t['seq']}, {'EXPIRED' if t['expired'] else 'valid'} until {_when(t['not_after'])}"),
+        ("revocation list", _revocation(report["revocation"])),
         ("free space", report["disk"].get("error") or
          f"{report['disk']['free_bytes'] / 2**30:.1f} GiB of {report['disk']['total_bytes'] / 2**30:.1f} GiB"),
         ("cpu", f"{cpu['temperature_c'] if cpu['temperature_c'] is not None else '?'} °C, throttling: "

@@ -1,4 +1,4 @@
-"""COSE_Sign1 (RFC 9052) with Ed25519, the envelope of KP1 tokens and trust lists.
+"""COSE_Sign1 (RFC 9052) with Ed25519, the envelope of KP1 tokens, trust lists and revocation manifests.
 
 Read by position where the layout is qrgate's own (`parse_eddsa_sign1`: the
 signature is checked before any CBOR is decoded), else through the strict
@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware import strictcbor
+from firmware.keys import kid_of
 
 COSE_SIGN1_TAG = 18
 HDR_ALG = 1
@@ -132,6 +133,27 @@ def parse_eddsa_sign1(data: bytes) -> Sign1:
     # Preferred serialization throughout, so the Sig_structure reuses the encoded header and payload.
     tbs = b"".join((_TBS_HEAD, data[2:16], _EMPTY_BSTR, data[17:end]))
     return Sign1(data[3:16], ALG_EDDSA, data[8:16], data[start:end], data[end + 2 :], tbs)
+
+
+def root_signed(data: object, root: Ed25519PublicKey | None, what: str, max_bytes: int) -> bytes:
+    """The payload of what the trust list's root signs (a trust list, a revocation manifest): its size under
+    `max_bytes`, its envelope the one layout the root writes and, unless `root` is None (a technician's look at
+    a file), its signature the root's, all before a byte of its CBOR is decoded. CoseError naming `what` else."""
+    if not isinstance(data, bytes):
+        raise CoseError(f"{what} is not bytes")
+    if len(data) > max_bytes:
+        raise CoseError(f"{what} is larger than {max_bytes >> 10} KiB" if max_bytes < 1 << 20
+                        else f"{what} is larger than {max_bytes >> 20} MiB")
+    try:
+        envelope = parse_eddsa_sign1(data)
+    except CoseError as exc:
+        raise CoseError(f"{what} is not a COSE_Sign1 as the root signs them: {exc}") from None
+    if root is not None:
+        if envelope.kid != kid_of(root):
+            raise CoseError(f"{what} is signed by a different root key")
+        if not envelope.verify(root):
+            raise CoseError(f"{what} signature does not verify")
+    return envelope.payload
 
 
 def parse_sign1(data: bytes) -> Sign1:

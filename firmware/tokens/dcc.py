@@ -90,9 +90,11 @@ class DccResult:
     exp: int | None = None
     # The decoded DCC (hcert claim 1): name and birth date. Memory only, never repr, logs or the wire.
     payload: Mapping[Any, Any] | None = field(default=None, repr=False, compare=False)
-    # The signer's kid and the COSE signature, for the revocation list's KID-scoped hashes (firmware.revocation).
+    # The signer's kid, the COSE signature and its algorithm (ES256 or PS256), for the revocation list's
+    # kid-scoped hashes (firmware.revocation.hashes: of an ES256 signature only its first half counts).
     kid: bytes | None = field(default=None, repr=False, compare=False)
     signature: bytes | None = field(default=None, repr=False, compare=False)
+    alg: int | None = field(default=None, repr=False, compare=False)
     # The intermediate forms, for the conformance runner; personal too.
     stages: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
@@ -334,8 +336,7 @@ def _verify(text: object, signers: Mapping[bytes, list[x509.Certificate]], now: 
         signer = next((c for c in candidates if _check_signature(c, alg, signature, tbs)), None)
     steps["verify"] = signer is not None
     if signer is not None:
-        facts.update(kid=kid, signature=signature)
-    if signer is not None:
+        facts.update(kid=kid, signature=signature, alg=alg)
         steps["signer_validity"] = _cert_valid(signer, now)
         steps["keyusage"] = kind in signer_types(signer)  # a DCC of no one type: no signer may sign it
     if steps["decode"]:

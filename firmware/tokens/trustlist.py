@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware import strictcbor
 from firmware.errors import TrustListError
-from firmware.keys import kid_of
 from firmware.store import seal
 from firmware.store.seal import SealingKey
 from firmware.tokens import cose, dcc, dcc_rules
@@ -131,23 +130,8 @@ FieldReader = Callable[[strictcbor.Reader], Any]
 
 
 def _schema(readers: dict[str, FieldReader]) -> dict[bytes, tuple[str, FieldReader]]:
-    """Field readers by the UTF-8 of their key, as `_fields` looks them up."""
+    """Field readers by the UTF-8 of their key, as `Reader.fields` looks them up."""
     return {key.encode(): (key, read) for key, read in readers.items()}
-
-
-def _fields(r: strictcbor.Reader, what: str, schema: dict[bytes, tuple[str, FieldReader]],
-            required: tuple[str, ...]) -> dict[str, Any]:
-    """A map of text keys, each read by its own reader, in any order, each once; no other key."""
-    out: dict[str, Any] = {}
-    for _ in range(r.map(what, len(schema))):
-        key, read = r.one_of(schema, f"{what}'s key")
-        if key in out:
-            raise strictcbor.CborError(f"its {what} repeats a key")
-        out[key] = read(r)
-    missing = [k for k in required if k not in out]
-    if missing:
-        raise strictcbor.CborError(f"its {what} lacks {', '.join(missing)}")
-    return out
 
 
 def _fixed(r: strictcbor.Reader, name: str, size: int) -> bytes:
@@ -189,7 +173,7 @@ _AUTHORITY_KEYS = tuple(key for key, _ in _AUTHORITY.values())
 
 
 def _issuer(r: strictcbor.Reader) -> IssuerKey:
-    f = _fields(r, "issuer entry", _ISSUER, _ISSUER_KEYS)
+    f = r.fields("issuer entry", _ISSUER, _ISSUER_KEYS)
     try:
         key = Ed25519PublicKey.from_public_bytes(f["key"])
     except ValueError:
@@ -198,7 +182,7 @@ def _issuer(r: strictcbor.Reader) -> IssuerKey:
 
 
 def _authority(r: strictcbor.Reader) -> AuthorityKey:
-    f = _fields(r, "authority entry", _AUTHORITY, _AUTHORITY_KEYS)
+    f = r.fields("authority entry", _AUTHORITY, _AUTHORITY_KEYS)
     try:
         SealingKey.of(f["alg"], f["key"])
     except ValueError as exc:
@@ -223,7 +207,7 @@ _VALUESET_KEYS = tuple(key for key, _ in _VALUESET.values())
 def _valuesets(r: strictcbor.Reader) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for _ in range(r.array("valuesets", MAX_VALUESETS)):
-        f = _fields(r, "value set", _VALUESET, _VALUESET_KEYS)
+        f = r.fields("value set", _VALUESET, _VALUESET_KEYS)
         if f["id"] in out:
             raise strictcbor.CborError("its valuesets repeat an id")
         out[f["id"]] = f["codes"]
@@ -260,22 +244,13 @@ _PAYLOAD = _schema({
 
 def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
     """Verify, then parse, a signed trust list. `root=None` skips the signature (a technician's look)."""
-    if not isinstance(data, bytes):
-        raise TrustListError("trust list is not bytes")
-    if len(data) > MAX_BYTES:
-        raise TrustListError("trust list is larger than 1 MiB")
     try:
-        envelope = cose.parse_eddsa_sign1(data)
+        payload = cose.root_signed(data, root, "trust list", MAX_BYTES)
     except cose.CoseError as exc:
-        raise TrustListError(f"trust list is not a COSE_Sign1 as the root signs them: {exc}") from None
-    if root is not None:
-        if envelope.kid != kid_of(root):
-            raise TrustListError("trust list is signed by a different root key")
-        if not envelope.verify(root):
-            raise TrustListError("trust list signature does not verify")
+        raise TrustListError(str(exc)) from None
     try:
-        reader = strictcbor.Reader(envelope.payload, MAX_BYTES)
-        body = _fields(reader, "payload", _PAYLOAD, ("seq", "issued_at", "not_after"))
+        reader = strictcbor.Reader(payload, MAX_BYTES)
+        body = reader.fields("payload", _PAYLOAD, ("seq", "issued_at", "not_after"))
         reader.end()
     except strictcbor.CborError as exc:
         raise TrustListError(f"trust list payload: {exc}") from None

@@ -163,17 +163,37 @@ class MqttUplink:
             self.reconnects += 1
         self.session_present = bool(flags.session_present)
         self.connected.set()
+        with self._lock:
+            subscriptions = list(self._subscriptions.items())
+        for topic, sub in subscriptions:
+            self._subscribe(topic, sub)
+        self._on_state(True, "connected (session resumed)" if self.session_present else "connected (new session)")
+        self._on_connected()
+
+    def subscribe(self, topic: str, sub: Subscription) -> None:
+        """Subscribe to `topic` now if connected, and at every connection after, until `unsubscribe`."""
+        with self._lock:
+            self._subscriptions[topic] = sub
+        if self.connected.is_set():
+            self._subscribe(topic, sub)
+
+    def unsubscribe(self, topic: str) -> None:
+        """No more of `topic` (a message already on its way is dropped: no handler takes it)."""
+        with self._lock:
+            if self._subscriptions.pop(topic, None) is None:
+                return
+        if self.connected.is_set():
+            self._client.unsubscribe(topic)
+
+    def _subscribe(self, topic: str, sub: Subscription) -> None:
         # QoS 0 unless a subscription asks: the trust list is retained state, which comes again with every
         # subscribe, so QoS 0 loses nothing a reconnect does not bring back; and Mosquitto 2.0.11 never frees
         # the in-flight slot of a QoS 1 message it drops as larger than our Maximum Packet Size: 20 of those,
         # from a broker not configured as shipped (max_packet_size), would stop every later message to us.
-        for topic, sub in self._subscriptions.items():
-            _, mid = client.subscribe(topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local))
-            if mid is not None:
-                with self._lock:
-                    self._suback[mid] = sub
-        self._on_state(True, "connected (session resumed)" if self.session_present else "connected (new session)")
-        self._on_connected()
+        _, mid = self._client.subscribe(topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local))
+        if mid is not None:
+            with self._lock:
+                self._suback[mid] = sub
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                       reason_code: ReasonCode, properties: Properties | None) -> None:

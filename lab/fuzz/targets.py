@@ -41,8 +41,15 @@ def _certlogic(seed: int = 0) -> Target:
     return certlogic_target(seed)
 
 
+def _revocation(seed: int = 0) -> Target:
+    from lab.fuzz.revocation import revocation_target
+
+    return revocation_target(seed)
+
+
 TARGETS: dict[str, Callable[[int], Target]] = {"kp1": engine.kp1_target, "dcc": _dcc, "trustlist": _trustlist,
-                                               "ingest": _ingest, "passback": _passback, "certlogic": _certlogic}
+                                               "ingest": _ingest, "passback": _passback, "certlogic": _certlogic,
+                                               "revocation": _revocation}
 
 
 def run(target: str | Target, count: int = 1_000_000, workers: int | None = None, seed: int = 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -170,11 +171,67 @@ def test_under_an_acl_file_a_device_in_the_shared_group_makes_the_broker_drop_vi
     assert spy.granted == ["Granted QoS 1"] and spy.messages == [] and storage.count() == 5
 
 
-def test_add_device_refuses_the_venue_the_custodian_s_own_processes_use():
-    # qrgate/v1/custodian/<name>/status is an ingest's health (docs/monitoring.md): no scanner may write there.
-    run = subprocess.run([str(SHIPPED / "add-device.sh"), "custodian:ingest-1"], capture_output=True, text=True,
+@pytest.mark.parametrize("cn", ["custodian:ingest-1", "trust:revocation"])
+def test_add_device_refuses_the_venues_the_custodian_and_the_authority_use(cn):
+    # qrgate/v1/custodian/<name>/status is an ingest's health (docs/monitoring.md), qrgate/v1/trust/revocation/#
+    # the DCC revocation list: no scanner may write there.
+    run = subprocess.run([str(SHIPPED / "add-device.sh"), cn], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "MOSQUITTO_CTRL_ARGS": "-h 127.0.0.1 -p 1"}, timeout=30)
-    assert run.returncode == 2 and "reserved" in run.stderr
+    assert run.returncode == 2 and f"the venue {cn.split(':')[0]} is reserved" in run.stderr
+
+
+# --- the DCC revocation list ---------------------------------------------------------------------------
+
+
+def test_the_authority_publishes_a_revocation_list_that_devices_take_and_no_one_else_writes_or_reads(
+        tmp_path, shipped):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware.revocation.feed import RevocationFeed
+    from firmware.revocation.hashes import HashType
+    from firmware.revocation.store import RevocationStore
+    from firmware.uplink.mqtt import MqttUplink
+    from lab import revocation
+
+    root = Ed25519PrivateKey.generate()
+    rl = revocation.build(root, [revocation.Entry(HashType.UCI, bytes(8), bytes([i]) * 16) for i in range(9)],
+                          seq=1, issued_at=int(time.time()))
+    [(body_name, body)] = rl.bodies.items()
+    tls = shipped.identity("authority:trustlist")
+    publisher = revocation.Publisher("127.0.0.1", shipped.port, tls.ca, tls.cert, tls.key, tls=True)
+    try:
+        assert revocation.publish(rl, publisher) == {"bodies": 1, "cleared": 0}
+        assert publisher.retained(topics.REVOCATION) == rl.manifest
+    finally:
+        publisher.close()
+    store = RevocationStore(tmp_path / "state", root.public_key())
+    feed = RevocationFeed(store)
+    device = MqttUplink("127.0.0.1", shipped.port, client_id=DEVICE, tls=shipped.identity(DEVICE),
+                        subscriptions=feed.subscriptions(), max_packet=topics.MAX_PACKET)
+    feed.attach(device)
+    refused: list[tuple[bool, str]] = []
+    ingest = Client(shipped.port, shipped.identity(INGEST), INGEST,
+                    subscribe=[topics.REVOCATION, topics.revocation_body(body_name)])
+    monitor = Client(shipped.port, shipped.identity("custodian:monitor"), "custodian:monitor",
+                     subscribe=["qrgate/v1/trust/revocation/#"])
+    device.start()
+    try:
+        wait_until(lambda: store.current() is not None)
+        assert device.publish(topics.REVOCATION, rl.manifest, on_ack=lambda ok, why: refused.append((ok, why)))
+        wait_until(lambda: len(refused) == 1)
+        # Mosquitto 2.0 drops a client after a refused publish: the device is back once it reconnected.
+        wait_until(lambda: device.reconnects == 1 and device.connected.is_set())
+        assert device.publish(topics.revocation_body(body_name), body,
+                              on_ack=lambda ok, why: refused.append((ok, why)))
+        wait_until(lambda: len(refused) == 2)
+    finally:
+        device.stop()
+        ingest.close()
+        monitor.close()
+    assert store.current().manifest.raw == rl.manifest
+    assert refused == [(False, "Not authorized")] * 2
+    assert ingest.granted == ["Not authorized", "Not authorized"] and ingest.messages == []
+    assert monitor.granted == ["Not authorized"] and monitor.messages == []
 
 
 # --- anti-passback: the venue topic ------------------------------------------------------------------

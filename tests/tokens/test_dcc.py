@@ -197,6 +197,20 @@ def test_ps256_dcc_verifies():
     assert dcc.verify(build(key, cert, alg=-37, flip=5), [cert], NOW).reason is Reason.BAD_SIGNATURE
 
 
+def test_a_verified_signature_keeps_its_kid_bytes_and_algorithm_for_the_revocation_hashes(es_key, es_cert):
+    """What firmware.revocation.hashes reads: set once the signature verified, and only then."""
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    rsa_cert = make_cert(rsa_key, eku=[EKU_VAX])
+    for key, cert, alg, size in ((es_key, es_cert, -7, 64), (rsa_key, rsa_cert, -37, 256)):
+        text = build(key, cert, alg=alg, kid_where="unprotected")
+        result = dcc.verify(text, [cert], NOW)
+        cose = cbor2.loads(zlib.decompress(base45.b45decode(text[4:])))
+        assert (result.kid, result.alg, result.signature) == (dcc.kid_of(cert), alg, cose.value[3])
+        assert len(result.signature) == size
+        spoilt = dcc.verify(build(key, cert, alg=alg, flip=3), [cert], NOW)
+        assert (spoilt.kid, spoilt.alg, spoilt.signature) == (None, None, None)
+
+
 def test_every_certificate_sharing_the_kid_is_tried(es_key, es_cert):
     other = make_cert(ec.generate_private_key(ec.SECP256R1()))
     text = build(es_key, es_cert)

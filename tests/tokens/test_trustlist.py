@@ -267,8 +267,9 @@ def test_a_list_past_one_mib_is_refused_before_its_signature_is_checked(trust_se
     raw = build(trust_setup, 2, revoked=[os.urandom(8) for _ in range(120_000)])
     assert len(raw) > trustlist.MAX_BYTES
     monkeypatch.setattr(cose.Sign1, "verify", lambda *a: pytest.fail("verified a list over the cap"))
-    with pytest.raises(TrustListError, match="1 MiB"):
+    with pytest.raises(TrustListError) as refused:
         trustlist.parse(raw, trust_setup.root.public_key())
+    assert str(refused.value) == "trust list is larger than 1 MiB"  # what it is, named
 
 
 # --- no rollback once the kept list is gone (issue 15, finding 11) ------------------------------------

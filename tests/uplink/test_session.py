@@ -81,20 +81,6 @@ def test_a_flood_of_messages_too_large_for_the_device_never_stops_the_next_list(
     assert broker.log_tail(2000).count("Dropping too large outgoing PUBLISH for qrgate-cafe-1-door-1") == 40
 
 
-def test_reconnects_are_counted_after_the_broker_comes_back(tmp_path):
-    b = Mosquitto(tmp_path / "broker").start()
-    link = uplink(b.port)
-    link.start()
-    try:
-        assert link.connected.wait(10)
-        b.stop()
-        b.start()  # same port
-        wait_until(lambda: link.reconnects == 1 and link.connected.is_set(), timeout=20)
-    finally:
-        link.stop()
-        b.stop()
-
-
 def test_a_qos_1_subscription_gets_what_came_while_away_and_never_its_own_messages(broker):
     """The venue's passback topic as the daemon subscribes to it: QoS 1, so the session keeps what a peer said
     while this door was away (a QoS 0 subscription would lose it); no_local, so a door never hears itself."""
@@ -129,3 +115,67 @@ def test_a_qos_1_subscription_gets_what_came_while_away_and_never_its_own_messag
         door2.stop()
     assert heard["door-2"] == [b"while door-2 was away"]  # and not its own "from door-2"
     assert "qrgate/v1/cafe-1/passback (QoS 1)" in broker.log_tail(500)
+
+
+def test_a_topic_taken_while_connected_brings_its_retained_message_and_is_given_up_on_request(broker):
+    """What the revocation feed does with a list's bodies: subscribe to one topic at a time, then let it go."""
+    from firmware.uplink.mqtt import Subscription
+
+    got: list[tuple[str, bytes]] = []
+    sender = authority(broker.port)
+    sender.publish("qrgate/v1/trust/revocation/aa", b"body a", qos=1, retain=True).wait_for_publish(10)
+    link = uplink(broker.port)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        link.subscribe("qrgate/v1/trust/revocation/aa", Subscription(lambda data: got.append(("aa", data))))
+        wait_until(lambda: got == [("aa", b"body a")])
+        link.unsubscribe("qrgate/v1/trust/revocation/aa")
+        link.unsubscribe("qrgate/v1/trust/revocation/never")  # nothing taken: nothing to give up
+        wait_until(lambda: "Received UNSUBSCRIBE from qrgate-cafe-1-door-1" in broker.log_tail(200))
+        link.subscribe("qrgate/v1/trust/revocation/bb", Subscription(lambda data: got.append(("bb", data))))
+        wait_until(lambda: broker.log_tail(200).count("Received SUBSCRIBE from qrgate-cafe-1-door-1") == 2)
+        sender.publish("qrgate/v1/trust/revocation/aa", b"body a again", qos=1).wait_for_publish(10)
+        sender.publish("qrgate/v1/trust/revocation/bb", b"body b", qos=1).wait_for_publish(10)
+        wait_until(lambda: ("bb", b"body b") in got)
+        assert got == [("aa", b"body a"), ("bb", b"body b")]
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        link.stop()
+    log = broker.log_tail(400)
+    assert log.count("Received UNSUBSCRIBE from qrgate-cafe-1-door-1") == 1
+    # Given up at the broker too: "body a again" was never sent to the device, only the retained one before.
+    assert log.count("'qrgate/v1/trust/revocation/aa'") == 3  # its two publishes received, one sent on
+
+
+def test_reconnects_are_counted_and_every_topic_taken_is_taken_anew_after_the_broker_comes_back(tmp_path):
+    """Topics taken before the connection, and kept, are taken at each: a broker without persistence forgets the
+    session, and the device subscribes anew (a topic given up before is not)."""
+    from firmware.uplink.mqtt import Subscription
+
+    b = Mosquitto(tmp_path / "broker").start()
+    got: list[bytes] = []
+    link = uplink(b.port)
+    link.subscribe("qrgate/v1/trust/revocation/cc", Subscription(got.append))  # not connected yet
+    link.subscribe("qrgate/v1/trust/revocation/dd", Subscription(got.append))
+    link.unsubscribe("qrgate/v1/trust/revocation/dd")
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        for message, restart in ((b"c", False), (b"c2", True)):
+            if restart:
+                b.stop()
+                b.start()  # same port
+                wait_until(lambda: link.reconnects == 1 and link.connected.is_set(), timeout=20)
+            sender = authority(b.port)
+            # dd first: were it taken, it would come before cc, in the order the broker had them.
+            sender.publish("qrgate/v1/trust/revocation/dd", b"d", qos=1, retain=True).wait_for_publish(10)
+            sender.publish("qrgate/v1/trust/revocation/cc", message, qos=1, retain=True).wait_for_publish(10)
+            wait_until(lambda: got[-1:] == [message])
+            sender.disconnect()
+            sender.loop_stop()
+        assert got == [b"c", b"c2"] and link.reconnects == 1
+    finally:
+        link.stop()
+        b.stop()

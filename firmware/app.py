@@ -24,7 +24,7 @@ from firmware.gate import Gate
 from firmware.housekeeping import Housekeeping
 from firmware.leds.feedback import GpioFeedback, Pins, default_pin_factory
 from firmware.passback import share as passback
-from firmware.readiness import Readiness
+from firmware.readiness import DccList, Readiness
 from firmware.revocation.feed import RevocationFeed
 from firmware.revocation.store import RevocationStore
 from firmware.scanner.camera import SupervisedCamera
@@ -36,6 +36,7 @@ from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
 from firmware.store.marks import CLOCK, Mark
 from firmware.store.opener import corrupt_stores, open_store
+from firmware.tokens.dcc_rules import RulesInForce
 from firmware.tokens.dcc_verifier import DccVerifier
 from firmware.tokens.kp1 import Kp1Verifier
 from firmware.tokens.verifier import TokenVerifier
@@ -117,7 +118,10 @@ def run(
         revocations = RevocationStore(state_dir, root, required=config.dcc.revocation,
                                       max_age_s=config.dcc.max_list_age_h * 3600)
         feed = RevocationFeed(revocations)
-        readiness = Readiness(guard, trust, faults, dcc_lists=[revocations])
+        # What DCCs wait for beyond the trust list, at a venue that takes them.
+        dcc_lists: list[DccList] = [RulesInForce(trust.current, config.dcc.rules_country,
+                                                 config.dcc.max_list_age_h * 3600), revocations]
+        readiness = Readiness(guard, trust, faults, dcc_lists if "DCC" in config.policy.accept else [])
         store: SqliteRecordStore | None = None
         share = passback.build(config.passback.secret, config.mqtt.enabled, topics.passback(dev.venue))
 

@@ -2,8 +2,8 @@
 
 An event carries the verdict, the reason, the issuer, the pattern driven, the
 time from frame to verdict and, for a new visit, the rid its sealed record was
-stored under (a receipt: random, and on the wire in clear anyway); never the
-token id or the QR text.
+stored under (a receipt: random, and on the wire in clear anyway) and, for
+`rule_failed`, the business rule's Identifier; never the token id or the QR text.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class Decision:
     latency_ms: float
     ts: float  # wall clock
     rid: str | None = None  # hex, for an accepted (new) visit
+    rule: str | None = None  # rule_failed: the business rule's Identifier (VR-DE-0001)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -47,7 +48,7 @@ class EventLog:
 def console_line(decision: Decision) -> str:
     what = decision.verdict.replace("_", " ")
     if decision.reason:
-        what += f" ({decision.reason})"
+        what += f" ({decision.reason}{' ' + decision.rule if decision.rule else ''})"
     return (
         f"{time.strftime('%H:%M:%S', time.localtime(decision.ts))}  {what:<34} "
         f"{decision.iss or '-':<10} LEDs: {decision.pattern:<24} {decision.latency_ms:6.1f} ms"

@@ -55,6 +55,15 @@ class Answer:
             return self.fault
         return self.verdict.reason.value if self.verdict.reason else None
 
+    @property
+    def rule(self) -> str | None:
+        return self.verdict.rule if self.verdict else None
+
+    @property
+    def tally(self) -> str:
+        """What status counts it under: the verdict, its reason, and a failed business rule's Identifier."""
+        return ":".join(part for part in (self.label, self.reason, self.rule) if part)
+
 
 class Gate:
     def __init__(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 OFFLINE = b'{"state":"offline"}'
 FILE = "status.json"
+RULE_FAILED = "rejected:rule_failed:"  # gate.Answer.tally of a failed business rule, before its Identifier
 
 
 def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trust: TrustStore, clock: ClockSync,
@@ -58,6 +59,9 @@ def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trus
         "clock_sync": clock.synchronised(),
         "trust_seq": current.seq if current else None,
         "trust_not_after": current.not_after if current else None,
+        # EU DCC business rules failed, by the rule's Identifier (stats' decisions): which rule turns people away.
+        "rules_failed": {label.split(":", 2)[2]: n for label, n in sorted(stats.decisions.items())
+                         if label.startswith(RULE_FAILED)},
         "faults": active,
         # A number beside the names: a metrics exporter reads numbers, not the keys of an object.
         "fault_count": len(active),

@@ -28,7 +28,9 @@ AUTHORITY_KEY_NOT_LISTED = "authority_key_not_listed"
 class DccList(Protocol):
     """A list EU DCCs are judged by beyond the trust list's signers (tokens.dcc_rules, revocation)."""
 
-    fault: str  # the fault's name while it is missing or stale
+    @property
+    def fault(self) -> str:
+        """The fault's name while it is missing or stale."""
 
     def problem(self, now: float) -> tuple[str, str] | None:
         """(the reason DCCs get, the fault's message) when DCCs may not be judged by it now, else None."""

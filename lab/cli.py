@@ -1,7 +1,7 @@
 """The lab's commands, added to `qrgate` (an entry point): argument parsing only, the work imported when one runs.
 
 The lab is the tooling beside the device: the demo, benchmarks, fuzzing, the
-DCC conformance runner, test issuers and signers, and the authority's key and
+DCC conformance and CertLogic runners, test issuers and signers, and the authority's key and
 trust-list tools. None of it runs at a door.
 """
 
@@ -15,7 +15,7 @@ from firmware.argtypes import positive_int
 from firmware.cli import Groups, lazy
 from firmware.store import seal
 
-FUZZ_TARGETS = ("dcc", "ingest", "kp1", "passback", "revocation", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
+FUZZ_TARGETS = ("certlogic", "dcc", "ingest", "kp1", "passback", "revocation", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
 
 
 def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
@@ -35,6 +35,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--at", type=float, help="judge at this Unix time (default: now)")
     s.add_argument("--require", action="append", default=[], choices=("age14", "age19", "vax"))
     s.add_argument("--skew", type=int, default=5, help="clock skew allowed, seconds")
+    s.add_argument("--rules-country", default="", metavar="CC",
+                   help="also hold DCCs to this country's business rules in the trust list (as dcc.rules_country)")
     s.add_argument("text", help="a token, or - to read one per line from stdin")
     s.set_defaults(func=lazy("lab.commands:cmd_token_verify"))
     for name, what in (("issuer", "an issuer's signing key"), ("root", "the key that signs trust lists"),
@@ -62,6 +64,11 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
                    help="a health authority public key (authority.pub) devices may seal to (repeatable; at least one); "
                         "@TIME (2026-12-08T00:00:00Z) makes it valid from then: devices seal to the valid key that "
                         "became valid last, so this rotates the key at TIME")
+    s.add_argument("--dcc-rules", action="append", default=[], type=Path, metavar="JSON",
+                   help="EU DCC business rules as the gateway publishes them: one rule, or an array (repeatable)")
+    s.add_argument("--valuesets", action="append", default=[], type=Path, metavar="JSON",
+                   help="the value sets the rules name: an EU value set file, an array of them, or "
+                        "{id: [code, …]} (repeatable)")
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
@@ -140,7 +147,7 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
 
     s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
     s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, the venue's passback "
-                   "note, or the DCC revocation list")
+                   "note, CertLogic, or the DCC revocation list")
     s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                    help="forked processes (default: the CPU count)")
@@ -153,6 +160,11 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                    help="the dgc-testdata root or country folders (`<CC>/2DCode/raw/*.json`)")
     s.set_defaults(func=lazy("lab.dcc_commands:cmd_conformance"))
+    s = d.add_parser("certlogic", help="run CertLogic test-suite files: a JSON line per failing assertion, exit 1 "
+                     "on a failure")
+    s.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="evaluator (testSuite/) or validation (validation-testSuite/) suite files, or folders of them")
+    s.set_defaults(func=lazy("lab.dcc_commands:cmd_certlogic"))
 
     s = d.add_parser("revocation-hashes", help="the EU revocation entries of a DCC, one JSON line per hash type, as "
                      "`qrgate trust revocation build --entries` reads them (its signature is not checked)")

@@ -75,11 +75,41 @@ def cmd_trust_build(args) -> int:
     if args.seq < 1 or args.valid_days < 1 or args.issuer_valid_days < 1:
         raise QrgateError("--seq, --valid-days and --issuer-valid-days must be 1 or more")
     data = signers.build_trust_list(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked,
-                           issuer_valid_days=args.issuer_valid_days, dsc=dsc, authority=authority)
+                           issuer_valid_days=args.issuer_valid_days, dsc=dsc, authority=authority,
+                           dcc_rules=[r for p in args.dcc_rules for r in _rules_file(p)],
+                           valuesets={k: v for p in args.valuesets for k, v in _valuesets_file(p).items()})
     write_atomic(args.out, data)
     print(json.dumps(describe_trust_list(trustlist.parse(data, root.public_key()), time.time())))
     return 0
 
+
+def _json_file(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise QrgateError(f"{path}: not a readable JSON file ({exc})") from None
+
+
+def _rules_file(path: Path) -> list[str]:
+    """The rules of a file, one JSON text each (as the list carries them)."""
+    rules = _json_file(path)
+    rules = rules if isinstance(rules, list) else [rules]
+    return [json.dumps(rule, ensure_ascii=False, separators=(",", ":")) for rule in rules]
+
+
+def _valuesets_file(path: Path) -> dict[str, list[str]]:
+    """Value sets by id: from the EU's files ({valueSetId, valueSetValues: {code: …}}) or {id: [code, …]}."""
+    data = _json_file(path)
+    sets = data if isinstance(data, list) else [data]
+    out: dict[str, list[str]] = {}
+    for vs in sets:
+        if isinstance(vs, dict) and isinstance(vs.get("valueSetId"), str) and isinstance(vs.get("valueSetValues"), dict):
+            out[vs["valueSetId"]] = list(vs["valueSetValues"])
+        elif isinstance(vs, dict) and all(isinstance(v, list) for v in vs.values()):
+            out.update({str(k): [str(c) for c in v] for k, v in vs.items()})
+        else:
+            raise QrgateError(f"{path}: neither EU value sets nor {{id: [code, …]}}")
+    return out
 
 def cmd_revocation_build(args) -> int:
     from firmware.revocation import manifest as manifests
@@ -165,7 +195,7 @@ def cmd_token_verify(args) -> int:
         raise QrgateError(f"cannot read trust list {args.trust}: {exc.strerror}") from None
     trust = trustlist.parse(data, root)
     verifier = TokenVerifier(kp1.Kp1Verifier(lambda: trust, require=tuple(args.require), skew=args.skew),
-                             DccVerifier(lambda: trust, DccConfig(), args.skew), KINDS)
+                             DccVerifier(lambda: trust, DccConfig(rules_country=args.rules_country), args.skew), KINDS)
     seen: set[bytes] = set()  # one-time use within this run, as on a device
     lines = (line.rstrip("\r\n") for line in sys.stdin) if args.text == "-" else [args.text]
     for text in lines:

@@ -1,5 +1,5 @@
-"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, a DCC's revocation hashes, and a test document signer
-with its certificates.
+"""`qrgate dcc …`: the EU DCC tools: the conformance vectors, CertLogic's test suites, a DCC's revocation
+hashes, and a test document signer with its certificates.
 
 `signer new` and `mint` are for tests, the demo and a technician's dry run
 (a DCC shown to a device whose trust list names the test signer); real
@@ -20,6 +20,11 @@ def cmd_conformance(args) -> int:
 
     return dcc_conformance.main(args)
 
+
+def cmd_certlogic(args) -> int:
+    from lab import dcc_certlogic
+
+    return dcc_certlogic.main(args)
 
 def cmd_revocation_hashes(args) -> int:
     import sys

@@ -13,6 +13,7 @@ A signer folder holds `dsc.key` (PKCS#8 PEM, 0600) and `dsc.pem`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -71,6 +72,29 @@ def signer_certificate(key, country: str, types: str, not_before: dt.datetime, d
             .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(dcc.EKU_OIDS[t]) for t in sorted(set(types))]),
                            critical=False)
             .sign(key, hashes.SHA256(), **deterministic))
+
+
+def with_extensions(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+                    extensions: list[tuple[str, bytes]]) -> x509.Certificate:
+    """`cert` with exactly these extensions (dotted OID, DER value), written as given, repeated or malformed:
+    what member states issued and cryptography's builder will not write. Its TBS is rewritten with
+    asn1crypto and signed again by `key` (deterministic ECDSA: the same inputs give the same bytes)."""
+    from asn1crypto import core, parser
+    from asn1crypto import x509 as asn1_x509
+
+    def sequence(contents: bytes) -> bytes:
+        return parser.emit(0, 1, 16, contents)
+
+    whole = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    tbs = asn1_x509.TbsCertificate.load(cert.tbs_certificate_bytes)
+    # Loaded from bytes, not built from values: asn1crypto would parse (and refuse) a value it knows.
+    tbs["extensions"] = asn1_x509.Extensions.load(sequence(b"".join(
+        sequence(core.ObjectIdentifier(oid).dump() + core.OctetString(value).dump()) for oid, value in extensions)))
+    der = tbs.dump()
+    signature = key.sign(der, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    return x509.load_der_x509_certificate(asn1_x509.Certificate({
+        "tbs_certificate": asn1_x509.TbsCertificate.load(der), "signature_algorithm": whole["signature_algorithm"],
+        "signature_value": signature}).dump())
 
 
 def make_signer(country: str = "XX", types: str = "vtr", not_before: float | None = None,
@@ -152,3 +176,20 @@ def mint(signer: Signer, now: float, kind: str = "v", uvci: str | None = None, v
     cose = cbor2.dumps(cbor2.CBORTag(dcc.COSE_SIGN1_TAG, [protected, {}, payload,
                                                           r.to_bytes(32, "big") + s.to_bytes(32, "big")]))
     return dcc.PREFIX + base45.b45encode(zlib.compress(cose, 9)).decode("ascii")
+
+
+def business_rule(identifier: str, logic: object, *, country: str | None = None, type: str = "Acceptance",
+                  certificate_type: str = "Vaccination", version: str = "1.0.0",
+                  valid_from: str = "2021-06-01T00:00:00Z", valid_to: str = "2030-06-01T00:00:00Z",
+                  engine_version: str = "1.0.0", **extra) -> str:
+    """One business rule's JSON text in the EU gateway's format (tokens.dcc_rules reads it), for tests and the
+    fuzz harness; the country is the Identifier's unless given."""
+    body = {
+        "Identifier": identifier, "Type": type, "Country": country or identifier.split("-")[1],
+        "Version": version, "SchemaVersion": "1.0.0", "Engine": "CERTLOGIC", "EngineVersion": engine_version,
+        "CertificateType": certificate_type,
+        "Description": [{"lang": "en", "desc": f"test rule {identifier}"}],
+        "ValidFrom": valid_from, "ValidTo": valid_to, "AffectedFields": ["v.0.mp"], "Logic": logic,
+    }
+    body.update(extra)
+    return json.dumps(body)

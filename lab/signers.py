@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import base45
 import cbor2
@@ -27,6 +27,7 @@ from firmware.keys import in_folder, kid_of, load_private, raw_public, write_aut
 from firmware.store import seal
 from firmware.store.seal import OpeningKey, SealingKey
 from firmware.tokens import cose, kp1, trustlist
+from firmware.tokens import dcc_rules as dcc_rules_module
 
 
 @dataclass(frozen=True)
@@ -128,15 +129,19 @@ def build_trust_list(
     issuer_valid_days: int = 365,
     dsc: Iterable[bytes] = (),
     authority: Iterable[SealingKey | tuple[SealingKey, int]] = (),
+    dcc_rules: Iterable[str] = (),
+    valuesets: Mapping[str, Iterable[str]] | None = None,
 ) -> bytes:
     """A trust list signed by `root`, as DESIGN.md lays it out (firmware.tokens.trustlist reads it).
 
     `dsc`: the DER of each EU DCC document signer certificate the devices are to trust;
     `authority`: the health authority's sealing keys, each valid until the list's not_after, from a
-    day before issued_at or from the time paired with it (a key the devices move to then)."""
+    day before issued_at or from the time paired with it (a key the devices move to then);
+    `dcc_rules`: EU business rules, each its gateway JSON text, and `valuesets` the codes they name by
+    value set id (both checked as the devices check them, so a list they would refuse is never signed)."""
     if seq < 0:
         raise TrustListError("seq must not be negative")
-    payload = {
+    payload: dict[str, object] = {
         "seq": seq,
         "issued_at": issued_at,
         "not_after": issued_at + valid_days * 86400,
@@ -158,4 +163,13 @@ def build_trust_list(
             for k, since in (a if isinstance(a, tuple) else (a, issued_at - 86400) for a in authority)
         ],
     }
+    rules = list(dcc_rules)
+    try:
+        dcc_rules_module.rule_set(rules, valuesets or {})
+    except dcc_rules_module.RuleError as exc:
+        raise TrustListError(f"dcc_rules: {exc}") from None
+    if rules:
+        payload["dcc_rules"] = rules
+    if valuesets:
+        payload["valuesets"] = [{"id": k, "codes": list(v)} for k, v in valuesets.items()]
     return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))

@@ -284,3 +284,57 @@ def test_trust_build_announces_the_next_authority_key_and_show_says_which_seals_
                       f"{cli_world / 'next'}@{bad}", "--issuer", str(cli_world / "naver"), "--seq", "9", "--out",
                       str(cli_world / "x.cose"), ok=False)
         assert proc.returncode == 2 and "UTC time" in proc.stderr
+
+
+def test_trust_build_carries_business_rules_and_value_sets_and_trust_show_counts_them(cli_world, device):
+    from tests.tokens.rules_kit import SERIES_COMPLETE, VACCINE_LISTED, rule
+
+    rules = cli_world / "rules-de.json"  # as the gateway publishes them: an array of rules
+    rules.write_text(json.dumps([json.loads(rule("VR-DE-0001", VACCINE_LISTED)),
+                                 json.loads(rule("VR-DE-0002", SERIES_COMPLETE, valid_from="2030-01-01T00:00:00Z",
+                                                 valid_to="2031-01-01T00:00:00Z"))]))
+    one = cli_world / "rule-fr.json"  # or one rule alone
+    one.write_text(rule("IR-FR-0001", True, type="Invalidation"))
+    eu_valueset = cli_world / "vaccines.json"  # the EU's value set file
+    eu_valueset.write_text(json.dumps({"valueSetId": "vaccines-covid-19-names", "valueSetDate": "2022-01-01",
+                                       "valueSetValues": {"EU/1/20/1528": {"display": "Comirnaty", "active": True},
+                                                          "EU/1/20/1507": {"display": "Spikevax", "active": True}}}))
+    plain = cli_world / "tests.json"  # or the compressed form the rules read
+    plain.write_text(json.dumps({"covid-19-lab-test-type": ["LP6464-4"]}))
+    out = build(cli_world, 6, "--dcc-rules", str(rules), "--dcc-rules", str(one), "--valuesets", str(eu_valueset),
+                "--valuesets", str(plain))
+    qrgate("trust", "install", str(out), "--config", str(device))
+    shown = json.loads(qrgate("trust", "show", "--config", str(device)).stdout)
+    assert shown["dcc_rules"] == {"DE": {"rules": 2, "in_force": 1}, "FR": {"rules": 1, "in_force": 1}}
+    assert shown["valuesets"] == {"covid-19-lab-test-type": 1, "vaccines-covid-19-names": 2}
+    # A technician's dry run of a pass against those rules: the rule failed is named.
+    qrgate("dcc", "signer", "new", "--out", str(cli_world / "dsc"), "--country", "KR")
+    with_signer = cli_world / "t8.cose"
+    spikevax_only = cli_world / "spikevax.json"
+    spikevax_only.write_text(json.dumps({"vaccines-covid-19-names": ["EU/1/20/1507"]}))
+    qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"),
+           "--dsc", str(cli_world / "dsc"), "--seq", "8", "--out", str(with_signer), "--dcc-rules", str(rules),
+           "--valuesets", str(spikevax_only))
+    comirnaty = qrgate("dcc", "mint", "--signer", str(cli_world / "dsc")).stdout.strip()
+    verify = ["token", "verify", "--trust", str(with_signer), "--root", str(cli_world / "root")]
+    assert lines(qrgate(*verify, comirnaty))[0]["verdict"] == "accepted"  # no country: the rules are not asked
+    assert lines(qrgate(*verify, "--rules-country", "DE", comirnaty)) == [
+        {"verdict": "rejected", "reason": "rule_failed", "iss": "KR", "rule": "VR-DE-0001"}]
+
+
+def test_trust_build_refuses_rules_the_devices_would_refuse(cli_world):
+    from tests.tokens.rules_kit import rule
+
+    bad = cli_world / "bad.json"
+    bad.write_text(rule("VR-DE-0001", {"eval": ["x"]}))
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"),
+                  "--issuer", str(cli_world / "naver"), "--seq", "7", "--out", str(cli_world / "t7.cose"),
+                  "--dcc-rules", str(bad), ok=False)
+    assert proc.returncode != 0 and "VR-DE-0001" in proc.stderr and "not valid CertLogic" in proc.stderr
+    assert not (cli_world / "t7.cose").exists()
+    junk = cli_world / "junk.json"
+    junk.write_text(json.dumps([1, 2]))
+    proc = qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"),
+                  "--issuer", str(cli_world / "naver"), "--seq", "7", "--out", str(cli_world / "t7.cose"),
+                  "--valuesets", str(junk), ok=False)
+    assert proc.returncode != 0 and "neither EU value sets" in proc.stderr

@@ -99,7 +99,7 @@ class ScanLoop:
         new_visit = answer.verdict is not None and answer.verdict.kind is Kind.ACCEPTED
         self.feedback.show(answer.pattern, door=new_visit and self.door)
         latency = (time.monotonic() - frame_t) * 1000
-        self.stats.answered(f"{answer.label}:{answer.reason}" if answer.reason else answer.label, frame_t, latency)
+        self.stats.answered(answer.tally, frame_t, latency)
         decision = Decision(
             verdict=answer.label,
             reason=answer.reason,
@@ -108,6 +108,7 @@ class ScanLoop:
             latency_ms=round(latency, 2),
             ts=self.clock(),
             rid=answer.rid.hex() if answer.rid else None,
+            rule=answer.rule,
         )
         logger.info("%s%s", decision.verdict, f" ({decision.reason})" if decision.reason else "")
         self.on_decision(decision)

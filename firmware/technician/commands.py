@@ -55,7 +55,19 @@ def describe_trust_list(tl: TrustList, now: float) -> dict[str, Any]:
                        "not_before": iso(a.not_before), "not_after": iso(a.not_after), "valid_now": a.valid(now),
                        "sealing_now": a.sealing_key == sealing}
                       for a in tl.authority],
+        "dcc_rules": describe_rules(tl, now),
+        "valuesets": {k: len(v) for k, v in sorted(tl.rules.valuesets.items())},
     }
+
+
+def describe_rules(tl: TrustList, now: float) -> dict[str, Any]:
+    """The business rules by country: how many the list carries, how many are in force now."""
+    out: dict[str, Any] = {}
+    for rule in tl.rules.rules:
+        row = out.setdefault(rule.country, {"rules": 0, "in_force": 0})
+        row["rules"] += 1
+        row["in_force"] += rule.in_force(now)
+    return dict(sorted(out.items()))
 
 
 def describe_signer(kid: bytes, cert: x509.Certificate, now: float) -> dict[str, Any]:

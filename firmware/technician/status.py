@@ -166,6 +166,8 @@ def render(report: dict[str, Any], now: float | None = None) -> str:
         ("broker", "disabled" if d["running"] and broker is None else "-" if not broker else
          f"{'connected' if broker['connected'] else 'DISCONNECTED'}, {broker['reconnects']} reconnects"),
         ("passback", _passback(d)),
+        ("dcc rules", "-" if not d["running"] else ", ".join(
+            f"{rule} failed {n}x" for rule, n in (d.get("rules_failed") or {}).items()) or "none failed"),
         ("clock", "synchronised" if report["clock_sync"] else "NOT synchronised"
          + ("" if report["clock_required"] else " (not required: clock.require_sync = false)")),
         ("trust list", t["error"] if "error" in t else "none installed" if t["seq"] is None else

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from firmware import strictcbor
+from firmware.tokens import eku
 
 PREFIX = "HC1:"
 MAX_TEXT = 8192  # a QR code holds at most 4296 alphanumeric characters
@@ -48,9 +49,9 @@ CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_HCERT = 1, 4, 6, -260
 HCERT_DCC = 1
 TYPES = ("v", "t", "r")
 
-# Extended key usage of a document signer certificate: which DCC types it may sign.
+# Extended key usage of a document signer certificate: which DCC types it may sign (`signer_types`).
 EKU_OIDS = {"t": "1.3.6.1.4.1.1847.2021.1.1", "v": "1.3.6.1.4.1.1847.2021.1.2", "r": "1.3.6.1.4.1.1847.2021.1.3"}
-# The same, with the alternative OIDs some member states issued.
+# The same, with the alternative OIDs some member states issued, which the EU reference accepts as well.
 _EKU_TYPE = {oid: t for t, oid in EKU_OIDS.items()} | {
     "1.3.6.1.4.1.0.1847.2021.1.1": "t",
     "1.3.6.1.4.1.0.1847.2021.1.2": "v",
@@ -197,22 +198,16 @@ def _check_signature(cert: x509.Certificate, alg: int, signature: bytes, tbs: by
     return False
 
 
-def _eku_types(cert: x509.Certificate) -> set[str] | None:
-    """The DCC types the certificate's extended key usage allows; None when it names none of them."""
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return None
-    except Exception:  # noqa: BLE001 - an unparsable extension: it allows nothing
-        return set()
-    allowed = {_EKU_TYPE[oid.dotted_string] for oid in eku if oid.dotted_string in _EKU_TYPE}
-    return allowed or None
-
-
 def signer_types(cert: x509.Certificate) -> list[str]:
-    """The DCC types a document signer may sign: those its key usage names, all three when it names none."""
-    allowed = _eku_types(cert)
-    return [t for t in TYPES if allowed is None or t in allowed]
+    """The DCC types a document signer may sign, by its extended key usage as the EU reference reads it
+    (test_ehealth_certs.py of the member states' test vectors): all three when it names no purpose (no
+    EKU, or an empty one); else those whose OIDs it names, so none when it names only other purposes;
+    none when what it names cannot be told (docs/device.md, "Key usage")."""
+    oids = eku.purposes(cert)
+    if oids is None:
+        return []
+    named = {_EKU_TYPE[oid] for oid in oids if oid in _EKU_TYPE}
+    return [t for t in TYPES if not oids or t in named]
 
 
 def _cert_valid(cert: x509.Certificate, now: float) -> bool:
@@ -342,10 +337,8 @@ def _verify(text: object, signers: Mapping[bytes, list[x509.Certificate]], now: 
     steps["verify"] = signer is not None
     if signer is not None:
         facts.update(kid=kid, signature=signature, alg=alg)
-    if signer is not None:
         steps["signer_validity"] = _cert_valid(signer, now)
-        allowed = _eku_types(signer)
-        steps["keyusage"] = allowed is None or (kind is not None and kind in allowed)
+        steps["keyusage"] = kind in signer_types(signer)  # a DCC of no one type: no signer may sign it
     if steps["decode"]:
         iat, exp = facts["iat"], facts["exp"]
         if exp is None or now > exp:

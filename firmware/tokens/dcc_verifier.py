@@ -1,4 +1,5 @@
-"""The door's check of an EU DCC: genuine (tokens.dcc), then enough for this venue (tokens.dcc_policy).
+"""The door's check of an EU DCC: genuine (tokens.dcc), not revoked, then enough for this venue
+(tokens.dcc_policy) and, with `[dcc] rules_country`, for that country's business rules (tokens.dcc_rules).
 
 It answers the same Verdict as a KP1 token, so the gate records and answers
 both alike: the UVCI goes where a token id goes, the country that signed it
@@ -50,7 +51,7 @@ class Revocations(Protocol):
 @dataclass
 class DccVerifier:
     trust: Callable[[], TrustList | None]
-    rules: "DccConfig"
+    policy: "DccConfig"
     skew: int = 5
     revocations: Revocations | None = None
 
@@ -78,7 +79,14 @@ class DccVerifier:
         claims = Claims(iss=iss, iat=result.iat, exp=result.exp, cti=uvci, kind="DCC")
         if self.revocations is not None and self.revocations.revoked(result):
             return rejected(Reason.REVOKED, claims)
-        refused = dcc_policy.check(result.dcc_type, result.payload or {}, self.rules, now, self.skew)
+        refused = dcc_policy.check(result.dcc_type, result.payload or {}, self.policy, now, self.skew)
         if refused is not None:
             return rejected(refused, claims)
-        return Verdict(Kind.ACCEPTED, None, claims, seen_until=int(now) + self.rules.recheck_s)
+        country = self.policy.rules_country
+        if country:
+            failed = trust.rules.first_failure(
+                country, result.dcc_type, result.payload or {}, issuer_country=result.iss, iat=result.iat,
+                exp=result.exp, kid=result.kid, now=now)
+            if failed is not None:
+                return Verdict(Kind.REJECTED, Reason.RULE_FAILED, claims, rule=failed)
+        return Verdict(Kind.ACCEPTED, None, claims, seen_until=int(now) + self.policy.recheck_s)

@@ -1,7 +1,8 @@
 """The signed trust list: which issuer keys the device believes, and which are revoked.
 
 A COSE_Sign1 (Ed25519) signed by the authority's root key, with the CBOR payload
-of DESIGN.md and the authority's sealing keys. It arrives from outside (a
+of DESIGN.md, the authority's sealing keys, and the EU DCC business rules with
+their value sets (tokens.dcc_rules; docs/records.md lays out the additions). It arrives from outside (a
 retained MQTT message anyone on the broker may have written, a file a
 technician copies), so `parse` caps its size, reads the envelope by position
 and checks the root's signature before a single byte of CBOR is decoded; the
@@ -26,7 +27,8 @@ from firmware import strictcbor
 from firmware.errors import TrustListError
 from firmware.store import seal
 from firmware.store.seal import SealingKey
-from firmware.tokens import cose, dcc
+from firmware.tokens import cose, dcc, dcc_rules
+from firmware.tokens.dcc_rules import RuleSet
 
 MAX_BYTES = cose.MAX_BYTES  # 1 MiB
 
@@ -68,6 +70,7 @@ class TrustList:
     revoked: frozenset[bytes] = frozenset()
     dsc: tuple[bytes, ...] = ()  # document signer certificates (EU DCC), DER
     authority: tuple[AuthorityKey, ...] = ()  # the sealing keys the root vouches for
+    rules: RuleSet = RuleSet()  # the member states' DCC business rules and their value sets
     raw: bytes = field(default=b"", repr=False)  # the signed bytes, as kept on disk
 
     def expired(self, now: float) -> bool:
@@ -107,6 +110,10 @@ MAX_ISSUERS = 512
 MAX_REVOKED = 16384
 MAX_DSC = 4096
 MAX_AUTHORITY = 16
+MAX_RULES = 1024  # a country's rules number tens; the EU gateway held some 1,500 for all its countries
+MAX_VALUESETS = 64
+MAX_CODES = 4096  # codes in one value set
+MAX_CODE = 128
 MAX_TIME = 1 << 40
 MAX_ISS = 64  # kp1's limit on an issuer name
 
@@ -183,6 +190,30 @@ def _authority(r: strictcbor.Reader) -> AuthorityKey:
     return AuthorityKey(f["key"], f["alg"], f["not_before"], f["not_after"])
 
 
+def _code(r: strictcbor.Reader) -> str:
+    code = r.tstr("value set code")
+    if not 0 < len(code) <= MAX_CODE:
+        raise strictcbor.CborError(f"its value set code is not 1-{MAX_CODE} characters")
+    return code
+
+
+_VALUESET = _schema({
+    "id": _code,
+    "codes": lambda r: _many(r, "value set codes", MAX_CODES, _code),
+})
+_VALUESET_KEYS = tuple(key for key, _ in _VALUESET.values())
+
+
+def _valuesets(r: strictcbor.Reader) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for _ in range(r.array("valuesets", MAX_VALUESETS)):
+        f = r.fields("value set", _VALUESET, _VALUESET_KEYS)
+        if f["id"] in out:
+            raise strictcbor.CborError("its valuesets repeat an id")
+        out[f["id"]] = f["codes"]
+    return out
+
+
 def certificate_entry(der: object) -> bytes:
     """A document signer entry: the DER of an X.509 certificate, or the list is refused."""
     if not isinstance(der, bytes):
@@ -206,6 +237,8 @@ _PAYLOAD = _schema({
     "revoked": lambda r: r.bstrs(r.array("revoked", MAX_REVOKED), 8, "revoked kids"),
     "dsc": lambda r: [certificate_entry(der) for der in _many(r, "dsc", MAX_DSC, lambda r: r.bstr("dsc entry"))],
     "authority": lambda r: _many(r, "authority", MAX_AUTHORITY, _authority),
+    "dcc_rules": lambda r: _many(r, "dcc_rules", MAX_RULES, lambda r: r.tstr("dcc rule")),
+    "valuesets": _valuesets,
 })
 
 
@@ -221,6 +254,10 @@ def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
         reader.end()
     except strictcbor.CborError as exc:
         raise TrustListError(f"trust list payload: {exc}") from None
+    try:
+        rules = dcc_rules.rule_set(body.get("dcc_rules", ()), body.get("valuesets", {}))
+    except dcc_rules.RuleError as exc:
+        raise TrustListError(f"trust list dcc_rules: {exc}") from None
     return TrustList(
         seq=body["seq"],
         issued_at=body["issued_at"],
@@ -229,5 +266,6 @@ def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
         revoked=frozenset(body.get("revoked", ())),
         dsc=tuple(body.get("dsc", ())),
         authority=tuple(body.get("authority", ())),
+        rules=rules,
         raw=data,
     )

@@ -73,6 +73,8 @@ class Verdict:
     claims: Claims | None = None
     # Accepted: until when the same token shown again is "already checked in" (Unix seconds).
     seen_until: int | None = None
+    # rule_failed: the Identifier of the business rule failed (VR-DE-0001), which names no one.
+    rule: str | None = None
 
     @property
     def iss(self) -> str | None:
@@ -84,11 +86,14 @@ class Verdict:
 
     def as_json(self) -> dict[str, str | None]:
         """The public form (CLI, event log): never the token id."""
-        return {
+        out = {
             "verdict": self.kind.value,
             "reason": self.reason.value if self.reason else None,
             "iss": self.iss,
         }
+        if self.rule is not None:
+            out["rule"] = self.rule
+        return out
 
 
 def rejected(reason: Reason, claims: Claims | None = None) -> Verdict:

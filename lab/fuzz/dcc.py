@@ -151,14 +151,36 @@ def _rsa_key(rng: random.Random):
 
 
 def _dcc_signer(rng: random.Random, country: str, types: str = "vtr", rsa_key: bool = False,
-                start_days: int = -30, days: int = 365, signed: set | None = None) -> DccSigner:
-    """A document signer as dcc_issuer.make_signer makes one, but with every byte derived from `rng`."""
+                start_days: int = -30, days: int = 365, signed: set | None = None,
+                extensions: list[tuple[str, bytes]] | None = None) -> DccSigner:
+    """A document signer as dcc_issuer.make_signer makes one, but with every byte derived from `rng`; with
+    `extensions`, its certificate holds exactly those (a P-256 key only), and `types` says what they allow."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = _rsa_key(rng) if rsa_key else ec.derive_private_key(rng.randrange(1, _P256_N), ec.SECP256R1())
     start = dt.datetime.fromtimestamp(NOW, dt.UTC) + dt.timedelta(days=start_days)
-    cert = dcc_issuer.signer_certificate(key, country, types, start, days, serial=rng.getrandbits(120) + 1)
+    cert = dcc_issuer.signer_certificate(key, country, types or "v", start, days, serial=rng.getrandbits(120) + 1)
+    if extensions is not None:
+        cert = dcc_issuer.with_extensions(cert, key, extensions)
     return DccSigner(country, types, key, cert, dcc.kid_of(cert), -37 if rsa_key else -7, signed)
+
+
+def _odd_signers(rng: random.Random, signed: set) -> tuple[DccSigner, ...]:
+    """Signers whose extensions cryptography refuses, so that their key usage is read from the DER
+    (tokens.eku): Finland's cA FALSE written out beside an EKU of the alternative OIDs (v and r), an empty
+    EKU (every type), an EKU of another purpose only, and a repeated EKU (no type). The last two may sign
+    nothing: what they sign is not recorded, so any acceptance of it is a false accept."""
+    from cryptography import x509
+
+    eku = x509.oid.ExtensionOID.EXTENDED_KEY_USAGE.dotted_string
+    bc = x509.oid.ExtensionOID.BASIC_CONSTRAINTS.dotted_string
+    alt = x509.ExtendedKeyUsage([x509.ObjectIdentifier(f"1.3.6.1.4.1.0.1847.2021.1.{i}") for i in (2, 3)])
+    foreign = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    ca_false, empty = bytes.fromhex("3003010100"), bytes.fromhex("3000")
+    return (_dcc_signer(rng, "FI", "vr", signed=signed, extensions=[(bc, ca_false), (eku, alt.public_bytes())]),
+            _dcc_signer(rng, "IS", "vtr", signed=signed, extensions=[(eku, empty)]),
+            _dcc_signer(rng, "ES", "", extensions=[(bc, ca_false), (eku, foreign.public_bytes())]),
+            _dcc_signer(rng, "LU", "", extensions=[(eku, alt.public_bytes()), (eku, alt.public_bytes())]))
 
 
 def _date(days: int) -> str:
@@ -485,7 +507,8 @@ def dcc_target(seed: int = 0) -> Target:
     new = _dcc_signer(rng, "BE", "vtr", start_days=10)  # certificate valid from 10 days after NOW
     rogue = _dcc_signer(rng, "XX", "vtr")  # in no trust list
     root = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
-    listed = (de, fr, nl, old, new)
+    fi, empty, foreign, twice = _odd_signers(rng, signed)
+    listed = (de, fr, nl, old, new, fi, empty, foreign, twice)
     raw = signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[s.cert.public_bytes(_DER()) for s in listed])
     trust = trustlist.parse(raw, root.public_key())
     verifier = DccVerifier(lambda: trust, DccConfig(), skew=SKEW)
@@ -554,11 +577,19 @@ def dcc_target(seed: int = 0) -> Target:
     add("type_not_accepted", fr, "t", tg="")
     add("type_not_accepted", nl, "r", tg="840539007")
     add("malformed", de, "v", ci="URN:UVCI:" + "0" * 72)  # a UVCI of 81 characters
+    # Key usage read from the DER where cryptography refuses the extensions (tokens.eku).
+    add("accepted", fi, "v")
+    add("accepted", fi, "r")
+    add("key_usage", fi, "t")
+    add("accepted", empty, "t")
+    add("accepted", empty, "r")
+    add("key_usage", foreign, "v")
+    add("key_usage", twice, "r")
     # v and t at once: no one type, which no key usage allows (and without one there is no UVCI)
     add("key_usage", de, "v", doc={"t": [dcc_issuer.entry("t", NOW, "URN:UVCI:01:DE:TWO", "DE")]}, spoilt=True)
 
     genuine = frozenset(pair for s in seeds if s.expect == "accepted" for pair in _dcc_contents(s.text))
-    by_kid = {s.kid: s for s in (rogue, old, new, de, fr, nl)}
+    by_kid = {s.kid: s for s in (rogue, old, new, de, fr, nl, fi, empty, foreign, twice)}
     target = Target(
         name="dcc",
         prefix="HC1:",

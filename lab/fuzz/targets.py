@@ -35,6 +35,12 @@ def _passback(seed: int = 0) -> Target:
     return passback_target(seed)
 
 
+def _certlogic(seed: int = 0) -> Target:
+    from lab.fuzz.certlogic import certlogic_target
+
+    return certlogic_target(seed)
+
+
 def _revocation(seed: int = 0) -> Target:
     from lab.fuzz.revocation import revocation_target
 
@@ -42,7 +48,8 @@ def _revocation(seed: int = 0) -> Target:
 
 
 TARGETS: dict[str, Callable[[int], Target]] = {"kp1": engine.kp1_target, "dcc": _dcc, "trustlist": _trustlist,
-                                               "ingest": _ingest, "passback": _passback, "revocation": _revocation}
+                                               "ingest": _ingest, "passback": _passback, "certlogic": _certlogic,
+                                               "revocation": _revocation}
 
 
 def run(target: str | Target, count: int = 1_000_000, workers: int | None = None, seed: int = 0,

@@ -60,7 +60,8 @@ from lab.fuzz.cbor import STRICT_REFUSES, head, item, random_path, splice, spoil
 from firmware.store import seal, seal_v1
 from firmware.store.records import INFO_V2, MAX_WIRE, PAD, SealedRecord, Visit, sealed_v1
 from firmware.store.seal import OpeningKey
-from firmware.tokens.trustlist import MAX_AUTHORITY, MAX_ISSUERS, MAX_REVOKED, TrustList
+from firmware.tokens.trustlist import (MAX_AUTHORITY, MAX_CODE, MAX_CODES, MAX_ISSUERS, MAX_REVOKED, MAX_RULES,
+                                       MAX_VALUESETS, TrustList)
 from lab import signers
 
 MAX_VERIFY_US = 50_000.0
@@ -96,6 +97,30 @@ _BAD_AUTHORITY = {
     "not_before": _BAD_INT,
     "not_after": _BAD_INT,
 }
+
+def _rule(identifier: str, **over) -> str:
+    """A business rule the devices read (tokens.dcc_rules): its logic a small CertLogic expression."""
+    from lab.dcc_issuer import business_rule
+
+    logic = over.pop("logic", {"if": [{"var": "payload.v.0"},
+                                      {"in": [{"var": "payload.v.0.mp"}, {"var": "external.valueSets.vaccines"}]},
+                                      True]})
+    return business_rule(identifier, logic, **over)
+
+
+def _bad_rules() -> tuple:
+    """Rules a list may not carry: each refused by tokens.dcc_rules (or the reader) whatever else the list holds."""
+    good = json.loads(_rule("VR-DE-0001"))
+    spoilt = [{**good, "Identifier": "VR-DE-001"}, {**good, "Logic": {"eval": ["x"]}}, {**good, "Type": "Other"},
+              {**good, "Country": "de"}, {**good, "CertificateType": "Any"}, {**good, "Engine": "JSONLOGIC"},
+              {**good, "Version": "1.0"}, {**good, "EngineVersion": "v1"}, {**good, "ValidFrom": "2021-06-01"},
+              {**good, "ValidTo": "never"}, {k: v for k, v in good.items() if k != "Logic"},
+              {**good, "Logic": {"var": ["a", "b", "c"]}}, {**good, "AffectedFields": ["x" * 70_000]}]
+    return (*(json.dumps(r) for r in spoilt), "{", "[]", "null", '"rule"', "[" * 5000, b"{}", 0, None, [], {})
+
+
+_BAD_VALUESET = {"id": ("", "x" * 129, 5, None, b"vaccines", ["vaccines"]),
+                 "codes": (None, "EU/1/20/1528", [""], ["x" * 129], [5], [None], {}, [b"EU/1/20/1528"])}
 _BOMB_BYTES = 320_000  # the security review's message: ~320 KB, a tag 4 over a huge integer
 
 
@@ -114,6 +139,7 @@ class ListWorld:
     issuer: dict  # a valid issuer entry, to spoil
     authority: dict  # a valid authority entry, to spoil
     der: bytes  # a document signer certificate, to spoil
+    bad_rules: tuple  # business rules the devices refuse (_bad_rules)
 
 
 def _envelope(kid: bytes, payload: bytes, signature: bytes, *, tag: bytes = b"\xd2", unprotected: bytes = b"\xa0",
@@ -190,12 +216,15 @@ def _expected(payload: dict) -> tuple:
     """What parse must read from a valid list: the oracle's own model of it, from what the harness signed."""
     return (payload["seq"], payload["issued_at"], payload["not_after"],
             frozenset(e["kid"] for e in payload["issuers"]), frozenset(payload["revoked"]), tuple(payload["dsc"]),
-            tuple(a["key"] for a in payload["authority"]))
+            tuple(a["key"] for a in payload["authority"]),
+            tuple(json.loads(r)["Identifier"] for r in payload.get("dcc_rules", ())),
+            tuple(sorted((v["id"], tuple(v["codes"])) for v in payload.get("valuesets", ()))))
 
 
 def _read(tl) -> tuple:
     return (tl.seq, tl.issued_at, tl.not_after, frozenset(tl.issuers), tl.revoked, tuple(tl.dsc),
-            tuple(a.key for a in tl.authority))
+            tuple(a.key for a in tl.authority), tuple(r.identifier for r in tl.rules.rules),
+            tuple(sorted(tl.rules.valuesets.items())))
 
 
 @dataclass(frozen=True)
@@ -258,6 +287,13 @@ def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
         pad(empty, 255), pad(empty, 256), pad(small, 65535), pad(small, 65536),  # length heads
         _list_payload(7, NOW, issuers(MAX_ISSUERS), [rng.randbytes(8) for _ in range(2000)], list(k.ders),
                       [_authority_entry(sealing[2])]),  # over 64 KiB
+        # Business rules and their value sets: a few, and every count at its cap.
+        {**small, "seq": 10, "dcc_rules": [_rule("VR-DE-0001"), _rule("IR-FR-0001", type="Invalidation"),
+                                           _rule("GR-DE-0002", certificate_type="General", logic=True)],
+         "valuesets": [{"id": "vaccines", "codes": ["EU/1/20/1528", "EU/1/20/1507"]}, {"id": "empty", "codes": []}]},
+        {**empty, "seq": 11, "dcc_rules": [_rule(f"VR-DE-{i:04d}", logic=True) for i in range(MAX_RULES)],
+         "valuesets": [{"id": "c" * MAX_CODE, "codes": [f"{i:016d}" for i in range(MAX_CODES)]},
+                       *({"id": f"set-{i}", "codes": ["x" * MAX_CODE]} for i in range(MAX_VALUESETS - 1))]},
         # At every cap at once, to 1 MiB: the most work a list may ask for.
         pad(_list_payload(8, NOW, issuers(MAX_ISSUERS - 1), [rng.randbytes(8) for _ in range(MAX_REVOKED // 2)],
                           list(k.ders), [_authority_entry(sealing[i % 3]) for i in range(MAX_AUTHORITY)]), most),
@@ -315,14 +351,14 @@ def _list_world(seed: int) -> tuple[ListWorld, list[tuple[bytes, str]]]:
     weights = tuple(1 if len(e) > 500_000 else 4 if len(e) > 60_000 else 40 for e in encoded)
     invalid = _invalid_lists(k, kid, valid[1], valid[-2])
     world = ListWorld(k.root, k.impostor, kid, tuple(valid), encoded, signed, tuple(data for data, _ in invalid),
-                      weights, valid[1]["issuers"][0], valid[1]["authority"][0], k.ders[0])
+                      weights, valid[1]["issuers"][0], valid[1]["authority"][0], k.ders[0], _bad_rules())
     return world, invalid
 
 
 def _break_list(rng: random.Random, p: dict, w: ListWorld) -> bytes:
     """A payload with one change that makes it invalid whatever else it holds."""
     p = dict(p)
-    k = rng.randrange(7)
+    k = rng.randrange(8)
     if k == 0:  # seq, issued_at or not_after of a wrong type or range, or missing
         name = rng.choice(("seq", "issued_at", "not_after"))
         if rng.random() < 0.2:
@@ -342,6 +378,15 @@ def _break_list(rng: random.Random, p: dict, w: ListWorld) -> bytes:
         bad = rng.choice((der[: rng.randrange(len(der))], der + b"\x00", b"-----BEGIN CERTIFICATE-----\n",
                           b"\x31" + rng.randbytes(rng.randint(0, 400)), "der", 0, None, [der]))
         p["dsc"] = _insert(rng, list(p["dsc"]), bad)
+    elif k == 6:  # a business rule the devices refuse, or a value set off its schema
+        if rng.random() < 0.5:
+            p["dcc_rules"] = _insert(rng, list(p.get("dcc_rules", ())), rng.choice(w.bad_rules))
+        elif rng.random() < 0.2:
+            p["valuesets"] = rng.choice((*_NOT_LIST, [{"id": "a", "codes": []}] * 2, {"vaccines": ["EU/1/20/1528"]}))
+        else:
+            template = {"id": "vaccines", "codes": ["EU/1/20/1528"]}
+            sets = list(p.get("valuesets", ()))
+            p["valuesets"] = _spoil_entry(rng, sets, sets[0] if sets else template, _BAD_VALUESET)
     else:  # not a map
         return cbor2.dumps(rng.choice((list(p.items()), None, "trust list", b"", 0, [p])))
     return cbor2.dumps(p)

@@ -207,3 +207,33 @@ def test_the_storage_fault_tells_the_technician_what_the_store_said():
     events, faults = [], Faults()
     gate(accepted(), Store(events, fail=True), events, faults=faults).decide("KP1:…", NOW)
     assert faults.active()["storage"] == "the card is full"
+
+
+class OnlyFor:
+    """Readiness that blocks one text only (a DCC waiting for its lists), and records what it was asked about."""
+
+    def __init__(self, text: str, reason: str):
+        self.text, self.reason, self.asked = text, reason, []
+
+    def blocking(self, now: float, text: str | None = None) -> str | None:
+        self.asked.append(text)
+        return self.reason if text == self.text else None
+
+
+def test_readiness_is_asked_about_the_text_shown(tmp_path):
+    ready = OnlyFor("HC1:pass", "dcc_rules_stale")
+    g, _ = real_gate(tmp_path, ready=ready)
+    assert (g.decide("HC1:pass", NOW).label, g.decide("HC1:pass", NOW).reason) == ("fault", "dcc_rules_stale")
+    assert g.decide("KP1:a", NOW).label == "accepted"
+    assert ready.asked == ["HC1:pass", "HC1:pass", "KP1:a"]
+
+
+def test_an_answer_is_tallied_by_verdict_reason_and_failed_rule():
+    events: list = []
+    failed = Verdict(Kind.REJECTED, Reason.RULE_FAILED, None, rule="VR-DE-0001")
+    assert gate(failed, Store(events), events).decide("HC1:…", NOW).tally == "rejected:rule_failed:VR-DE-0001"
+    assert gate(failed, Store(events), events).decide("HC1:…", NOW).rule == "VR-DE-0001"
+    assert gate(rejected(Reason.EXPIRED), Store(events), events).decide("KP1:…", NOW).tally == "rejected:expired"
+    assert gate(accepted(), Store(events), events).decide("KP1:…", NOW).tally == "accepted"
+    blocked = gate(accepted(), Store(events), events, blocked="no_trust_list").decide("KP1:…", NOW)
+    assert (blocked.tally, blocked.rule) == ("fault:no_trust_list", None)

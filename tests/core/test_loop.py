@@ -108,7 +108,7 @@ def test_a_gate_that_raises_is_the_fault_never_green():
 # the benchmarks) and the journal. The fakes below script a camera whose frames carry their code in the pixels.
 
 NOW = 1_800_000_000.0
-CODES = {1: ["KP1:new"], 2: ["KP1:again"], 3: ["KP1:expired"], 4: ["KP1:broken"], 5: []}
+CODES = {1: ["KP1:new"], 2: ["KP1:again"], 3: ["KP1:expired"], 4: ["KP1:broken"], 5: [], 6: ["HC1:rule"]}
 RID = bytes(range(16))
 NAVER = Claims(iss="naver", iat=int(NOW), exp=int(NOW) + 15, cti=b"\x07" * 16)
 
@@ -160,6 +160,9 @@ class Judge:
                 Kind.ACCEPTED), rid=RID)
         if text == "KP1:again":
             return Answer(Verdict(Kind.ALREADY_CHECKED_IN, None, NAVER), patterns.for_verdict(Kind.ALREADY_CHECKED_IN))
+        if text == "HC1:rule":
+            return Answer(Verdict(Kind.REJECTED, Reason.RULE_FAILED, rule="VR-DE-0001"),
+                          patterns.for_verdict(Kind.REJECTED))
         return Answer(rejected(Reason.EXPIRED), patterns.for_verdict(Kind.REJECTED))
 
 
@@ -196,6 +199,7 @@ def test_each_event_carries_the_verdict_reason_issuer_pattern_time_and_the_new_v
         ("fault", "internal_error", None, patterns.FAULT.name, None),
     ]
     assert all(d.ts == NOW for d in decisions)  # the wall clock of the answer
+    assert all(d.rule is None for d in decisions)
     assert judge.judged == [(text, NOW) for text in ("KP1:new", "KP1:again", "KP1:expired", "KP1:broken")]
 
 
@@ -275,3 +279,11 @@ def test_the_journal_names_each_verdict_and_its_reason_never_the_code(caplog):
     for line, d in zip(lines, decisions):
         assert d.verdict in line and (f"({d.reason})" in line if d.reason else "(" not in line)
     assert "KP1:" not in caplog.text and RID.hex() not in caplog.text
+
+
+def test_a_failed_business_rule_is_named_in_the_event_and_counted_by_its_identifier():
+    _, _, _, stats, decisions = scan([(6, time.monotonic()), (3, time.monotonic())])
+    assert [(d.verdict, d.reason, d.rule) for d in decisions] == [("rejected", "rule_failed", "VR-DE-0001"),
+                                                                   ("rejected", "expired", None)]
+    assert stats.decisions == {"rejected:rule_failed:VR-DE-0001": 1, "rejected:expired": 1}
+    assert [label for label, _, _ in stats.answers] == ["rejected:rule_failed:VR-DE-0001", "rejected:expired"]

@@ -112,3 +112,50 @@ def test_the_authority_key_fault_clears_once_a_list_naming_one_is_in_force():
     assert f.active() == {"authority_key": "the trust list (seq 1) names no authority key valid now to seal visits to"}
     trust._current = List(seq=2)
     assert ready.blocking(NOW) is None and f.active() == {}
+
+
+class DccLists:
+    """A DccList (readiness.DccList) whose problem the test sets, and which records when it was asked."""
+
+    def __init__(self, fault: str, problem: tuple[str, str] | None = None):
+        self.fault, self.problem_now, self.asked = fault, problem, []
+
+    def problem(self, now: float) -> tuple[str, str] | None:
+        self.asked.append(now)
+        return self.problem_now
+
+
+DCC = "HC1:6BFOXN%TS3DH0YOJ58S S-W5HDC"
+KP1 = "KP1:AAAA"
+
+
+def test_a_dcc_list_problem_blocks_dccs_only_and_is_a_fault_for_every_check():
+    f = Faults()
+    rules = DccLists("dcc_rules", ("dcc_rules_stale", "the rules are old"))
+    fresh = DccLists("dcc_revocation")
+    ready = Readiness(Clock(), Trust(List()), f, [fresh, rules])
+    assert ready.blocking(NOW, DCC) == "dcc_rules_stale"
+    assert ready.blocking(NOW, KP1) is None
+    assert ready.blocking(NOW) is None  # the housekeeping's check: no text, no block, but the fault shows
+    assert f.active() == {"dcc_rules": "the rules are old"}
+    assert rules.asked == fresh.asked == [NOW] * 3
+
+
+def test_the_first_dcc_list_problem_is_the_reason_and_a_device_fault_comes_before_it():
+    f = Faults()
+    first = DccLists("dcc_revocation", ("revocation_list_missing", "no list"))
+    second = DccLists("dcc_rules", ("dcc_rules_stale", "old"))
+    ready = Readiness(Clock(), Trust(List()), f, [first, second])
+    assert ready.blocking(NOW, DCC) == "revocation_list_missing"
+    assert set(f.active()) == {"dcc_revocation", "dcc_rules"}
+    ready.clock = Clock("clock_jumped")
+    assert ready.blocking(NOW, DCC) == "clock_jumped"
+
+
+def test_a_dcc_list_fault_clears_when_its_problem_is_gone():
+    f = Faults()
+    rules = DccLists("dcc_rules", ("dcc_rules_missing", "none for DE"))
+    ready = Readiness(Clock(), Trust(List()), f, [rules])
+    assert ready.blocking(NOW, DCC) == "dcc_rules_missing"
+    rules.problem_now = None
+    assert ready.blocking(NOW, DCC) is None and f.active() == {}

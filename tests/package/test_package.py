@@ -92,8 +92,8 @@ def test_the_amd64_venv_runs_here_as_it_would_at_its_path(unpacked):
     if run("/usr/bin/python3", "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 11))").returncode:
         pytest.skip("this machine's /usr/bin/python3 is not 3.11")
     python = unpacked["amd64"] / "opt/qrgate/venv/bin/python3"
-    imports = ("import sys, cv2, numpy, cryptography, zxingcpp, pyzbar.pyzbar, cbor2, base45, gpiozero, "
-               "paho.mqtt.client, firmware.cli; print(sys.prefix, numpy.__version__)")
+    imports = ("import sys, cv2, numpy, cryptography, zxingcpp, pyzbar.pyzbar, cbor2, base45, asn1crypto.x509, "
+               "gpiozero, paho.mqtt.client, firmware.cli, firmware.tokens.eku; print(sys.prefix, numpy.__version__)")
     result = run(python, "-c", imports, env={"PATH": os.environ["PATH"]})
     assert result.returncode == 0, result.stderr
     prefix, numpy_version = result.stdout.split()

@@ -127,3 +127,70 @@ def test_a_bug_is_malformed_and_logged_by_its_type_only(caplog):
     assert "LookupError" in message and "SECRET" not in message
     with pytest.raises(LookupError):  # the fuzz harness's call lets it escape, to be found
         DccVerifier(broken, RULES).verify_raising("HC1:whatever", NOW)
+
+
+class Revocations:
+    """The Revocations seam: says revoked for the certificates it was told, and keeps what it was asked."""
+
+    def __init__(self, *uvcis: str):
+        self.uvcis, self.asked = set(uvcis), []
+
+    def revoked(self, result: dcc.DccResult) -> bool:
+        self.asked.append((result.uvci, result.kid, result.signature))
+        return result.uvci in self.uvcis
+
+
+def test_a_revoked_certificate_is_refused_before_the_venues_rules_with_its_claims(signer):
+    root = Ed25519PrivateKey.generate()
+    tl = trustlist.parse(signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[signer.der]), root.public_key())
+    revocations = Revocations(UVCI)
+    text = sign(signer, claims_of(dn=1, sd=2))  # a first dose: the venue's rules would refuse it too
+    verdict = DccVerifier(lambda: tl, RULES, revocations=revocations).verify(text, NOW)
+    assert (verdict.kind, verdict.reason, verdict.claims.cti) == (Kind.REJECTED, Reason.REVOKED, UVCI)
+    [(uvci, kid, signature)] = revocations.asked
+    assert kid == signer.kid and len(signature) == 64
+    other = DccVerifier(lambda: tl, RULES, revocations=Revocations()).verify(text, NOW)
+    assert other.reason is Reason.SERIES_INCOMPLETE
+
+
+def test_a_forgery_is_never_looked_up(signer):
+    """Only a verified certificate is looked up: the list's hashes are of genuine ones."""
+    root = Ed25519PrivateKey.generate()
+    tl = trustlist.parse(signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[signer.der]), root.public_key())
+    revocations = Revocations(UVCI)
+    forged = sign(dcc_issuer.make_signer("KR", not_before=NOW - DAY), claims_of())
+    assert DccVerifier(lambda: tl, RULES, revocations=revocations).verify(forged, NOW).reason is Reason.UNKNOWN_ISSUER
+    assert revocations.asked == []
+
+
+def _with_rules(signer, *rules: str, valuesets=None):
+    root = Ed25519PrivateKey.generate()
+    return trustlist.parse(signers.build_trust_list(root, [], seq=1, issued_at=NOW, dsc=[signer.der],
+                                                    dcc_rules=rules, valuesets=valuesets), root.public_key())
+
+
+def test_the_countrys_business_rules_apply_after_the_venues_own(signer):
+    from rules_kit import VACCINE_LISTED, VACCINES, rule
+
+    tl = _with_rules(signer, rule("VR-DE-0001", VACCINE_LISTED), valuesets={VACCINES: ["EU/1/20/1528"]})
+    in_germany = DccVerifier(lambda: tl, DccConfig(rules_country="DE"))
+    verdict = in_germany.verify(sign(signer, claims_of(mp="EU/1/21/1618")), NOW)
+    assert (verdict.kind, verdict.reason, verdict.rule, verdict.claims.cti) == (
+        Kind.REJECTED, Reason.RULE_FAILED, "VR-DE-0001", UVCI)
+    assert verdict.as_json() == {"verdict": "rejected", "reason": "rule_failed", "iss": "KR", "rule": "VR-DE-0001"}
+    assert in_germany.verify(sign(signer, claims_of()), NOW).kind is Kind.ACCEPTED
+    # The venue's own [dcc] refusal comes first, and a venue with no country runs no rule.
+    assert in_germany.verify(sign(signer, claims_of(mp="X", dn=1, sd=2)), NOW).reason is Reason.SERIES_INCOMPLETE
+    assert DccVerifier(lambda: tl, RULES).verify(sign(signer, claims_of(mp="X")), NOW).kind is Kind.ACCEPTED
+
+
+def test_the_rules_see_the_signing_country_and_kid(signer):
+    from rules_kit import rule
+
+    import base64
+    sees = {"and": [{"===": [{"var": "external.issuerCountryCode"}, "KR"]},
+                    {"===": [{"var": "external.kid"}, base64.b64encode(signer.kid).decode()]}]}
+    tl = _with_rules(signer, rule("GR-DE-0001", sees, certificate_type="General"),
+                     rule("IR-KR-0001", {"!": [{"var": "payload.v.0.mp"}]}, type="Invalidation"))
+    verdict = DccVerifier(lambda: tl, DccConfig(rules_country="DE")).verify(sign(signer, claims_of()), NOW)
+    assert (verdict.reason, verdict.rule) == (Reason.RULE_FAILED, "IR-KR-0001")  # GR-DE-0001 passed before it

@@ -489,3 +489,57 @@ def test_a_list_of_exactly_one_mib_is_read():
     raw = _exactly(trustlist.MAX_BYTES)
     assert len(raw) == trustlist.MAX_BYTES
     assert trustlist.parse(raw, _ROOT.public_key()).seq == 1
+
+
+# The EU DCC business rules and value sets the list may carry (tokens.dcc_rules).
+
+def _rule(identifier: str = "VR-DE-0001", **over) -> str:
+    from rules_kit import VACCINE_LISTED, rule
+
+    return rule(identifier, over.pop("logic", VACCINE_LISTED), **over)
+
+
+def test_rules_and_value_sets_are_read_as_the_root_signed_them(trust_setup):
+    raw = build(trust_setup, 3, dcc_rules=[_rule(), _rule("IR-FR-0001", type="Invalidation")],
+                valuesets={"vaccines-covid-19-names": ["EU/1/20/1528", "EU/1/21/1529"], "empty": []})
+    tl = trustlist.parse(raw, trust_setup.root.public_key())
+    assert [(r.identifier, r.type) for r in tl.rules.rules] == [("VR-DE-0001", "Acceptance"),
+                                                                 ("IR-FR-0001", "Invalidation")]
+    assert tl.rules.valuesets == {"vaccines-covid-19-names": ("EU/1/20/1528", "EU/1/21/1529"), "empty": ()}
+    assert build(trust_setup, 4) and trustlist.parse(build(trust_setup, 4), None).rules.rules == ()
+
+
+def test_the_authority_cannot_sign_a_rule_the_devices_would_refuse(trust_setup):
+    with pytest.raises(TrustListError, match="rule VR-DE-0001: its Logic is not valid CertLogic"):
+        build(trust_setup, 3, dcc_rules=[_rule(logic={"eval": []})])
+
+
+def _valueset(id: object = "vs", codes: object = ("a",)) -> dict:
+    return {"id": id, "codes": list(codes) if isinstance(codes, tuple) else codes}
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (_payload(dcc_rules=[_rule(logic={"eval": []})]), "dcc_rules"),
+    (_payload(dcc_rules=["{"]), "dcc_rules"),
+    (_payload(dcc_rules=[b"{}"]), "dcc rule"),
+    (_payload(dcc_rules=[_rule()] * (trustlist.MAX_RULES + 1)), "dcc_rules"),
+    (_payload(valuesets=[_valueset(), _valueset()]), "valuesets repeat an id"),
+    (_payload(valuesets=[_valueset(id="")]), "value set code"),
+    (_payload(valuesets=[_valueset(codes=("c" * (trustlist.MAX_CODE + 1),))]), "value set code"),
+    (_payload(valuesets=[_valueset(codes=[7])]), "value set code"),
+    (_payload(valuesets=[_valueset(codes=("c",) * (trustlist.MAX_CODES + 1))]), "value set codes"),
+    (_payload(valuesets=[_valueset(id=f"{i}") for i in range(trustlist.MAX_VALUESETS + 1)]), "valuesets"),
+    (_payload(valuesets=[{"id": "vs"}]), "value set lacks codes"),
+    (_payload(valuesets={"vs": ["a"]}), "valuesets"),
+], ids=lambda v: re.sub(r"\W+", "_", v)[:40] if isinstance(v, str) else None)
+def test_rules_or_value_sets_off_their_schema_are_refused(payload, reason):
+    with pytest.raises(TrustListError, match=rf"\b{reason}\b"):
+        _parse(payload)
+
+
+def test_the_longest_codes_and_the_most_value_sets_and_rules_are_read():
+    tl = _parse(_payload(dcc_rules=[_rule(f"VR-DE-{i:04d}") for i in range(trustlist.MAX_RULES)],
+                         valuesets=[_valueset(id=f"{i}", codes=("c" * trustlist.MAX_CODE,) * 2)
+                                    for i in range(trustlist.MAX_VALUESETS)]))
+    assert len(tl.rules.rules) == trustlist.MAX_RULES and len(tl.rules.valuesets) == trustlist.MAX_VALUESETS
+    assert tl.rules.valuesets["0"] == ("c" * trustlist.MAX_CODE,) * 2

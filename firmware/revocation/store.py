@@ -98,6 +98,7 @@ class RevocationStore:
         self._next: Manifest | None = None
         self._have: dict[bytes, Body] = {}  # the next list's bodies opened so far, by digest
         self._seen: tuple[object, ...] | None = None  # the manifest files as last read (refresh)
+        self._refusal: tuple[str, str] | None = None  # the last kept manifest refused, as logged
         self.refresh()
 
     # --- the door's side (any thread, no lock: one read of _current) ---
@@ -166,10 +167,9 @@ class RevocationStore:
             digest = self._next.buckets[index].digest
             if digest in self._have:
                 return
-            path = self.folder / digest.hex()
             with self._flock():
-                write_atomic(path, data, owner_of=self.folder)
-            self._have[digest] = open_body(path, self._next)
+                self._put(digest.hex(), data)
+            self._have[digest] = open_body(self.folder / digest.hex(), self._next)
             self._complete()
 
     def install(self, folder: Path, now: float) -> InForce:
@@ -189,11 +189,13 @@ class RevocationStore:
         return current
 
     def refresh(self) -> None:
-        """Adopt what another process (a technician's install) wrote since the last look; at start, the kept lists."""
-        seen = tuple(self._stat(name) for name in (MANIFEST, NEXT))
+        """Adopt what another process (a technician's install) wrote since the last look; at start, the kept
+        lists; and try again to put in force a list whose last write the card refused."""
+        seen = self._stat_pair()
         if seen == self._seen:
             return
         with self._lock:
+            self._seen = seen  # a refused write below sets it to None: read again next time
             for name in (MANIFEST, NEXT):
                 try:
                     m = manifests.parse(read_capped(self.folder / name, MAX_MANIFEST), self.root)
@@ -202,17 +204,18 @@ class RevocationStore:
                 except (OSError, RevocationError) as exc:
                     logger.error("kept revocation manifest %s is unusable: %s", name, exc)
                     continue
-                if self._next is not None and m.raw == self._next.raw:  # its bodies may have come meanwhile
-                    self._gather({})
-                    self._complete()
-                    continue
-                if self._known(m):
-                    continue
                 try:
-                    self._consider(m, kept=True)
+                    if self._next is not None and m.raw == self._next.raw:  # its bodies may have come meanwhile
+                        self._gather({})
+                        self._complete()
+                    elif not self._known(m):
+                        self._consider(m, kept=True)
                 except RevocationError as exc:
-                    logger.warning("kept revocation manifest %s not taken: %s", name, exc)
-            self._seen = tuple(self._stat(name) for name in (MANIFEST, NEXT))  # our own writes included
+                    if (name, str(exc)) != self._refusal:  # once, not every 5 s while the card refuses a write
+                        logger.warning("kept revocation manifest %s not taken: %s", name, exc)
+                    self._refusal = (name, str(exc))
+            if self._seen is not None:
+                self._seen = self._stat_pair()  # our own writes included
 
     # --- inside the lock ---
 
@@ -235,7 +238,7 @@ class RevocationStore:
                                   "being assembled")
         if not kept:
             with self._flock():
-                write_atomic(self.folder / NEXT, m.raw, owner_of=self.folder)
+                self._put(NEXT, m.raw)
         # Bodies already open (in force, or of a list this one replaces) serve again where they fit as they are.
         pool = {b.digest: b for b in (*(current.bodies if current else ()), *self._have.values()) if b is not None}
         self._next, self._have = m, {}
@@ -274,13 +277,17 @@ class RevocationStore:
                 raise RevocationError(f"revocation list seq {m.seq} is older than seq {held}, which this device "
                                       "has held")
             if self._kept(MANIFEST) != m.raw:  # not when it is the kept list, read at start
-                write_atomic(self.folder / MANIFEST, m.raw, owner_of=self.folder)
+                try:
+                    self._put(MANIFEST, m.raw)
+                except RevocationError:
+                    self._seen = None  # tried again at the next refresh (housekeeping's, within 5 s)
+                    raise
             waiting = self._waiting()
             if waiting is None or waiting.seq <= m.seq:  # else a newer list a technician left there meanwhile
                 waiting = None
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # one left behind is refused, and dropped, next time
                     os.unlink(self.folder / NEXT)
-                fsync_dir(self.folder)
+                    fsync_dir(self.folder)
             self._raise_mark(m.seq)
             self._current, self._next, self._have = new, None, {}
             self._collect({*m.wanted, *(waiting.wanted if waiting is not None else ())})
@@ -295,10 +302,9 @@ class RevocationStore:
 
     def _waiting(self) -> Manifest | None:
         """The manifest in next.cose, when one is there that verifies."""
-        data = self._kept(NEXT)
         try:
-            return manifests.parse(data, self.root) if data is not None else None
-        except RevocationError:
+            return manifests.parse(read_capped(self.folder / NEXT, MAX_MANIFEST), self.root)
+        except (OSError, RevocationError):
             return None
 
     def _collect(self, keep: set[bytes]) -> None:
@@ -307,7 +313,7 @@ class RevocationStore:
         names = {d.hex() for d in keep}
         for entry in os.scandir(self.folder):
             if (_BODY_NAME.fullmatch(entry.name) and entry.name not in names) or _LEFTOVER.fullmatch(entry.name):
-                with contextlib.suppress(FileNotFoundError):  # a technician's rm meanwhile
+                with contextlib.suppress(OSError):  # a technician's rm meanwhile; else left for the next time
                     os.unlink(entry.path)
 
     def _raise_mark(self, seq: int) -> None:
@@ -317,27 +323,51 @@ class RevocationStore:
             logger.error("cannot keep revocation list seq %d as a mark in %s: %s", seq, self.mark.path,
                          exc.strerror)
 
+    def _put(self, name: str, data: bytes) -> None:
+        """A file of the folder written whole or not at all (the flock held); a card that refuses is a refusal."""
+        try:
+            write_atomic(self.folder / name, data, owner_of=self.folder)
+        except OSError as exc:
+            raise RevocationError(f"cannot write {self.folder / name}: {exc.strerror}") from None
+
     @contextlib.contextmanager
     def _flock(self) -> Iterator[None]:
         """The folder's lock, made on first use (given to the state folder's owner when root makes it)."""
-        self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            os.mkdir(self.folder, 0o700)
-        except FileExistsError:
-            pass
-        else:
-            if os.geteuid() == 0:
-                st = os.stat(self.folder.parent)
-                os.chown(self.folder, st.st_uid, st.st_gid, follow_symlinks=False)
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = self._lock_file()
+        except OSError as exc:
+            raise RevocationError(f"cannot lock {self.folder}: {exc.strerror}") from None
         try:
-            if os.geteuid() == 0:
-                st = os.stat(self.folder.parent)
-                os.fchown(fd, st.st_uid, st.st_gid)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+    def _lock_file(self) -> int:
+        """The lock file's descriptor, the folder made first if need be. Safe when the daemon's user is hostile
+        and root runs this (`sudo qrgate trust revocation install`): the folder is opened without following a
+        link and the lock made in it by descriptor, so a link planted in either place is refused, never
+        followed; both are then given to the state folder's owner, so the daemon can use them too."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.folder, 0o700)
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+            try:
+                if os.geteuid() == 0:
+                    owner = os.stat(self.folder.parent)
+                    for f in (folder, fd):
+                        os.fchown(f, owner.st_uid, owner.st_gid)
+            except OSError:
+                os.close(fd)
+                raise
+        finally:
+            os.close(folder)
+        return fd
+
+    def _stat_pair(self) -> tuple[object, ...]:
+        return tuple(self._stat(name) for name in (MANIFEST, NEXT))
 
     def _stat(self, name: str) -> tuple[int, int, int] | None:
         try:

@@ -611,3 +611,104 @@ def test_a_refresh_reads_the_files_again_only_when_they_changed(state, root, cer
     other.offer_manifest(build(root, names(certs[1][0]), seq=2).manifest, NOW)
     store.refresh()
     assert reads == [stores.MANIFEST, stores.NEXT] and store.pending().seq == 2
+
+
+# --- a card that refuses ----------------------------------------------------------------------------------
+
+
+def refusing(monkeypatch, only: str | None = None) -> None:
+    """The card full: every write refused (or only that of the file named `only`)."""
+    real = stores.write_atomic
+
+    def full(path, data, **kw):
+        if only is None or path.name == only:
+            raise OSError(28, "No space left on device")
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(stores, "write_atomic", full)
+
+
+def test_a_card_that_refuses_writes_refuses_what_came_and_raises_nothing(state, root, certs, monkeypatch, caplog):
+    store = new(state, root)
+    rl = build(root, names(certs[0][0]) + filler(300, 25), seq=1)
+    folder = state / stores.FOLDER
+    with monkeypatch.context() as m:
+        refusing(m)
+        assert not store.offer_manifest(rl.manifest, NOW)
+    assert caplog.messages[-1] == ("revocation manifest refused: cannot write "
+                                   f"{folder / stores.NEXT}: No space left on device")
+    assert store.pending() is None and store.offer_manifest(rl.manifest, NOW)
+    first = store.wanted()[0]
+    with monkeypatch.context() as m:
+        refusing(m)
+        assert not store.offer_body(rl.bodies[first.hex()])
+    assert caplog.messages[-1] == (f"revocation body refused: cannot write {folder / first.hex()}: "
+                                   "No space left on device")
+    assert store.wanted()[0] == first and store.offer_body(rl.bodies[first.hex()])
+
+
+def test_a_list_whose_last_write_was_refused_takes_over_at_a_later_refresh(state, root, certs, monkeypatch, caplog):
+    store = new(state, root)
+    rl = build(root, names(certs[0][0]) + filler(300, 26), seq=1)
+    store.offer_manifest(rl.manifest, NOW)
+    *most, last = store.wanted()
+    for digest in most:
+        store.offer_body(rl.bodies[digest.hex()])
+    with monkeypatch.context() as m:
+        refusing(m, only=stores.MANIFEST)
+        assert not store.offer_body(rl.bodies[last.hex()])
+        store.refresh()
+        store.refresh()
+        assert store.current() is None and store.wanted() == []
+    refused = f"cannot write {state / stores.FOLDER / stores.MANIFEST}: No space left on device"
+    assert caplog.messages.count(f"kept revocation manifest next.cose not taken: {refused}") == 1  # said once
+    store.refresh()
+    assert store.current().manifest.seq == 1 and store.revoked(certs[0][1])
+
+
+def test_a_folder_that_cannot_be_locked_is_a_refusal(state, root, certs, caplog):
+    state.mkdir()
+    (state / stores.FOLDER).write_bytes(b"not a folder")
+    store = new(state, root)
+    assert not store.offer_manifest(build(root, names(certs[0][0]), seq=1).manifest, NOW)
+    assert caplog.messages[-1] == (f"revocation manifest refused: cannot lock {state / stores.FOLDER}: "
+                                   "Not a directory")
+
+
+# --- the folder, made safely ------------------------------------------------------------------------------
+
+
+def test_the_folders_and_the_lock_are_made_for_the_owner_only(tmp_path, root, certs):
+    state = tmp_path / "a" / "b" / "state"  # not there yet, nor its parents
+    assert new(state, root).offer_manifest(build(root, names(certs[0][0]), seq=1).manifest, NOW)
+    folder = state / stores.FOLDER
+    modes = {p: p.stat().st_mode & 0o777 for p in (state, folder, folder / stores.LOCK)}
+    assert modes == {state: 0o700, folder: 0o700, folder / stores.LOCK: 0o600}
+
+
+@pytest.mark.parametrize("planted", [stores.FOLDER, f"{stores.FOLDER}/{stores.LOCK}"])
+def test_a_link_planted_for_the_folder_or_the_lock_is_refused_never_followed(state, root, certs, caplog, planted):
+    victim = state.parent / "victim"
+    victim.mkdir()
+    (state / stores.FOLDER).mkdir(parents=True)
+    if planted == stores.FOLDER:
+        (state / stores.FOLDER).rmdir()
+    (state / planted).symlink_to(victim if planted == stores.FOLDER else victim / "lock")
+    store = new(state, root)
+    assert not store.offer_manifest(build(root, names(certs[0][0]), seq=1).manifest, NOW)
+    assert caplog.messages[-1].startswith(f"revocation manifest refused: cannot lock {state / stores.FOLDER}: ")
+    assert list(victim.iterdir()) == []
+
+
+def test_a_lock_that_cannot_be_given_away_is_a_refusal_and_leaves_nothing_open(state, root, certs, monkeypatch,
+                                                                                caplog):
+    store = new(state, root)
+    rl = build(root, names(certs[0][0]), seq=1)
+    assert store.offer_manifest(rl.manifest, NOW)  # the folder and its lock made
+    monkeypatch.setattr(stores.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(stores.os, "fchown", lambda *a: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
+    before = len(os.listdir("/proc/self/fd"))
+    assert not store.offer_body(rl.bodies[store.wanted()[0].hex()])
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert caplog.messages[-1] == (f"revocation body refused: cannot lock {state / stores.FOLDER}: "
+                                   "Operation not permitted")

@@ -32,6 +32,7 @@ def test_bench_scan_reports_every_figure_side_by_side(tmp_path):
         "loop_to_zxing_code_frames": code["ratio_loop_to_zxing"]["median"] <= goals["loop_to_zxing_code_frames"],
         "accept_latency_p95_ms": r["accept_latency_ms"]["p95"] < goals["accept_latency_p95_ms"],
         "peak_rss_mb": r["memory"]["peak_rss_mb"] < goals["peak_rss_mb"],
+        "rss_growth_mb": r["memory"]["growth_mb"] <= goals["rss_growth_mb"],
         "reads_at_least_the_best_bare_decoder": all(
             c["loop"] >= max(c["zxing"], c["zbar"]) for k, c in success.items() if k != "empty"),
         "no_misreads": not any(c.get("loop_misreads") for c in success.values())

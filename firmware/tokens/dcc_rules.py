@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -113,8 +114,7 @@ def parse_rule(text: str) -> Rule:
                 _semver(rule, "EngineVersion", name), rule["Logic"])
 
 
-def _engine_major() -> int:
-    return int(certlogic.ENGINE_VERSION.split(".")[0])
+ENGINE_MAJOR = int(certlogic.ENGINE_VERSION.split(".")[0])  # a rule for a later major fails closed
 
 
 def plain(value: object) -> object:
@@ -135,6 +135,12 @@ class RuleSet:
 
     rules: tuple[Rule, ...] = ()
     valuesets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def _value_sets(self) -> dict[str, list[str]]:
+        """The value sets as the rules read them (CertLogic's arrays), built once per list, not per scan:
+        evaluation only reads its data."""
+        return {k: list(v) for k, v in self.valuesets.items()}
 
     def countries(self) -> set[str]:
         """The countries whose Acceptance rules the set carries."""
@@ -159,13 +165,12 @@ class RuleSet:
         if not rules:
             return None
         data = {"payload": plain(payload), "external": {
-            "valueSets": {k: list(v) for k, v in self.valuesets.items()},
+            "valueSets": self._value_sets,
             "validationClock": utc.iso(now), "countryCode": country, "issuerCountryCode": issuer_country or "",
             "iat": utc.iso(iat), "exp": utc.iso(exp), "kid": base64.b64encode(kid or b"").decode(), "region": ""}}
-        major = _engine_major()
         for rule in rules:
             try:
-                if rule.engine_version[0] > major or certlogic.evaluate(rule.logic, data) is not True:
+                if rule.engine_version[0] > ENGINE_MAJOR or certlogic.evaluate(rule.logic, data) is not True:
                     return rule.identifier
             except certlogic.CertLogicError:
                 return rule.identifier

@@ -28,9 +28,10 @@ from firmware.readiness import DccList, Readiness
 from firmware.revocation.feed import RevocationFeed
 from firmware.revocation.store import RevocationStore
 from firmware.scanner.camera import SupervisedCamera
-from firmware.scanner.decode import DECODERS
+from firmware.scanner.decode import DECODERS, STAGED
 from firmware.scanner.loop import ScanLoop
 from firmware.scanner.sources import open_source
+from firmware.scanner.workers import DecodePool, default_count
 from firmware.sdnotify import Notifier
 from firmware.stats import Stats
 from firmware.store.buffer import SqliteRecordStore
@@ -190,8 +191,10 @@ def run(
             for listener in listeners:
                 listener(decision)
 
-        camera = SupervisedCamera(lambda: open_source(config.camera), faults, config.camera.lost_after_s,
-                                  Backoff(1.0, config.camera.reopen_max_s))
+        dec = config.decoder
+        workers = (default_count() if dec.workers is None else dec.workers) if dec.backend in STAGED else 0
+        camera = SupervisedCamera(lambda: open_source(config.camera, held=workers + 1 if workers else 0), faults,
+                                  config.camera.lost_after_s, Backoff(1.0, config.camera.reopen_max_s))
 
         def turn(frame: Frame | None) -> None:
             notifier.alive()
@@ -199,11 +202,12 @@ def run(
                 notifier.ready("scanning")
                 logger.info("ready: the camera delivers frames and the store is open")
 
-        decoder = DECODERS[config.decoder.backend]()
-        loop = ScanLoop(camera, decoder, door, feedback, stats, decided, config.decoder.hold_s,
+        loop = ScanLoop(camera, DECODERS[dec.backend](), door, feedback, stats, decided, dec.hold_s,
                         door=config.gpio.door_enabled, on_turn=turn)
-        logger.info("starting: venue %s device %s, %s camera, %s decoder",
-                    dev.venue, dev.id, config.camera.source, config.decoder.backend)
+        if workers:  # the loop closes the pool as it ends, before the camera closes
+            loop.use_pool(DecodePool(STAGED[dec.backend], workers, loop.recovered, faults, stats))
+        logger.info("starting: venue %s device %s, %s camera, %s decoder, %d decode workers",
+                    dev.venue, dev.id, config.camera.source, dec.backend, workers)
         stack.callback(notifier.close)
         stack.callback(notifier.stopping)
         loop.run(stop)

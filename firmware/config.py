@@ -72,6 +72,9 @@ class CameraConfig:
 class DecoderConfig:
     backend: str = _opt("zxing", choices=("zxing", "zbar"), help="the QR decoder")
     hold_s: float = _opt(1.5, lo=0.0, hi=60.0, help="a code still in view within this time is not decided again")
+    workers: int | None = _opt(None, lo=0, hi=16,
+                               help="threads that read the frames the loop's fast read missed (zxing only); "
+                                    "unset: the machine's cores minus one; 0: the loop reads every frame whole")
 
 
 @dataclass(frozen=True)

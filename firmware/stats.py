@@ -26,6 +26,12 @@ class Stats:
     sealed: int = 0
     acked: int = 0
     refused: int = 0
+    # the decode workers (scanner/workers.py): frames read there, answers too late, frames a newer one displaced
+    # while waiting, and workers replaced after failing or hanging
+    recovered: int = 0
+    late: int = 0
+    superseded: int = 0
+    workers_replaced: int = 0
     decode_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     # a frame's arrival to the loop done with it
     frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
@@ -45,6 +51,10 @@ class Stats:
         self.dropped = dropped
         self.decode_ms.append(decode_ms)
         self.frame_ms.append(frame_ms)
+
+    def read_by_worker(self, seq: int, texts: list[str]) -> None:
+        """A frame the loop's fast read missed, read by a decode worker in time (a benchmark marks it read)."""
+        self.add("recovered")
 
     def answered(self, label: str, frame_t: float, latency_ms: float) -> None:
         """A visitor answered: `label` is the verdict (and reason), `frame_t` when the frame arrived."""

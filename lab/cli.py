@@ -129,6 +129,9 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--folder", type=Path, help="where the store and frames go (default: a temporary folder); "
                    "on a device, a folder on the card")
     s.add_argument("--seed", type=int, default=0, help="built-in set: the random seed")
+    s.add_argument("--workers", type=int, help="the loop's [decoder] workers (default: the daemon's, the "
+                   "machine's cores minus one); a second run with 0 follows unless --no-compare")
+    s.add_argument("--no-compare", dest="compare", action="store_false", help="skip the run without workers")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_scan"))
     s = bench.add_parser("passback", help="door-1's green to door-2 knowing the token, through a local Mosquitto")
     s.add_argument("--tokens", type=int, default=300, help="tokens, one after the other (default 300)")

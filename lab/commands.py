@@ -254,6 +254,7 @@ def cmd_bench_scan(args) -> int:
     from lab.bench import scan
 
     result = scan.run(frames_from=args.frames_from, frames=args.frames, fps=args.fps, visitors=args.visitors,
-                      decoder=args.decoder, folder=args.folder, seed=args.seed)
+                      decoder=args.decoder, folder=args.folder, seed=args.seed, workers=args.workers,
+                      compare=args.compare)
     print(json.dumps(result))
     return 0

@@ -47,6 +47,7 @@ class Module:
 CORE: dict[str, Module] = {
     "gate": Module("firmware/gate.py", ("tests/core/test_gate.py",)),
     "loop": Module("firmware/scanner/loop.py", ("tests/core/test_loop.py",)),
+    "workers": Module("firmware/scanner/workers.py", ("tests/scanner/test_workers.py",)),
     "drain": Module("firmware/uplink/drain.py", ("tests/core/test_drain.py",)),
     "mqtt": Module("firmware/uplink/mqtt.py", ("tests/uplink/test_session.py", "tests/uplink/test_mqtt_acks.py")),
     "buffer": Module("firmware/store/buffer.py", ("tests/store/test_buffer.py",)),

@@ -47,7 +47,7 @@ class SupervisedCamera:
     def lost(self) -> bool:
         return FAULT in self.faults.active()
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
+    def frames(self, stop: threading.Event) -> Generator[Frame | None, None, None]:
         while not stop.is_set():
             try:
                 source = self.open_source()

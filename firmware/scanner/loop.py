@@ -1,10 +1,15 @@
 """The scan loop: newest frame → decode in place → decide once per code → answer.
 
-One thread does it all, in order: a frame's buffer goes back to the camera
-as soon as it is decoded, and the answer is shown only after the record is
+One thread does it in order: a frame's buffer goes back to the camera as
+soon as it is decoded, and the answer is shown only after the record is
 durable. Stale frames are the source's to drop; this loop never queues them.
 Every turn, with a frame or with none from a silent camera, calls `on_turn`:
 the systemd watchdog is fed from here, so a loop that stalls is restarted.
+
+With a pool of decode workers (scanner/workers.py), this thread reads each
+frame fast and hands the frames it could not read to the pool; a worker's
+answer comes back through `_decide`, the one way to a decision, which holds a
+lock: one code is decided once, in one order, whichever thread read it.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Generator, Protocol
+
+from numpy.typing import NDArray
 
 from firmware.events import Decision
 from firmware.gate import Answer
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
-from firmware.scanner.decode import Decoder
+from firmware.scanner.decode import Decoder, FirstRead
 from firmware.scanner.dedupe import Dedupe
 from firmware.scanner.frames import Frame
 from firmware.stats import Stats
@@ -33,11 +40,21 @@ class Camera(Protocol):
     @property
     def dropped(self) -> int: ...
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame | None]: ...
+    def frames(self, stop: threading.Event) -> Generator[Frame | None, None, None]: ...
 
 
 class Decider(Protocol):
     def decide(self, text: str, now: float) -> Answer: ...  # gate.Gate
+
+
+class Pool(Protocol):
+    """Decode workers for the frames the fast read missed (scanner.workers.DecodePool)."""
+
+    def offer(self, frame: Frame, first: FirstRead) -> None: ...
+
+    def check(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Feedback(Protocol):
@@ -60,34 +77,81 @@ class ScanLoop:
         on_turn: Callable[[Frame | None], None] = lambda frame: None,
     ):
         self.on_turn = on_turn
+        self.pool: Pool | None = None  # set by `use_pool`; a decoder alone reads every frame whole
+        self._first: Callable[[NDArray[Any]], FirstRead] | None = None  # the decoder's fast read, with a pool
         self.camera, self.decoder, self.gate, self.feedback = camera, decoder, gate, feedback
         self.stats = stats
         self.on_decision = on_decision
         self.dedupe = Dedupe(hold_s)
         self.door = door
         self.clock = clock
+        self._deciding = threading.Lock()
+
+    def use_pool(self, pool: Pool) -> None:
+        """From now on the loop reads frames fast and offers the pool those it missed (a StagedDecoder only)."""
+        first = getattr(self.decoder, "first", None)
+        if first is None:
+            raise TypeError(f"the {type(self.decoder).__name__} decodes in one stage: it cannot use workers")
+        self._first, self.pool = first, pool
 
     def run(self, stop: threading.Event) -> None:
-        for frame in self.camera.frames(stop):
-            self.on_turn(frame)
-            if frame is None:
-                continue
-            if stop.is_set():
-                frame.release()
-                break
-            t0 = time.monotonic()
-            try:
-                texts = self.decoder.decode(frame.gray)
-            except Exception:  # a decoder bug on one frame must not stop the entrance
-                logger.exception("decoder failed on a frame")
-                texts = []
-            finally:
+        frames = self.camera.frames(stop)
+        try:
+            for frame in frames:
+                self._turn(frame, stop)
+                if stop.is_set():  # leave before the camera is asked again: it would close under the workers
+                    break
+        finally:
+            if self.pool is not None:
+                self.pool.close()  # the workers give back their frames before the camera closes
+            frames.close()
+
+    def _turn(self, frame: Frame | None, stop: threading.Event) -> None:
+        """One frame (or a turn with none) through: one that comes once stopped goes back unread."""
+        self.on_turn(frame)
+        if self.pool is not None:
+            self.pool.check()
+        if frame is None:
+            return
+        if stop.is_set():
+            frame.release()
+            return
+        t0 = time.monotonic()
+        texts = self._read(frame)
+        decoded = time.monotonic()
+        self._decide(frame, texts)
+        self.stats.scanned(frame.seq, texts, (decoded - t0) * 1000, (time.monotonic() - frame.t) * 1000,
+                           self.camera.dropped)
+
+    def _read(self, frame: Frame) -> list[str]:
+        """The frame's codes; it is released here, or handed to the pool, which releases it."""
+        offered = False
+        try:
+            if self._first is None:
+                return self.decoder.decode(frame.gray)
+            first = self._first(frame.gray)
+            if not first.texts:
+                assert self.pool is not None  # set with `_first`
+                self.pool.offer(frame, first)
+                offered = True
+            return first.texts
+        except Exception:  # a decoder bug on one frame must not stop the entrance
+            logger.exception("decoder failed on a frame")
+            return []
+        finally:
+            if not offered:
                 frame.release()  # the camera has its buffer back before the visitor is answered
-            decoded = time.monotonic()
+
+    def recovered(self, frame: Frame, texts: list[str]) -> None:
+        """A worker's answer for `frame` (its buffer already released): decided as the loop's own are."""
+        self._decide(frame, texts)
+
+    def _decide(self, frame: Frame, texts: list[str]) -> None:
+        if not texts:
+            return
+        with self._deciding:
             for text in self.dedupe.fresh(texts, frame.t):
                 self._answer(text, frame.t)
-            self.stats.scanned(frame.seq, texts, (decoded - t0) * 1000, (time.monotonic() - frame.t) * 1000,
-                               self.camera.dropped)
 
     def _answer(self, text: str, frame_t: float) -> None:
         try:

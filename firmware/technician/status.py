@@ -160,6 +160,8 @@ def render(report: dict[str, Any], now: float | None = None) -> str:
         ("camera", "-" if not d["running"] else
          f"{'LOST' if cam.get('lost') else 'ok'}, {d.get('fps')} fps, decode {d.get('decode_ms') or '-'} ms, "
          f"{cam.get('dropped', 0)} dropped, reopened {cam.get('reopened', 0)}x"),
+        ("decode workers", "-" if not d["running"] or not d.get("workers") else "{recovered} frames read, {late} too "
+         "late, {superseded} displaced, replaced {workers_replaced}x".format(**d["workers"])),
         ("queue", s["error"] if "error" in s else
          f"{s['queue_depth']} waiting, oldest {_age(s['oldest_queued_age_s'])}, integrity {s['integrity']}"),
         ("last delivery", _when(d.get("last_delivery"))),

@@ -7,11 +7,16 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
+from firmware.faults import Faults
 from firmware.gate import Answer
 from firmware.leds import patterns
+from firmware.scanner.decode import FirstRead
+from firmware.scanner.dedupe import Dedupe
 from firmware.scanner.frames import Frame
 from firmware.scanner.loop import ScanLoop
+from firmware.scanner.workers import DecodePool
 from firmware.stats import Stats
 from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 
@@ -287,3 +292,153 @@ def test_a_failed_business_rule_is_named_in_the_event_and_counted_by_its_identif
                                                                    ("rejected", "expired", None)]
     assert stats.decisions == {"rejected:rule_failed:VR-DE-0001": 1, "rejected:expired": 1}
     assert [label for label, _, _ in stats.answers] == ["rejected:rule_failed:VR-DE-0001", "rejected:expired"]
+
+
+# With decode workers: the loop reads each frame fast and offers the pool what it missed. A real DecodePool
+# on a two-stage decoder that reads codes from the pixels: code 5 (empty to the fast read) is "KP1:new" to a
+# worker, and code 7 is a frame whose worker the test holds until the loop has moved on.
+
+class Staged(Pixels):
+    """`first` reads what Pixels reads; `more` reads code 5 as KP1:new, once `go` is set (code 7 waits for it)."""
+
+    def __init__(self, events: list | None = None):
+        super().__init__()
+        self.events = events if events is not None else []
+        self.go = threading.Event()
+        self.go.set()
+
+    def first(self, gray) -> FirstRead:
+        code = int(gray[0, 0])
+        self.events.append(("first", code))
+        return FirstRead([] if code == 7 else self.decode(gray), located=[f"located in {code}"])
+
+    def more(self, gray, first: FirstRead) -> list[str]:
+        code = int(gray[0, 0])
+        self.events.append(("more", code))
+        assert self.go.wait(10)
+        # Read where the fast read located it: the worker is handed what `first` found.
+        return ["KP1:new"] if code in (5, 7) and first.located == [f"located in {code}"] else []
+
+
+class Camera2(Scripted):
+    """A Scripted camera whose frames note their release, and which notes when the stream is closed. It keeps
+    the stream it handed out, as a live camera does: only closing it ends the stream."""
+
+    def __init__(self, turns: list, events: list):
+        super().__init__(turns)
+        self.events = events
+        self.streams: list = []
+
+    def frames(self, stop: threading.Event):
+        self.streams.append(self._frames(stop))
+        return self.streams[-1]
+
+    def _frames(self, stop: threading.Event):
+        try:
+            for frame in super().frames(stop):
+                yield frame if frame is None else Frame(frame.gray, frame.seq, frame.t,
+                                                        lambda seq=frame.seq: self.events.append(("release", seq)))
+        finally:
+            self.events.append(("camera closed",))
+
+
+def pooled(turns: list, decoder: Staged | None = None, late_s: float = 30.0, hold_s: float = 1.5, events=None):
+    events = [] if events is None else events
+    decoder = decoder or Staged(events)
+    judge, stats, decisions = Judge(), Recorder(), []
+    camera = Camera2(turns, events)
+    feedback = Feedback(events)
+    loop = ScanLoop(camera, decoder, judge, feedback, stats, decisions.append, hold_s=hold_s, clock=lambda: NOW)
+    loop.use_pool(DecodePool(lambda: decoder, 1, loop.recovered, Faults(), stats, late_s=late_s))
+    loop.run(threading.Event())
+    return events, judge, stats, decisions
+
+
+def test_with_workers_a_frame_the_fast_read_missed_is_read_by_a_worker_released_then_decided():
+    t = time.monotonic()
+    events, judge, stats, decisions = pooled([(5, t)])
+    assert [d.verdict for d in decisions] == ["accepted"] and judge.judged == [("KP1:new", NOW)]
+    assert events.index(("first", 5)) < events.index(("more", 5)) < events.index(("release", 0)) \
+        < events.index(("show", patterns.for_verdict(Kind.ACCEPTED).name, False))
+    assert stats.frames_seen == [(0, [])] and stats.recovered == 1  # the loop's own read found nothing
+
+
+def test_a_frame_the_fast_read_reads_is_never_offered_to_a_worker():
+    events, _, stats, decisions = pooled([(1, time.monotonic())])
+    assert ("more", 1) not in events and stats.recovered == 0 and [d.verdict for d in decisions] == ["accepted"]
+    assert events.index(("release", 0)) < events.index(("show", patterns.for_verdict(Kind.ACCEPTED).name, False))
+
+
+def test_one_code_read_by_the_loop_and_by_a_worker_is_decided_once_whichever_comes_first():
+    decoder = Staged()
+    decoder.go.clear()  # the worker reads frame 0 only after the loop has decided frame 1's same code
+    t = time.monotonic()
+    judge_calls: list = []
+
+    class Releasing(Judge):
+        def decide(self, text, now):
+            judge_calls.append(text)
+            decoder.go.set()
+            return super().decide(text, now)
+
+    events: list = []
+    stats, decisions = Recorder(), []
+    loop = ScanLoop(Camera2([(7, t), (1, t + 0.1)], events), decoder, Releasing(), Feedback(events), stats,
+                    decisions.append, clock=lambda: NOW)
+    loop.use_pool(DecodePool(lambda: decoder, 1, loop.recovered, Faults(), stats))
+    loop.run(threading.Event())
+    assert judge_calls == ["KP1:new"] and stats.recovered == 1  # the worker's older read came, and was not decided
+
+
+def test_a_workers_answer_after_the_visitor_has_gone_is_dropped():
+    events, judge, stats, decisions = pooled([(5, time.monotonic() - 10)], late_s=5.0)
+    assert decisions == [] and judge.judged == [] and stats.late == 1 and ("release", 0) in events
+
+
+def test_the_pool_is_checked_every_turn_and_closed_before_the_camera_when_stopped():
+    events: list = []
+    stop = threading.Event()
+
+    class Pool:
+        def offer(self, frame, first):
+            frame.release()
+
+        def check(self):
+            events.append(("check",))
+
+        def close(self):
+            events.append(("pool closed",))
+
+    t = time.monotonic()
+    loop = ScanLoop(Camera2([None, (5, t), (1, t), (1, t)], events), Staged(events), Judge(), Feedback([]), Stats(),
+                    lambda d: stop.set())
+    loop.use_pool(Pool())
+    loop.run(stop)  # stopped by the decision on the third turn: the camera is not asked for the fourth
+    assert [e for e in events if e[0] in ("check", "pool closed", "camera closed")] == [
+        ("check",), ("check",), ("check",), ("pool closed",), ("camera closed",)]
+    assert ("first", 1) in events and [e for e in events if e[0] == "release"] == [("release", 1), ("release", 2)]
+
+
+def test_a_decoder_in_one_stage_cannot_take_workers():
+    loop = ScanLoop(Scripted([]), Pixels(), Judge(), Feedback([]), Stats(), lambda d: None)
+    with pytest.raises(TypeError, match="the Pixels decodes in one stage"):
+        loop.use_pool(DecodePool(Staged, 1, loop.recovered, Faults(), Stats()))
+
+
+def test_a_fast_read_that_raises_releases_the_frame_and_offers_nothing():
+    events: list = []
+
+    class Broken(Staged):
+        def first(self, gray):
+            raise RuntimeError("a decoder bug")
+
+    _, _, stats, decisions = pooled([(5, time.monotonic())], decoder=Broken(events), events=events)
+    assert ("release", 0) in events and ("more", 5) not in events and decisions == [] and stats.frames == 1
+
+
+def test_an_older_frame_read_late_never_moves_a_codes_last_sighting_back():
+    dedupe = Dedupe(hold_s=1.5)
+    assert dedupe.fresh(["KP1:a"], 10.0) == ["KP1:a"]
+    assert dedupe.fresh(["KP1:a"], 9.0) == []  # a worker's read of an older frame
+    assert dedupe.fresh(["KP1:a"], 11.4) == []  # still within the hold of the sighting at 10.0
+    assert dedupe.fresh(["KP1:a"], 13.0) == ["KP1:a"]

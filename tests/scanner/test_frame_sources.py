@@ -65,9 +65,9 @@ def test_every_source_hands_the_loop_numbered_grayscale_frames_it_can_release_an
     source = make(tmp_path, picamera2)
     decoder = ZxingDecoder()
     with source:
-        frames = list(itertools.islice(source.frames(), N - 1))  # a live camera never ends: take what we need
-        seen = []
-        for frame in frames:
+        frames, seen = [], []
+        for frame in itertools.islice(source.frames(), N - 1):  # a live camera never ends: take what we need
+            frames.append(frame)  # released before the next is asked for, as a camera with few buffers needs
             assert frame.gray.ndim == 2 and frame.gray.dtype == np.uint8 and frame.gray.shape == (H, W)
             seen.append(decoder.decode(frame.gray))
             frame.release()

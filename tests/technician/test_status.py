@@ -67,6 +67,8 @@ def test_a_running_daemon_at_a_glance(tmp_path, world, pins, broker, capsys):
     assert d["passback"] == {"mode": "door", "why": "no venue secret provisioned (passback.secret)"}
     assert lines["passback"] == "per door only (no venue secret provisioned (passback.secret))"
     assert d["rules_failed"] == {} and re.search(r"\ndcc rules +none failed\n", text)
+    assert d["workers"]["workers_replaced"] == 0 and d["workers"]["recovered"] >= 0
+    assert re.search(r"\ndecode workers +\d+ frames read, \d+ too late, \d+ displaced, replaced 0x\n", text)
 
 
 def test_no_daemon_no_store_is_said_plainly_with_exit_1(tmp_path, world, capsys):

@@ -10,8 +10,13 @@ from firmware.errors import ConfigError
 from firmware.scanner.frames import FrameSource
 
 
-def open_source(cam: CameraConfig) -> FrameSource:
-    """The frame source `[camera] source` names, not yet entered."""
+def open_source(cam: CameraConfig, held: int = 0) -> FrameSource:
+    """The frame source `[camera] source` names, not yet entered.
+
+    `held`: frames the decode workers may hold on top of the loop's one; the Pi
+    camera gets that many more buffers than its four, so that it never waits
+    for one (the other sources hand out frames of their own).
+    """
     if cam.source == "replay":
         from firmware.scanner.sources.replay import ReplaySource
 
@@ -22,7 +27,7 @@ def open_source(cam: CameraConfig) -> FrameSource:
         from firmware.scanner.sources.picamera import PicameraSource
 
         return PicameraSource(cam.width, cam.height, cam.fps, cam.exposure_us, cam.analogue_gain, cam.focus,
-                              cam.lens_position)
+                              cam.lens_position, buffer_count=4 + held)
     if cam.source == "opencv":
         from firmware.scanner.sources.opencv import OpenCvSource
 

@@ -7,7 +7,9 @@ sensor timestamps. A request is waited for at most `wait_s`; a camera that
 delivers nothing yields None each time instead of blocking, so the loop goes
 on feeding the watchdog and the supervisor (scanner/camera.py) can declare
 the camera lost. The loop reads the Y plane through the request's mapped
-buffer (no copy) and releases the request as soon as it has decoded it.
+buffer (no copy) and releases the request as soon as it has decoded it, or
+hands it to a decode worker, which releases it when done: `buffer_count`
+must leave the camera enough while workers hold some (`open_source`).
 
 The controls suit phone screens: a short exposure (screens are bright and
 hands move), and on a Camera Module 3 continuous autofocus in the macro range,
@@ -121,27 +123,36 @@ class PicameraSource:
         job = None
         camera = self._camera
         assert camera is not None, "frames() outside `with`"
-        while True:
-            job = job or camera.capture_request(wait=False)
-            try:
-                request = camera.wait(job, timeout=self.wait_s)
-            except TimeoutError:
-                yield None  # nothing from the camera yet: the same request stays awaited
-                continue
-            job = None
-            metadata = request.get_metadata()
-            ts, duration = metadata.get("SensorTimestamp"), metadata.get("FrameDuration")  # ns, µs
-            if last_ts is not None and ts and duration:
-                missed = max(0, round((ts - last_ts) / (duration * 1000)) - 1)
-                self.dropped += missed
-                seq += missed
-            last_ts = ts
-            buffers = contextlib.ExitStack()  # closing it unmaps the buffer, then gives the request back
-            buffers.callback(request.release)
-            plane = buffers.enter_context(MappedArray(request, "lores")).array
-            try:
-                # The first `height` rows of `stride` bytes are the Y plane: a view, no copy.
-                yield Frame(plane[:height, :width], seq, time.monotonic(), buffers.close)
-            finally:
-                buffers.close()  # the loop normally has already (closing twice is harmless)
-            seq += 1
+        held: set[contextlib.ExitStack] = set()  # requests handed out and not yet released (by a decode worker)
+        try:
+            while True:
+                job = job or camera.capture_request(wait=False)
+                try:
+                    request = camera.wait(job, timeout=self.wait_s)
+                except TimeoutError:
+                    yield None  # nothing from the camera yet: the same request stays awaited
+                    continue
+                job = None
+                metadata = request.get_metadata()
+                ts, duration = metadata.get("SensorTimestamp"), metadata.get("FrameDuration")  # ns, µs
+                if last_ts is not None and ts and duration:
+                    missed = max(0, round((ts - last_ts) / (duration * 1000)) - 1)
+                    self.dropped += missed
+                    seq += missed
+                last_ts = ts
+                buffers = contextlib.ExitStack()  # closing it unmaps the buffer, then gives the request back
+                buffers.callback(request.release)
+                plane = buffers.enter_context(MappedArray(request, "lores")).array
+                held.add(buffers)
+
+                def release(buffers: contextlib.ExitStack = buffers) -> None:
+                    held.discard(buffers)
+                    buffers.close()  # closing twice is harmless
+
+                # The first `height` rows of `stride` bytes are the Y plane: a view, no copy. It stays mapped
+                # until released: by the loop once decoded, or by the decode worker it was handed to.
+                yield Frame(plane[:height, :width], seq, time.monotonic(), release)
+                seq += 1
+        finally:
+            for buffers in list(held):  # the stream ends: what was not released is given back now
+                buffers.close()

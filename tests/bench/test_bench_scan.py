@@ -12,20 +12,27 @@ def test_bench_scan_reports_every_figure_side_by_side(tmp_path):
                           "--folder", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert r["frames_in_set"] == 7 * (6 + 3) and r["frames_run"] == 2 * r["frames_in_set"]
-    # Every visitor is accepted once; unpaced, the set comes round again within the hold time, so a code
-    # still "in view" is not decided again (paced at 30 fps it would be: already checked in).
-    assert r["decisions"] == {"accepted": 7}
-    assert r["accept_latency_ms"]["visitors"] == 7 and 0 < r["accept_latency_ms"]["median"] < 1000
+    assert r["frames_in_set"] == 2 * 7 * (6 + 3) and r["frames_run"] == 2 * r["frames_in_set"]  # two parts of 7
+    # Every visitor read is accepted once; unpaced, the set comes round again within the hold time, so a code
+    # still "in view" is not decided again (paced at 30 fps it would be: already checked in). The first part's
+    # visitors are all read; one of the second part's hard conditions may go unread on all its 6 frames (in about
+    # one run in five: ceiling 3 visitors in 30, cracked 2, dimmed 1, measured with the loop's decoder).
+    accepted = r["decisions"].get("accepted", 0)
+    assert set(r["decisions"]) == {"accepted"} and 7 <= accepted <= 14, r["decisions"]
+    assert r["accept_latency_ms"]["visitors"] == accepted and 0 < r["accept_latency_ms"]["median"] < 1000
     for kind in ("code_frames", "empty_frames"):
         timing = r["per_frame_ms"][kind]
         assert all(timing[side]["median"] > 0 for side in ("loop", "zxing", "zbar"))
         assert timing["ratio_loop_to_zxing"]["median"] == round(timing["loop"]["median"] / timing["zxing"]["median"], 3)
     success = r["decode_success"]
-    assert set(success) == {"plain", "small_edge", "tilt", "blur", "glare", "dark", "moire", "empty"}
+    first_part = ("plain", "small_edge", "tilt", "blur", "glare", "dark", "moire")
+    second_part = ("dimmed", "brightness_step", "motion", "ceiling", "cracked", "rotated", "large")
+    assert set(success) == {*first_part, *second_part, "empty"}
     assert success["empty"]["misreads"] == {"loop": 0, "zxing": 0, "zbar": 0}
     assert success["plain"]["loop"] == 1.0  # a phone held straight is read on every frame
-    assert r["goals_met"]["reads_at_least_the_best_bare_decoder"], success
+    # At least the best bare decoder in the first part's conditions; in the second part's (issue 22) the loop is
+    # not there yet (zbar reads more ceiling and cracked frames), which the verdict below reports.
+    assert all(success[k]["loop"] >= max(success[k]["zxing"], success[k]["zbar"]) for k in first_part), success
     assert r["memory"]["peak_rss_mb"] > 0 and r["memory"]["samples"] > 0 and r["frames_dropped"] == 0
     met, goals, code = r["goals_met"], r["goals"], r["per_frame_ms"]["code_frames"]
     assert met == {  # each verdict is its figure against its goal

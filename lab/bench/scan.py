@@ -63,10 +63,10 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
         compare: bool = True) -> dict:
     """Build (or read) a frame set, time the bare decoders on it, then the daemon's loop over `frames` frames.
 
-    `fps` paces the replay camera (0: as fast as the loop goes); `frames`
-    defaults to two passes over the set. `workers` is `[decoder] workers`
-    (None: the daemon's default); with `compare`, a second run of the loop
-    with none shows what they add.
+    The built-in set has `visitors` visitors in each of its two parts (`scenes.build`), each with a token of
+    their own. `fps` paces the replay camera (0: as fast as the loop goes); `frames` defaults to two passes
+    over the set. `workers` is `[decoder] workers` (None: the daemon's default); with `compare`, a second
+    run of the loop with none shows what they add.
     """
     if fps < 0 or visitors < 1 or (frames is not None and frames < 1):
         raise QrgateError("bench scan: --fps must be 0 or more, --visitors and --frames 1 or more")
@@ -75,8 +75,9 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
         world = World.create(tmp / "world")
         if frames_from is None:
             # valid through the first pass of a long run
-            tokens = [world.mint(APPS[i % len(APPS)], ttl=kp1.MAX_WINDOW) for i in range(visitors)]
-            fs = FrameSet(tmp / "frames", scenes.build(tmp / "frames", tokens, seed=seed), "built-in")
+            tokens = [world.mint(APPS[i % len(APPS)], ttl=kp1.MAX_WINDOW) for i in range(2 * visitors)]
+            fs = FrameSet(tmp / "frames", scenes.build(tmp / "frames", tokens[:visitors], seed=seed,
+                                                       more_texts=tokens[visitors:]), "built-in")
         else:
             fs = _given(Path(frames_from), tmp / "frames")
         n = frames or 2 * len(fs.specs)

@@ -1,9 +1,14 @@
-"""The built-in frame set of `qrgate bench scan`: the files, the manifest, the order, and readable codes."""
+"""The built-in frame set of `qrgate bench scan`: the files, the manifest, the order, readable codes, the first part
+as it was before the second, and each of the second part's conditions seen in its frames."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
+from collections import defaultdict
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -13,7 +18,10 @@ import zxingcpp
 from lab.bench import scenes
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-VISITORS, PER_VISITOR, GAP = 14, 2, 1  # two visitors per condition
+VISITORS, MORE, PER_VISITOR, GAP = 14, 14, 2, 1  # two visitors per condition, in each part
+# The pixels of the first part's 42 frames (seed 0) as the code before the second part drew them (commit 0d57d61),
+# with the lock's numpy and OpenCV: the set the first part's figures were measured on.
+FIRST_PART_SHA256 = "99bfc87bfd83e5d378ffcdc18512c8fe09be9965ce700bdd729906e3979a8ede"
 
 
 def _texts(n: int) -> list[str]:
@@ -24,15 +32,30 @@ def _texts(n: int) -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("frames")
-    texts = _texts(VISITORS)
-    return folder, texts, scenes.build(folder, texts, frames_per_visitor=PER_VISITOR, gap_frames=GAP, seed=0)
+    texts = _texts(VISITORS + MORE)
+    return folder, texts, scenes.build(folder, texts[:VISITORS], frames_per_visitor=PER_VISITOR, gap_frames=GAP,
+                                       seed=0, more_texts=texts[VISITORS:])
+
+
+@pytest.fixture(scope="module")
+def read(built):
+    """Per code frame: its spec, the frame, and zxing-cpp's reading of its code (None if it did not read it)."""
+    folder, _, specs = built
+    out = []
+    for spec in specs:
+        if spec.text is None:
+            continue
+        gray = cv2.imread(str(folder / spec.name), cv2.IMREAD_UNCHANGED)
+        found = [b for b in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode) if b.text == spec.text]
+        out.append((spec, gray, found[0] if found else None))
+    return out
 
 
 def test_files_in_playing_order(built):
     folder, texts, specs = built
     names = [s.name for s in specs]
     assert names == sorted(names) and len(set(names)) == len(names)
-    assert len(specs) == VISITORS * (PER_VISITOR + GAP)
+    assert len(specs) == (VISITORS + MORE) * (PER_VISITOR + GAP)
     assert sorted(p.name for p in folder.glob("*.png")) == names
     for spec in specs:
         gray = cv2.imread(str(folder / spec.name), cv2.IMREAD_UNCHANGED)
@@ -43,14 +66,16 @@ def test_visitors_round_robin_then_gap(built):
     _, texts, specs = built
     it = iter(specs)
     for i, text in enumerate(texts):
+        condition = scenes.CONDITIONS[i % 7] if i < VISITORS else scenes.MORE_CONDITIONS[(i - VISITORS) % 7]
         for _ in range(PER_VISITOR):
             s = next(it)
-            assert (s.condition, s.text, s.visitor) == (scenes.CONDITIONS[i % len(scenes.CONDITIONS)], text, i)
+            assert (s.condition, s.text, s.visitor) == (condition, text, i)
         for _ in range(GAP):
             s = next(it)
             assert (s.condition, s.text, s.visitor) == (scenes.EMPTY, None, None)
     conditions = {s.condition for s in specs}
-    assert conditions == set(scenes.CONDITIONS) | {scenes.EMPTY}
+    assert conditions == set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS) | {scenes.EMPTY}
+    assert len(set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS)) == 14
 
 
 def test_manifest_round_trips(built):
@@ -60,12 +85,29 @@ def test_manifest_round_trips(built):
 
 def test_same_seed_same_bytes(built, tmp_path):
     folder, texts, specs = built
-    again = scenes.build(tmp_path, texts, frames_per_visitor=PER_VISITOR, gap_frames=GAP, seed=0)
+    again = scenes.build(tmp_path, texts[:VISITORS], frames_per_visitor=PER_VISITOR, gap_frames=GAP, seed=0,
+                         more_texts=texts[VISITORS:])
     assert again == specs
     for spec in specs:
         assert (tmp_path / spec.name).read_bytes() == (folder / spec.name).read_bytes(), spec.name
     other = scenes.build(tmp_path / "other", texts[:1], frames_per_visitor=1, gap_frames=0, seed=1)
     assert (tmp_path / "other" / other[0].name).read_bytes() != (folder / specs[0].name).read_bytes()
+
+
+def test_the_first_part_is_the_set_as_it_was(built, tmp_path):
+    """Issue 22: the first part's frames are those of the code before the second part existed, and the second
+    part, drawn from a random stream of its own, changes none of them."""
+    folder, texts, specs = built
+    first = specs[:VISITORS * (PER_VISITOR + GAP)]
+    assert {s.condition for s in first} == set(scenes.CONDITIONS) | {scenes.EMPTY}
+    digest = hashlib.sha256()
+    for spec in first:
+        digest.update(cv2.imread(str(folder / spec.name), cv2.IMREAD_UNCHANGED).tobytes())
+    assert digest.hexdigest() == FIRST_PART_SHA256
+    alone = scenes.build(tmp_path, texts[:VISITORS], frames_per_visitor=PER_VISITOR, gap_frames=GAP, seed=0)
+    assert alone == first
+    for spec in first:
+        assert (tmp_path / spec.name).read_bytes() == (folder / spec.name).read_bytes(), spec.name
 
 
 def test_zxing_reads_each_condition_and_nothing_in_empty_frames(built):
@@ -79,4 +121,161 @@ def test_zxing_reads_each_condition_and_nothing_in_empty_frames(built):
         else:
             assert set(texts) <= {spec.text}, spec.name  # never another visitor's code, never garbage
             read[spec.condition] = read.get(spec.condition, 0) + (spec.text in texts)
-    assert all(read.get(c, 0) >= 1 for c in scenes.CONDITIONS), read
+    assert all(read.get(c, 0) >= 1 for c in scenes.CONDITIONS + scenes.MORE_CONDITIONS), read
+
+
+# -- the second part's conditions, each seen in its frames ------------------------------------------------------------
+
+
+def _symbol(gray: np.ndarray, barcode, shrink: float = 0.1) -> tuple[np.ndarray, float]:
+    """The pixels inside the symbol zxing-cpp located (its corners pulled `shrink` towards the middle: no quiet zone),
+    and its side in frame pixels."""
+    p = barcode.position
+    corners = np.float32([[q.x, q.y] for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)])
+    side = float(np.mean([np.linalg.norm(corners[i] - corners[(i + 1) % 4]) for i in range(4)]))
+    mask = np.zeros(gray.shape, np.uint8)
+    cv2.fillConvexPoly(mask, np.round(corners + shrink * (corners.mean(0) - corners)).astype(np.int32), 1)
+    return mask.astype(bool), side
+
+
+def _by_condition(read) -> dict[str, list]:
+    """The frames zxing-cpp read, per condition: (spec, frame, barcode)."""
+    out = defaultdict(list)
+    for spec, gray, barcode in read:
+        if barcode is not None:
+            out[spec.condition].append((spec, gray, barcode))
+    return out
+
+
+def _off_zero(degrees: float) -> float:
+    """How far an orientation is from upright, in degrees (0-180)."""
+    return abs((degrees + 180) % 360 - 180)
+
+
+def test_rotated_codes_are_read_turned_a_quarter_a_half_or_three_quarters(read):
+    seen = _by_condition(read)
+    assert seen["rotated"] and seen["plain"]
+    for spec, _, barcode in seen["rotated"]:
+        turn = round(barcode.orientation / 90) % 4
+        assert turn != 0 and _off_zero(barcode.orientation - 90 * turn) <= 25, (spec.name, barcode.orientation)
+    for spec, _, barcode in seen["plain"]:
+        assert _off_zero(barcode.orientation) <= 25, (spec.name, barcode.orientation)
+
+
+def test_large_codes_fill_the_frame(read):
+    seen = _by_condition(read)
+    assert len(seen["large"]) == 2 * PER_VISITOR  # a check: every frame read
+    for spec, gray, barcode in seen["large"]:
+        assert _symbol(gray, barcode)[1] >= 0.7 * gray.shape[0], spec.name
+    for condition in set(seen) - {"large"}:
+        for spec, gray, barcode in seen[condition]:
+            assert _symbol(gray, barcode)[1] < 0.6 * gray.shape[0], spec.name
+
+
+def test_a_brightness_step_crosses_the_code(read):
+    """The light modules' level, in ten bands of rows across the symbol: a step between the brightest and dimmest."""
+    def step(gray, barcode) -> float:
+        mask, _ = _symbol(gray, barcode)
+        rows, values = np.nonzero(mask)[0], gray[mask].astype(float)
+        edges = np.quantile(rows, np.linspace(0, 1, 11))
+        light = [np.percentile(values[(rows >= a) & (rows <= b)], 90) for a, b in zip(edges, edges[1:])]
+        return max(light) / min(light)
+
+    seen = _by_condition(read)
+    assert seen["brightness_step"]
+    assert all(step(g, b) >= 1.7 for _, g, b in seen["brightness_step"])
+    assert all(step(g, b) <= 1.2 for _, g, b in seen["plain"] + seen["rotated"] + seen["dimmed"])
+
+
+def test_a_dimmed_screen_shows_the_code_at_low_contrast(read):
+    def contrast(gray, barcode) -> float:
+        values = gray[_symbol(gray, barcode)[0]]
+        return float(np.percentile(values, 90) - np.percentile(values, 10))
+
+    seen = _by_condition(read)
+    assert seen["dimmed"]
+    assert all(contrast(g, b) <= 60 for _, g, b in seen["dimmed"])
+    assert all(contrast(g, b) >= 100 for _, g, b in seen["plain"] + seen["rotated"] + seen["cracked"])
+
+
+def test_a_moving_hand_blurs_the_later_frames(read):
+    """A visitor's last frame against their first: less fine detail (the Laplacian's variance) under `motion`."""
+    frames = defaultdict(list)
+    for spec, gray, _ in read:
+        frames[(spec.condition, spec.visitor)].append(cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F).var())
+    moving = [v[-1] / v[0] for (c, _), v in frames.items() if c == "motion"]
+    still = [v[-1] / v[0] for (c, _), v in frames.items() if c in ("plain", "rotated", "dimmed")]
+    assert len(moving) == 2 and all(r < 0.9 for r in moving), moving
+    assert still and all(0.95 < r < 1.05 for r in still), still
+
+
+def _paired(condition: str, dress, seed: int):
+    """A visitor's frame under `condition` (without jitter, in the middle), drawn with and without what `dress` adds to
+    the phone, with the same noise: (look, the difference, module coordinates -> frame, the module coordinates of
+    each frame pixel)."""
+    rng = np.random.default_rng(seed)
+    modules = scenes._modules(_texts(1)[0])
+    n = len(modules)
+    look = replace(scenes._LOOKS[condition](rng, n), cx=320, cy=240)
+    u = math.ceil(scenes.SS * look.code_px / n)
+    phone, box = scenes._phone(modules, u, look.screen, look.ink, rng)
+    venue, vignette = np.full((480, 640), 100, np.float32), np.ones((480, 640), np.float32)
+    plain, dressed = (scenes._render(venue, p, box, look, n, np.random.default_rng(1), vignette).astype(int)
+                      for p in (phone, dress(phone, box, n, look)))
+    to_frame = scenes._homography(box, look, 640, 480) @ np.array([[u, 0, box[0]], [0, u, box[1]], [0, 0, 1]])
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    where = cv2.perspectiveTransform(np.stack([x, y], -1).reshape(1, -1, 2), np.linalg.inv(to_frame))[0]
+    return look, dressed - plain, to_frame, where.reshape(480, 640, 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ceiling_lights_are_hard_edged_bands_of_light(seed):
+    look, diff, _, where = _paired("ceiling", lambda p, box, n, lk: scenes._reflect(p, box, n, lk.reflections), seed)
+    n, mx, my = 49, where[..., 0], where[..., 1]
+    in_symbol = (mx > 0) & (mx < n) & (my > 0) & (my < n)
+    inside, near = np.zeros(diff.shape, bool), np.zeros(diff.shape, bool)
+    rects, _ = look.reflections
+    assert scenes._readable(scenes._covered(rects, n))
+    for x, y, length, width, angle, _ in rects:
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        along, across = (mx - x) * c + (my - y) * s, -(mx - x) * s + (my - y) * c
+        inside |= (abs(along) < length / 2 - 0.5) & (abs(across) < width / 2 - 0.3) & in_symbol
+        near |= (abs(along) < length / 2 + 1.5) & (abs(across) < width / 2 + 1.5)
+    assert inside.any() and diff[inside].mean() >= 50  # light over the code where the rectangles lie
+    assert np.abs(diff[~near]).max() <= 2  # and none a module and a half beyond them: not a soft spot
+
+
+def test_the_bands_never_cover_what_a_reader_cannot_do_without():
+    n = 49
+    band = (n / 2, 3.5, 4.0 * n, 2.0, 0.0, 200.0)  # across the top: both upper finder patterns
+    assert not scenes._readable(scenes._covered((band,), n))
+    assert scenes._readable(scenes._covered((band[:1] + (n / 2,) + band[2:],), n))  # across the middle
+    assert not scenes._readable(scenes._covered((band[:1] + (n / 2, 4.0 * n, 5.0) + band[4:],), n))  # 10% of it
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cracks_draw_lines_and_shift_the_image_beside_them(seed):
+    def crack(p, box, n, lk):
+        return scenes._crack(p, box, n, lk.cracks)
+
+    def unshifted(p, box, n, lk):
+        spot, lines, shifts, fade = lk.cracks
+        return scenes._crack(p, box, n, (spot, lines, tuple((0.0, 0.0) for _ in shifts), fade))
+
+    look, diff, to_frame, where = _paired("cracked", crack, seed)
+    _, still, _, _ = _paired("cracked", unshifted, seed)
+    n = 49
+    (ix, iy, r, _), lines, _, _ = look.cracks
+    mx, my = where[..., 0], where[..., 1]
+    off = np.full(diff.shape, 255, np.uint8)
+    for points, *_ in lines:
+        cv2.polylines(off, [np.round(cv2.perspectiveTransform(np.array([points], np.float32), to_frame)[0])
+                            .astype(np.int32)], False, 0, 1)
+    modules_away = cv2.distanceTransform(off, cv2.DIST_L2, 5) / (look.code_px / n)
+    off_spot = np.hypot(mx - ix, my - iy) > r + 3
+    clear = (mx > 0) & (mx < n) & (my > 0) & (my < n) & off_spot  # in the code, off the shattered spot
+    on, beside = clear & (modules_away < 0.3), clear & (modules_away > 0.6) & (modules_away < 1.5)
+    assert np.abs(diff[on]).mean() >= 25  # the cracks' lines
+    assert np.abs(diff[beside]).mean() >= 8 > 4 * np.abs(still[beside]).mean()  # the image shifted beside them
+    assert np.abs(diff[(modules_away > 8) & off_spot]).max() <= 3  # and not far from them
+

@@ -73,10 +73,10 @@ class ZxingDecoder:
       sharpened (small codes at the frame's edge, blur: modules under ~2 px),
       then the plane with the global-histogram binarizer, then zbar on the plane
       (glare over a finder pattern, where zbar's scanline reader does better).
-    With workers, the loop's thread reads without the downscaled pyramid
-    (`first`), and `more`, on a worker's core, reads with it, then tries the
-    same as `rest` and zbar on every frame, located or not: zbar finds codes
-    zxing-cpp does not locate at all (glare, moiré).
+    With workers, the loop's thread reads lighter (`first`), and `more`, on a
+    worker's core, tries the same as `rest` and zbar on every frame, located
+    or not: zbar finds codes zxing-cpp does not locate at all (glare, moiré,
+    cracked screens).
     """
 
     name = "zxing"
@@ -89,19 +89,21 @@ class ZxingDecoder:
         self._zbar: ZbarDecoder | None = None
 
     def decode(self, gray: NDArray[Any]) -> list[str]:
-        first = self._first(gray, try_downscale=True)
+        first = self._first(gray)
         return first.texts or self.rest(gray, first)
 
     def first(self, gray: NDArray[Any]) -> FirstRead:
-        """The loop's read when workers take the rest: without zxing-cpp's downscaled pyramid, 40% less time and
-        no fewer reads on 640x480 phone frames (`qrgate bench scan`); `more` reads with it."""
-        return self._first(gray, try_downscale=False)
+        """The loop's read when workers take the rest: without zxing-cpp's downscaled pyramid and its rotated
+        retries (a QR code's finder patterns are found at any angle; rotating helps 1-D codes), a third less
+        time than its defaults on 640x480 frames. It reads the same frames but a few of cracked and dimmed
+        screens (`qrgate bench scan`'s set), which `more` then reads (zbar, the blurred plane)."""
+        return self._first(gray, light=True)
 
-    def _first(self, gray: NDArray[Any], try_downscale: bool) -> FirstRead:
+    def _first(self, gray: NDArray[Any], light: bool = False) -> FirstRead:
         # A 2-D uint8 array, strided or not, is read through the buffer protocol in place. (zxing-cpp's stub
         # takes a BarcodeFormats for `formats`; a list of formats converts to one, as these calls rely on.)
         found = self._zx.read_barcodes(gray, formats=self._formats, return_errors=True,  # type: ignore[arg-type]
-                                       try_downscale=try_downscale)
+                                       try_downscale=not light, try_rotate=not light)
         return FirstRead([b.text for b in found if b.valid], [b for b in found if not b.valid])
 
     def rest(self, gray: NDArray[Any], first: FirstRead) -> list[str]:
@@ -110,13 +112,9 @@ class ZxingDecoder:
         return self._attempt(attempts, gray, first.located)
 
     def more(self, gray: NDArray[Any], first: FirstRead) -> list[str]:
-        full = self._first(gray, try_downscale=True)
-        if full.texts:
-            return full.texts
-        located = full.located or first.located
         attempts = (self._blurred, self._sharpened_crops, self._global_binarizer, self._with_zbar) \
-            if located else (self._blurred, self._with_zbar)
-        return self._attempt(attempts, gray, located)
+            if first.located else (self._blurred, self._with_zbar)
+        return self._attempt(attempts, gray, first.located)
 
     @staticmethod
     def _attempt(attempts: tuple[Callable[[NDArray[Any], list[Any]], list[str]], ...], gray: NDArray[Any],

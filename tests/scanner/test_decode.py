@@ -128,3 +128,37 @@ def test_no_micro_qr_ghost_beside_a_phone_code():
     assert {b.format for b in family} == {zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode}
     texts = DECODERS["zxing"]().decode(frame)
     assert len(texts) == 1 and texts[0].startswith("KP1:")
+
+
+@pytest.fixture(scope="module")
+def phone_frames(tmp_path_factory):
+    """A small built-in scan set, both parts (every condition twice): (gray, expected text or None) per frame."""
+    from lab.bench import scenes
+
+    folder = tmp_path_factory.mktemp("phones")
+    n = 2 * len(scenes.CONDITIONS)
+    specs = scenes.build(folder, [f"KP1:first-{i:03d}-" + "x" * 60 for i in range(n)], seed=5,
+                         more_texts=[f"KP1:second-{i:03d}-" + "y" * 60 for i in range(n)])
+    return [(cv2.imread(str(folder / s.name), cv2.IMREAD_GRAYSCALE), s.text) for s in specs]
+
+
+def test_the_fast_read_and_a_workers_read_together_read_all_that_zxing_or_zbar_reads(phone_frames):
+    """What the pool promises the loop: a frame either bare decoder reads is read by `first` or by `more`."""
+    import zxingcpp
+    from pyzbar import pyzbar
+
+    from firmware.scanner.decode import ZxingDecoder, qr_formats
+
+    decoder = ZxingDecoder()
+    light = recovered = 0
+    for gray, text in phone_frames:
+        bare = {b.text for b in zxingcpp.read_barcodes(gray, formats=qr_formats())} | {
+            s.data.decode() for s in pyzbar.decode(gray, symbols=[pyzbar.ZBarSymbol.QRCODE])}
+        first = decoder.first(gray)
+        read = first.texts or decoder.more(gray, first)
+        assert set(read) <= ({text} if text else set())  # nothing but the code shown: no misread
+        if text in bare:
+            assert read == [text]
+        light += bool(first.texts)
+        recovered += bool(read) and not first.texts
+    assert light > recovered > 0  # most read fast; some only by a worker

@@ -121,7 +121,7 @@ def test_a_frame_that_cannot_be_given_back_is_logged_and_the_worker_goes_on(capl
     p.pool.offer(Frame(np.full((4, 4), 3, np.uint8), 1, p.clock.now, release=refuse), FirstRead([]))
     wait_until(lambda: p.delivered)
     assert p.delivered == [(1, ["KP1:code-3"])]
-    assert "giving a frame back failed: OSError" in caplog.text
+    assert "giving a frame back failed: OSError" in [r.getMessage() for r in caplog.records]
     p.pool.close()
 
 
@@ -164,7 +164,7 @@ def test_a_worker_that_fails_is_replaced_and_faulted_and_the_next_frame_is_read(
     p.pool.offer(p.frame(1, 9), FirstRead([]))
     wait_until(lambda: p.stats.workers_replaced == 1 and len(p.decoders) == 2 and p.pool.working == 1)
     assert p.faults.active()[FAULT] == "decode worker 1 failed on a frame (RuntimeError); replaced"
-    assert "decode worker 1 failed on a frame: RuntimeError" in caplog.text
+    assert "decode worker 1 failed on a frame: RuntimeError" in [r.getMessage() for r in caplog.records]
     assert p.released == [1]
     p.pool.offer(p.frame(2, 2), FirstRead([]))
     wait_until(lambda: p.delivered)
@@ -228,6 +228,7 @@ def test_a_pool_of_two_replaces_each_hung_worker_until_twice_its_count_of_thread
         if seq == 1:
             assert p.pool.working == 2 and len(p.decoders) == 3  # one replaced, not two
     assert p.pool.working == 1 and len(p.decoders) == 4  # 3 stuck and 1 working: no more threads
+    assert sorted(d.name for d in p.decoders if d.entered.is_set()) == ["decode-1", "decode-2", "decode-3"]
     p.gate.set()
     p.pool.close()
 
@@ -273,7 +274,7 @@ def test_closing_with_every_worker_hung_gives_the_waiting_frame_back_unread():
 
 
 def test_a_pool_has_workers_and_the_default_leaves_the_loop_a_core(monkeypatch):
-    with pytest.raises(ValueError, match="a pool needs at least one worker"):
+    with pytest.raises(ValueError, match="^a pool needs at least one worker$"):
         DecodePool(lambda: Held(threading.Event()), 0, lambda f, t: None, Faults(), Stats())
     import os
 
@@ -294,4 +295,24 @@ def test_workers_run_below_the_loop_so_a_busy_machine_delays_hard_frames_not_ans
     assert os.getpriority(os.PRIO_PROCESS, p.decoders[0].thread) == min(19, os.getpriority(os.PRIO_PROCESS, 0)
                                                                          + WORKER_NICE)
     p.gate.set()
+    p.pool.close()
+
+
+def test_a_machine_that_forbids_lowering_a_threads_priority_still_gets_its_workers(monkeypatch, caplog):
+    import errno
+    import logging
+    import os
+
+    def forbidden(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", forbidden)
+    caplog.set_level(logging.INFO, logger="firmware.scanner.workers")
+    p = Pool()
+    p.gate.set()
+    p.pool.offer(p.frame(1, 4), FirstRead([]))
+    wait_until(lambda: p.delivered)
+    assert p.delivered == [(1, ["KP1:code-4"])]
+    assert "decode workers run at the loop's priority: Operation not permitted" in [
+        r.getMessage() for r in caplog.records]
     p.pool.close()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from firmware import health, keys
+from firmware import health, keys, startup
 from firmware.backoff import Backoff
 from firmware.clock import ClockGuard, ClockSync
 from firmware.config import Config
@@ -28,7 +28,7 @@ from firmware.readiness import DccList, Readiness
 from firmware.revocation.feed import RevocationFeed
 from firmware.revocation.store import RevocationStore
 from firmware.scanner.camera import SupervisedCamera
-from firmware.scanner.decode import DECODERS
+from firmware.scanner.decode import DECODERS, Decoder
 from firmware.scanner.loop import ScanLoop
 from firmware.scanner.sources import open_source
 from firmware.sdnotify import Notifier
@@ -46,6 +46,7 @@ from firmware.uplink import topics
 
 if TYPE_CHECKING:
     from gpiozero.pins import Factory
+    from numpy.typing import NDArray
 
     from firmware.scanner.frames import Frame
 
@@ -69,6 +70,23 @@ def _background(name: str, target: Callable[[], None], failed: threading.Event,
     return thread
 
 
+class ReadyAfterFirstDecode:
+    """The decoder, calling `ready` once it has decoded the camera's first frame (or failed to: the loop goes on
+    either way): READY means the door reads, not only that a frame arrived. A decoder (scanner.decode.Decoder)."""
+
+    def __init__(self, decoder: Decoder, ready: Callable[[], None]):
+        self._decoder = decoder
+        self._ready: Callable[[], None] | None = ready
+
+    def decode(self, gray: NDArray[Any]) -> list[str]:
+        try:
+            return self._decoder.decode(gray)
+        finally:
+            if self._ready is not None:
+                ready, self._ready = self._ready, None
+                ready()
+
+
 def run(
     config: Config,
     stop: threading.Event | None = None,
@@ -83,10 +101,10 @@ def run(
     `pin_factory` and `clock` replace what only a Pi has: its GPIO chip and its
     kernel's NTP state (tests give a stand-in; by default both are real);
     `stats` lets a benchmark keep every frame's figures. Under systemd
-    (Type=notify) it says READY once the store is open and the camera has
-    delivered a frame (or at once, with the fault as its status, while the
+    (Type=notify) it says READY once the store is open and the camera's first
+    frame has been decoded (or at once, with the fault as its status, while the
     store cannot be opened: up and amber, not restarted in a loop), and the
-    scan loop feeds the watchdog.
+    scan loop feeds the watchdog. Then start-up is over (`startup.started`).
     """
     stop = stop or threading.Event()
     failed = threading.Event()
@@ -139,6 +157,7 @@ def run(
             write_status()
             notifier.ready(f"fault: {', '.join(sorted(faults.active()))}")  # up, amber, saying why
             notifier.alive()
+            startup.started()
 
         store = open_store(state_dir / "visits.db", faults, stop, store_waiting)
         if store is None:
@@ -195,11 +214,15 @@ def run(
 
         def turn(frame: Frame | None) -> None:
             notifier.alive()
-            if frame is not None and not notifier.ready_sent:
-                notifier.ready("scanning")
-                logger.info("ready: the camera delivers frames and the store is open")
+            if frame is None and camera is not None and camera.lost:
+                startup.started()  # not READY (no frame yet), but start-up is over: the loop waits for the camera
 
-        decoder = DECODERS[config.decoder.backend]()
+        def ready() -> None:
+            notifier.ready("scanning")
+            logger.info("ready: the store is open and the camera's first frame decoded")
+            startup.started()
+
+        decoder = ReadyAfterFirstDecode(DECODERS[config.decoder.backend](), ready)
         loop = ScanLoop(camera, decoder, door, feedback, stats, decided, config.decoder.hold_s,
                         door=config.gpio.door_enabled, on_turn=turn)
         logger.info("starting: venue %s device %s, %s camera, %s decoder",

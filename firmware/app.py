@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from firmware import health, keys
+from firmware import health, keys, startup
 from firmware.backoff import Backoff
 from firmware.clock import ClockGuard, ClockSync
 from firmware.config import Config
@@ -84,10 +84,10 @@ def run(
     `pin_factory` and `clock` replace what only a Pi has: its GPIO chip and its
     kernel's NTP state (tests give a stand-in; by default both are real);
     `stats` lets a benchmark keep every frame's figures. Under systemd
-    (Type=notify) it says READY once the store is open and the camera has
-    delivered a frame (or at once, with the fault as its status, while the
+    (Type=notify) it says READY once the store is open and the camera's first
+    frame has been decoded (or at once, with the fault as its status, while the
     store cannot be opened: up and amber, not restarted in a loop), and the
-    scan loop feeds the watchdog.
+    scan loop feeds the watchdog. Then start-up is over (`startup.started`).
     """
     stop = stop or threading.Event()
     failed = threading.Event()
@@ -140,6 +140,7 @@ def run(
             write_status()
             notifier.ready(f"fault: {', '.join(sorted(faults.active()))}")  # up, amber, saying why
             notifier.alive()
+            startup.started()
 
         store = open_store(state_dir / "visits.db", faults, stop, store_waiting)
         if store is None:
@@ -196,11 +197,14 @@ def run(
         camera = SupervisedCamera(lambda: open_source(config.camera, held=workers + 1 if workers else 0), faults,
                                   config.camera.lost_after_s, Backoff(1.0, config.camera.reopen_max_s))
 
-        def turn(frame: Frame | None) -> None:
+        def turn(frame: Frame | None) -> None:  # after the frame's fast read: READY means the door reads
             notifier.alive()
             if frame is not None and not notifier.ready_sent:
                 notifier.ready("scanning")
-                logger.info("ready: the camera delivers frames and the store is open")
+                logger.info("ready: the store is open and the camera's first frame decoded")
+                startup.started()
+            elif frame is None and camera is not None and camera.lost:
+                startup.started()  # not READY (no frame yet), but start-up is over: the loop waits for the camera
 
         loop = ScanLoop(camera, DECODERS[dec.backend](), door, feedback, stats, decided, dec.hold_s,
                         door=config.gpio.door_enabled, on_turn=turn)

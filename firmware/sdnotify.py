@@ -3,7 +3,7 @@
 A datagram on the AF_UNIX socket named by $NOTIFY_SOCKET; without it (a
 terminal, a test, the demo) every call does nothing. The unit is Type=notify
 with WatchdogSec: the daemon says READY=1 once the store is open and the
-camera has delivered a frame (firmware.app.run says when it is sooner), and
+camera's first frame has been decoded (firmware.app.run says when it is sooner), and
 the scan loop itself sends WATCHDOG=1, so a loop that stalls stops the keep-alives and systemd restarts the daemon.
 Keep-alives go out at most every quarter of the watchdog period ($WATCHDOG_USEC).
 A dozen lines of the protocol are written here rather than taking a C binding

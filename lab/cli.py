@@ -147,6 +147,20 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--folder", type=Path, help="where the list and the device's state go (default: a temporary "
                    "folder); on a device, a folder on the card")
     s.set_defaults(func=lazy("lab.commands:cmd_bench_revocation"))
+    s = bench.add_parser("start", help="`qrgate run` from its spawn to READY=1 (systemd's notify), first boot and "
+                         "warm, with where the time goes")
+    s.add_argument("--runs", type=positive_int, default=5, help="rounds, each a first and a warm start (default 5)")
+    s.add_argument("--folder", type=Path, help="where the state folders go (default: a temporary folder); on a "
+                   "device, a folder on the card")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_start"))
+    s = bench.add_parser("gil", help="whether each native call of the decoder (zxing-cpp, zbar, OpenCV) releases "
+                         "the GIL: one thread against two, a counter's progress, a waking thread's wait")
+    s.add_argument("--calls", type=positive_int, help="calls per measurement (default: as many as take about 0.5 s)")
+    s.add_argument("--repeats", type=positive_int, default=3, help="measurements of each call (the median is "
+                   "reported; default 3)")
+    s.add_argument("--image", type=Path, help="the frame: an image, grayscaled and resized to 640x480 (default: a "
+                   "photograph from the checkout's tests/data/qr-samples, or a rendered phone screen)")
+    s.set_defaults(func=lazy("lab.commands:cmd_bench_gil"))
 
     s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
     s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, the venue's passback "

@@ -250,6 +250,20 @@ def cmd_bench_revocation(args) -> int:
     return 0
 
 
+def cmd_bench_start(args) -> int:
+    from lab.bench import start
+
+    print(json.dumps(start.run(runs=args.runs, folder=args.folder)))
+    return 0
+
+
+def cmd_bench_gil(args) -> int:
+    from lab.bench import gil
+
+    print(json.dumps(gil.run(calls=args.calls, image=args.image, repeats=args.repeats)))
+    return 0
+
+
 def cmd_bench_scan(args) -> int:
     from lab.bench import scan
 

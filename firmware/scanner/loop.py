@@ -3,8 +3,9 @@
 One thread does it in order: a frame's buffer goes back to the camera as
 soon as it is decoded, and the answer is shown only after the record is
 durable. Stale frames are the source's to drop; this loop never queues them.
-Every turn, with a frame or with none from a silent camera, calls `on_turn`:
-the systemd watchdog is fed from here, so a loop that stalls is restarted.
+Every turn, with a frame (once it is read) or with none from a silent camera,
+calls `on_turn`: the systemd watchdog is fed from here, so a loop that stalls
+is restarted, and the daemon is READY after its first frame's turn.
 
 With a pool of decode workers (scanner/workers.py), this thread reads each
 frame fast and hands the frames it could not read to the pool; a worker's
@@ -107,21 +108,20 @@ class ScanLoop:
             frames.close()
 
     def _turn(self, frame: Frame | None, stop: threading.Event) -> None:
-        """One frame (or a turn with none) through: one that comes once stopped goes back unread."""
-        self.on_turn(frame)
+        """One frame (or a turn with none) through, then `on_turn`: a frame that comes once stopped goes back
+        unread."""
         if self.pool is not None:
             self.pool.check()
-        if frame is None:
-            return
-        if stop.is_set():
+        if frame is not None and stop.is_set():
             frame.release()
-            return
-        t0 = time.monotonic()
-        texts = self._read(frame)
-        decoded = time.monotonic()
-        self._decide(frame, texts)
-        self.stats.scanned(frame.seq, texts, (decoded - t0) * 1000, (time.monotonic() - frame.t) * 1000,
-                           self.camera.dropped)
+        elif frame is not None:
+            t0 = time.monotonic()
+            texts = self._read(frame)
+            decoded = time.monotonic()
+            self._decide(frame, texts)
+            self.stats.scanned(frame.seq, texts, (decoded - t0) * 1000, (time.monotonic() - frame.t) * 1000,
+                               self.camera.dropped)
+        self.on_turn(frame)
 
     def _read(self, frame: Frame) -> list[str]:
         """The frame's codes; it is released here, or handed to the pool, which releases it."""

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from firmware import startup
+
+    startup.pause()  # until READY: start-up builds what lives as long as the daemon (firmware/startup.py)
     from firmware import app, config
 
     setup_logging(args.verbose, daemon=True)

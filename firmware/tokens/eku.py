@@ -12,16 +12,20 @@ extension at most, its value exactly one SEQUENCE OF OBJECT IDENTIFIER, each
 identifier in its one X.690 encoding (asn1crypto would read a padded or cut one
 as some other identifier). Where cryptography reads the extensions, its reading
 (kept on the certificate) is used: the same answer, without the tenth of a
-millisecond asn1crypto takes."""
+millisecond asn1crypto takes. asn1crypto itself is imported only then: the
+daemon's start does not wait for it (5-8 ms here, `qrgate bench start`)."""
 
 from __future__ import annotations
 
-from asn1crypto import core
-from asn1crypto import x509 as asn1_x509
+from typing import TYPE_CHECKING
+
 from cryptography import x509
 
+if TYPE_CHECKING:
+    from asn1crypto import core
+
 EKU = x509.oid.ExtensionOID.EXTENDED_KEY_USAGE.dotted_string
-_EKU_ID = core.ObjectIdentifier(EKU).contents
+_EKU_ID = b"\x55\x1d\x25"  # 2.5.29.37's content octets (X.690: 2*40+5, 29, 37); tests check asn1crypto agrees
 
 
 def purposes(cert: x509.Certificate) -> frozenset[str] | None:
@@ -38,6 +42,8 @@ def purposes(cert: x509.Certificate) -> frozenset[str] | None:
 
 def from_der(tbs: bytes) -> frozenset[str] | None:
     """purposes() of a DER tbsCertificate, whatever its other extensions hold."""
+    from asn1crypto import x509 as asn1_x509
+
     try:
         values = [ext["extn_value"].contents for ext in asn1_x509.TbsCertificate.load(tbs)["extensions"]
                   if ext["extn_id"].contents == _EKU_ID]
@@ -53,6 +59,8 @@ def from_der(tbs: bytes) -> frozenset[str] | None:
 def _dotted(oid: core.ObjectIdentifier) -> str:
     """The identifier's dotted form, if its octets are that form's one encoding; else ValueError, as asn1crypto
     raises for an identifier of no octets at all."""
+    from asn1crypto import core
+
     dotted: str = oid.dotted
     if core.ObjectIdentifier(dotted).contents != oid.contents:
         raise ValueError

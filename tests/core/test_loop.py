@@ -188,8 +188,9 @@ class Recorder(Stats):
         self.answers.append((label, frame_t, latency_ms))
 
 
-def scan(turns: list, dropped: int = 0, **kw):
-    camera, decoder, judge, stats, decisions = Scripted(turns, dropped), Pixels(), Judge(), Recorder(), []
+def scan(turns: list, dropped: int = 0, decoder: Pixels | None = None, **kw):
+    camera, judge, stats, decisions = Scripted(turns, dropped), Judge(), Recorder(), []
+    decoder = decoder or Pixels()
     loop = ScanLoop(camera, decoder, judge, Feedback([]), stats, decisions.append, clock=lambda: NOW, **kw)
     loop.run(threading.Event())
     return camera, decoder, judge, stats, decisions
@@ -243,8 +244,12 @@ def test_the_counters_see_every_frame_its_codes_and_the_cameras_drops():
 
 def test_a_silent_turn_feeds_the_watchdog_and_the_loop_goes_on_to_the_next_frame():
     turns: list = []
-    camera, _, _, _, decisions = scan([None, (1, time.monotonic())], on_turn=turns.append)
+    decoded: list = []
+    decoder = Pixels()
+    camera, _, _, _, decisions = scan([None, (1, time.monotonic())], decoder=decoder,
+                                      on_turn=lambda frame: (turns.append(frame), decoded.append(len(decoder.busy))))
     assert turns == [None, camera.shown[0]]  # the daemon is READY only once a turn brings a frame
+    assert decoded == [0, 1]  # ... and that frame has been read
     assert [d.verdict for d in decisions] == ["accepted"]
 
 

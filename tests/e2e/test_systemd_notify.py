@@ -19,6 +19,7 @@ import pytest
 from firmware import app
 from lab import render
 from firmware.events import Decision
+from firmware.scanner.decode import ZxingDecoder
 from firmware.sdnotify import Notifier
 from tests.conftest import changes, load, running_daemon, wait_until, write_frames
 
@@ -90,6 +91,33 @@ def test_ready_once_scanning_then_keepalives_then_stopping(tmp_path, world, pins
     # At most one per quarter period (0.1 s), though the loop turns 30 times a second: the socket is not
     # flooded. Counted over the run, not timed on arrival, which a busy machine may bunch up.
     assert len(keepalives) <= ran_s / 0.1 + 1
+
+
+def test_ready_comes_once_the_first_frame_was_decoded(tmp_path, world, pins, systemd, monkeypatch):
+    """READY means the door reads: the camera delivered a frame and the decoder has been through it."""
+    decoded: list[float] = []
+
+    class Timed(ZxingDecoder):
+        """Notes when each frame was read: by `first` with decode workers (the default), or by `decode`."""
+
+        def _timed(self, read, gray):
+            result = read(gray)
+            if not decoded:
+                time.sleep(0.2)  # a slow first decode: a READY said before it would arrive well before its end
+            decoded.append(time.monotonic())
+            return result
+
+        def decode(self, gray):
+            return self._timed(super().decode, gray)
+
+        def first(self, gray):
+            return self._timed(super().first, gray)
+
+    monkeypatch.setitem(app.DECODERS, "zxing", Timed)
+    frames = write_frames(tmp_path / "frames", [world.mint()], gap_frames=2)
+    app.run(load(tmp_path, world.config_toml(tmp_path / "state", frames, camera="paced = false")), pin_factory=pins)
+    (ready,) = systemd.times("READY", "1")
+    assert decoded and ready >= decoded[0]
 
 
 def test_keepalives_come_from_the_daemons_own_loop_so_a_stalled_loop_stops_them(tmp_path, world, pins, systemd):

@@ -27,6 +27,16 @@ def test_bench_scan_reports_every_figure_side_by_side(tmp_path):
     assert success["plain"]["loop"] == 1.0  # a phone held straight is read on every frame
     assert r["goals_met"]["reads_at_least_the_best_bare_decoder"], success
     assert r["memory"]["peak_rss_mb"] > 0 and r["memory"]["samples"] > 0 and r["frames_dropped"] == 0
+    # The memory curve: [frames, decisions so far, resident MB] through the run, the warm-up included; growth is
+    # its end less its first sample after the warm-up (a tenth of the frames).
+    memory = r["memory"]
+    curve = memory["curve"]
+    assert len(curve) == memory["samples"] and all(mb > 0 for _, _, mb in curve)
+    assert [f for f, _, _ in curve] == sorted({f for f, _, _ in curve}) and curve[-1][0] == r["frames_run"]
+    assert [d for _, d, _ in curve] == sorted(d for _, d, _ in curve) and curve[-1][1] == 7
+    warm = [mb for f, _, mb in curve if f >= r["frames_run"] / 10]
+    assert memory["rss_after_warmup_mb"] == warm[0] and memory["rss_at_end_mb"] == warm[-1] == curve[-1][2]
+    assert memory["growth_mb"] == round(warm[-1] - warm[0], 1)
     met, goals, code = r["goals_met"], r["goals"], r["per_frame_ms"]["code_frames"]
     assert met == {  # each verdict is its figure against its goal
         "loop_to_zxing_code_frames": code["ratio_loop_to_zxing"]["median"] <= goals["loop_to_zxing_code_frames"],

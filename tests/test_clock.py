@@ -1,5 +1,7 @@
 """ClockSync: the kernel's NTP state and systemd-timesyncd's flag, read under a root folder tests can point at a tree."""
 
+import sys
+
 from firmware.clock import (CLOCK_JUMPED, CLOCK_NOT_SYNCHRONISED, CLOCK_STEPPED_BACK, KEEP_EVERY_S, SLACK_S, TIME_ERROR,
                            TIMESYNCD_FLAG, ClockGuard, ClockSync, kernel_state)
 from firmware.store.marks import CLOCK, Mark
@@ -25,6 +27,20 @@ def test_timesyncd_flag_is_enough_when_the_kernel_bound_has_given_up(tmp_path):
     (tmp_path / TIMESYNCD_FLAG).parent.mkdir(parents=True)
     (tmp_path / TIMESYNCD_FLAG).touch()
     assert ClockSync(root=tmp_path, kernel=lambda: TIME_ERROR).synchronised() is True
+
+
+def test_asking_builds_no_path_so_deciding_interns_no_strings(tmp_path, monkeypatch):
+    # The door asks on every decision. A Path built at each call interns its parts (sys.intern), strings that die
+    # with it; that churn used up the interpreter's table of interned strings, which grew by 0.9 MB resident at
+    # some 4,700 decisions and was rebuilt every ~15,000 after (issue 22).
+    flagged = tmp_path / "flagged"
+    (flagged / TIMESYNCD_FLAG).parent.mkdir(parents=True)
+    (flagged / TIMESYNCD_FLAG).touch()
+    unflagged, flag = ClockSync(root=tmp_path, kernel=lambda: TIME_ERROR), ClockSync(root=flagged, kernel=lambda: None)
+    interned: list[str] = []
+    monkeypatch.setattr(sys, "intern", lambda s: interned.append(s) or s)
+    assert [unflagged.synchronised(), flag.synchronised(), unflagged.trusted()] == [False, True, False]
+    assert interned == []
 
 
 def test_an_unavailable_adjtimex_counts_as_unsynchronised(tmp_path):

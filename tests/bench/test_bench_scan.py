@@ -51,6 +51,17 @@ def test_bench_scan_reports_every_figure_side_by_side_with_and_without_workers(t
             "no_misreads": not any(c.get("loop_misreads") for c in success.values())
             and not success["empty"]["misreads"]["loop"],
             "all": all(v for k, v in met.items() if k != "all")}
+        # The memory curve: [frames, decisions so far, resident MB] through the run, the warm-up included;
+        # growth is its end less its first sample after the warm-up (a tenth of the frames).
+        memory = run["memory"]
+        curve = memory["curve"]
+        assert len(curve) == memory["samples"] and all(mb > 0 for _, _, mb in curve)
+        assert [f for f, _, _ in curve] == sorted({f for f, _, _ in curve}) and curve[-1][0] == r["frames_run"]
+        assert [d for _, d, _ in curve] == sorted(d for _, d, _ in curve)
+        assert 0 < curve[-1][1] <= sum(run["decisions"].values())  # a worker may decide after the last sample
+        warm = [mb for f, _, mb in curve if f >= r["frames_run"] / 10]
+        assert memory["rss_after_warmup_mb"] == warm[0] and memory["rss_at_end_mb"] == warm[-1] == curve[-1][2]
+        assert memory["growth_mb"] == round(warm[-1] - warm[0], 1)
     # The loop alone reads every frame whole: at least the best bare decoder in the first part's conditions.
     alone = r["without_workers"]["decode_success"]
     assert all(alone[k]["loop"] >= max(alone[k]["zxing"], alone[k]["zbar"]) for k in first_part), alone

@@ -447,3 +447,20 @@ def test_an_older_frame_read_late_never_moves_a_codes_last_sighting_back():
     assert dedupe.fresh(["KP1:a"], 9.0) == []  # a worker's read of an older frame
     assert dedupe.fresh(["KP1:a"], 11.4) == []  # still within the hold of the sighting at 10.0
     assert dedupe.fresh(["KP1:a"], 13.0) == ["KP1:a"]
+
+
+def test_a_frame_that_comes_once_stopped_goes_back_unread():
+    stop = threading.Event()
+    released: list = []
+
+    class Late:
+        dropped = 0
+
+        def frames(self, stop_: threading.Event):
+            stop.set()  # the daemon is told to stop while the camera is handing over a frame
+            yield Frame(np.full((4, 4), 1, np.uint8), 0, time.monotonic(), release=lambda: released.append(0))
+
+    decoder, turns = Pixels(), []
+    loop = ScanLoop(Late(), decoder, Judge(), Feedback([]), Stats(), lambda d: None, on_turn=turns.append)
+    loop.run(stop)
+    assert released == [0] and decoder.busy == [] and len(turns) == 1

@@ -74,9 +74,9 @@ class ZxingDecoder:
       then the plane with the global-histogram binarizer, then zbar on the plane
       (glare over a finder pattern, where zbar's scanline reader does better).
     With workers, the loop's thread reads lighter (`first`), and `more`, on a
-    worker's core, tries the same as `rest` and zbar on every frame, located
-    or not: zbar finds codes zxing-cpp does not locate at all (glare, moiré,
-    cracked screens).
+    worker's core, reads as `decode` does first, then tries the same as `rest`
+    and zbar on every frame, located or not: zbar finds codes zxing-cpp does
+    not locate at all (glare, moiré, cracked screens).
     """
 
     name = "zxing"
@@ -96,7 +96,7 @@ class ZxingDecoder:
         """The loop's read when workers take the rest: without zxing-cpp's downscaled pyramid and its rotated
         retries (a QR code's finder patterns are found at any angle; rotating helps 1-D codes), a third less
         time than its defaults on 640x480 frames. It reads the same frames but a few of cracked and dimmed
-        screens (`qrgate bench scan`'s set), which `more` then reads (zbar, the blurred plane)."""
+        screens (`qrgate bench scan`'s set), which `more` then reads."""
         return self._first(gray, light=True)
 
     def _first(self, gray: NDArray[Any], light: bool = False) -> FirstRead:
@@ -112,9 +112,13 @@ class ZxingDecoder:
         return self._attempt(attempts, gray, first.located)
 
     def more(self, gray: NDArray[Any], first: FirstRead) -> list[str]:
+        full = self._first(gray)  # what `first` left out (downscales, rotations): dim screens, cracked ones
+        if full.texts:
+            return full.texts
+        located = full.located or first.located
         attempts = (self._blurred, self._sharpened_crops, self._global_binarizer, self._with_zbar) \
-            if first.located else (self._blurred, self._with_zbar)
-        return self._attempt(attempts, gray, first.located)
+            if located else (self._blurred, self._with_zbar)
+        return self._attempt(attempts, gray, located)
 
     @staticmethod
     def _attempt(attempts: tuple[Callable[[NDArray[Any], list[Any]], list[str]], ...], gray: NDArray[Any],

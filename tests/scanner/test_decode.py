@@ -132,12 +132,13 @@ def test_no_micro_qr_ghost_beside_a_phone_code():
 
 @pytest.fixture(scope="module")
 def phone_frames(tmp_path_factory):
-    """A small built-in scan set, both parts (every condition twice): (gray, expected text or None) per frame."""
+    """A small built-in scan set, both parts (every condition twice): (gray, expected text or None) per frame.
+    Seed 2 has frames each of `more`'s reads is needed for: the full read (a dimmed screen) and zbar."""
     from lab.bench import scenes
 
     folder = tmp_path_factory.mktemp("phones")
     n = 2 * len(scenes.CONDITIONS)
-    specs = scenes.build(folder, [f"KP1:first-{i:03d}-" + "x" * 60 for i in range(n)], seed=5,
+    specs = scenes.build(folder, [f"KP1:first-{i:03d}-" + "x" * 60 for i in range(n)], seed=2,
                          more_texts=[f"KP1:second-{i:03d}-" + "y" * 60 for i in range(n)])
     return [(cv2.imread(str(folder / s.name), cv2.IMREAD_GRAYSCALE), s.text) for s in specs]
 

@@ -13,7 +13,10 @@ is released, counted `superseded`), so no backlog forms. A worker's answer
 for a frame older than `late_s` when it is ready is dropped (`late`): the
 visitor has moved on or been read from a newer frame, and a light for the
 last visitor must not greet the next. Answers go through `deliver` (the
-loop's one way to decide, which dedupes and keeps the gate's order).
+loop's one way to decide, which dedupes and keeps the gate's order), on the
+worker's thread. Workers run niced below the loop (`WORKER_NICE`), so that on
+a busy machine the loop's own reads and answers come first; the few answers
+a worker finds wait for the machine with it.
 
 A worker that raises is replaced by a new one with a fresh decoder; one that
 is busy on a frame past `hang_s` is abandoned (a thread stuck in native code

@@ -48,9 +48,9 @@ class FirstRead:
 class StagedDecoder(Decoder, Protocol):
     """A decoder in two stages, so that a pool of workers can take the second (scanner.workers).
 
-    `decode(gray)` is `first`, then, if it read nothing, `rest`: what the loop
-    does alone. With workers, the loop's thread does `first` only and a worker
-    does `more`, which may spend more than `rest` since it has a core of its own.
+    `decode(gray)` reads a frame whole: what the loop does alone. With workers,
+    the loop's thread does `first`, a lighter read, and a worker does `more` on
+    a frame `first` read nothing in, spending what a core of its own allows.
     """
 
     def first(self, gray: NDArray[Any]) -> FirstRead: ...

@@ -13,9 +13,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-
 from firmware import cli
 
 

@@ -211,7 +211,8 @@ class _Recorder(Stats):
         self.index[k], self.all_frame_ms[k], self.all_decode_ms[k] = i, frame_ms, decode_ms
         with self._mark:
             self._slot[seq] = k
-            self._slot.pop(seq - 256, None)
+            if len(self._slot) > 512:  # a worker reads a frame within a second or drops it: keep the newest
+                self._slot = {s: j for s, j in self._slot.items() if s > seq - 256}
             self._note(k, texts + self._early.pop(seq, []))
         if self.frames % max(1, self.limit // RSS_SAMPLES) == 0 or self.frames == self.limit:  # and the last
             self.rss_kb.append((self.frames, sum(self.decisions.values()), proc_status_kb("VmRSS") or 0))

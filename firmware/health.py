@@ -47,7 +47,7 @@ def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trus
         "frames": stats.frames,
         "fps": round(stats.fps(), 1),
         "decode_ms": round(sum(decode) / len(decode), 2) if decode else None,
-        "workers": {k: getattr(stats, k) for k in ("recovered", "late", "superseded", "workers_replaced")},
+        "workers": stats.workers(),
         "queue_depth": depth,
         "oldest_queued_age_s": round(now - oldest) if oldest is not None else None,
         "last_delivery": stats.last_delivery,

@@ -52,6 +52,10 @@ class Stats:
         self.decode_ms.append(decode_ms)
         self.frame_ms.append(frame_ms)
 
+    def workers(self) -> dict[str, int]:
+        """The decode workers' counters, for status and the scan benchmark."""
+        return {k: getattr(self, k) for k in ("recovered", "late", "superseded", "workers_replaced")}
+
     def read_by_worker(self, seq: int, texts: list[str]) -> None:
         """A frame the loop's fast read missed, read by a decode worker in time (a benchmark marks it read)."""
         self.add("recovered")

@@ -288,8 +288,7 @@ def _loop_side(world: str, folder: str, expected: list, frames: int, fps: float,
         "accept_latency_ms": [x for x in latencies if x >= 0], "unpaired_greens": sum(x < 0 for x in latencies),
         "decisions": dict(stats.decisions), "dropped": stats.dropped,
         "rss_kb": stats.rss_kb, "peak_rss_kb": peak_kb,
-        "workers": used, "pool": {k: getattr(stats, k) for k in ("recovered", "late", "superseded",
-                                                                "workers_replaced")},
+        "workers": used, "pool": stats.workers(),
     }
 
 

@@ -39,6 +39,7 @@ from firmware.store.marks import CLOCK, Mark
 from firmware.store.opener import corrupt_stores, open_store
 from firmware.tokens.dcc_rules import RulesInForce
 from firmware.tokens.dcc_verifier import DccVerifier
+from firmware.tokens.kc1 import Kc1Verifier
 from firmware.tokens.kp1 import Kp1Verifier
 from firmware.tokens.verifier import TokenVerifier
 from firmware.trust import TrustStore
@@ -176,6 +177,7 @@ def run(
         policy = config.policy
         tokens = TokenVerifier(Kp1Verifier(trust.current, tuple(policy.require), policy.skew_s),
                                DccVerifier(trust.current, config.dcc, policy.skew_s, revocations=revocations),
+                               Kc1Verifier(trust.current, tuple(policy.require), policy.skew_s, config.cards.recheck_s),
                                tuple(policy.accept))
         # A token a peer door accepted is replayed_elsewhere before the gate records anything; a new visit,
         # once durable, is told to the venue's other doors.

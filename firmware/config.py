@@ -22,6 +22,7 @@ from typing import Any
 from firmware import paths
 from firmware.errors import ConfigError
 from firmware.tokens.kp1 import ATTRIBUTES
+from firmware.tokens.verdict import KINDS
 from firmware.uplink import topics
 
 
@@ -99,11 +100,21 @@ class TrustConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    accept: list[str] = _opt(["KP1"], choices=("KP1", "DCC"),
-                             help="the tokens this venue takes: KP1 entry tokens, EU DCCs (vaccination "
-                                  "passes), or both")
-    require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every KP1 token must carry")
+    accept: list[str] = _opt(["KP1", "KC1"], choices=KINDS,
+                             help="the tokens this venue takes: KP1 phone entry tokens, KC1 printed entry cards "
+                                  "(docs/cards.md), EU DCCs (vaccination passes)")
+    require: list[str] = _opt([], choices=ATTRIBUTES, help="attributes every phone token and card must carry")
     skew_s: int = _opt(5, lo=0, hi=120, help="clock difference allowed between issuer and door, seconds")
+
+
+@dataclass(frozen=True)
+class CardsConfig:
+    """KC1 printed entry cards (with "KC1" in policy.accept): docs/cards.md."""
+
+    recheck_s: int = _opt(3600, lo=0, hi=86400, help="the same card again within this time is \"already checked "
+                                                     "in\", not a second visit")
+    daily_visits_alert: int = _opt(4, lo=1, hi=1000, help="a card with more visits than this in one day is counted "
+                                                         "in status as over it (a copied card?); it still enters")
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,7 @@ class Config:
     decoder: DecoderConfig = DecoderConfig()
     gpio: GpioConfig = GpioConfig()
     policy: PolicyConfig = PolicyConfig()
+    cards: CardsConfig = CardsConfig()
     dcc: DccConfig = DccConfig()
     clock: ClockConfig = ClockConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -294,7 +306,7 @@ def merge(layers: list[Layer]) -> Loaded:
         sections[f.name] = cls(**table)
     config = Config(**sections)
     if not config.policy.accept:
-        raise ConfigError(f"{where('policy.accept')}: policy.accept must name at least one of KP1, DCC")
+        raise ConfigError(f"{where('policy.accept')}: policy.accept must name at least one of {', '.join(KINDS)}")
     for name in ("types", "test_types"):
         if not getattr(config.dcc, name):
             raise ConfigError(f"{where('dcc.' + name)}: dcc.{name} must not be empty")

@@ -181,10 +181,10 @@ def cmd_token_mint(args) -> int:
 
 def cmd_token_verify(args) -> int:
     from firmware.config import DccConfig
-    from firmware.tokens import kp1, trustlist
+    from firmware.tokens import kc1, kp1, trustlist
     from firmware.tokens.dcc_verifier import DccVerifier
-    from firmware.tokens.verdict import Kind, Verdict
-    from firmware.tokens.verifier import KINDS, TokenVerifier
+    from firmware.tokens.verdict import KINDS, Kind, Verdict
+    from firmware.tokens.verifier import TokenVerifier
 
     root = keys.load_root_public(args.root) if args.root else None
     if root is None:
@@ -195,7 +195,8 @@ def cmd_token_verify(args) -> int:
         raise QrgateError(f"cannot read trust list {args.trust}: {exc.strerror}") from None
     trust = trustlist.parse(data, root)
     verifier = TokenVerifier(kp1.Kp1Verifier(lambda: trust, require=tuple(args.require), skew=args.skew),
-                             DccVerifier(lambda: trust, DccConfig(rules_country=args.rules_country), args.skew), KINDS)
+                             DccVerifier(lambda: trust, DccConfig(rules_country=args.rules_country), args.skew),
+                             kc1.Kc1Verifier(lambda: trust, require=tuple(args.require), skew=args.skew), KINDS)
     seen: set[bytes] = set()  # one-time use within this run, as on a device
     lines = (line.rstrip("\r\n") for line in sys.stdin) if args.text == "-" else [args.text]
     for text in lines:

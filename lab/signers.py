@@ -1,6 +1,6 @@
 """The keys that sign and seal away from the door, and what they sign: the lab's, never the device's.
 
-A token issuer (KP1) and its `mint`, the root that signs trust lists and
+A token issuer (KP1) and its `mint`, a card issuer and its `mint_card` (KC1), the root that signs trust lists and
 `build_trust_list`, the health authority's sealing pair: made by
 `qrgate issuer|root|authority new`, and read back from the folders those make.
 An issuer folder holds `issuer.key` (Ed25519, PEM) and `issuer.json` (name,
@@ -26,7 +26,7 @@ from firmware.errors import KeyFileError, TrustListError
 from firmware.keys import in_folder, kid_of, load_private, raw_public, write_authority, write_private, write_public
 from firmware.store import seal
 from firmware.store.seal import OpeningKey, SealingKey
-from firmware.tokens import cose, kp1, trustlist
+from firmware.tokens import cose, kc1, kp1, trustlist
 from firmware.tokens import dcc_rules as dcc_rules_module
 
 
@@ -34,6 +34,7 @@ from firmware.tokens import dcc_rules as dcc_rules_module
 class Issuer:
     iss: str
     key: Ed25519PrivateKey
+    card_days: int = 0  # a card issuer's: the longest life of a printed card it signs (0: a phone-token issuer)
 
     @property
     def kid(self) -> bytes:
@@ -48,13 +49,19 @@ def _new_folder(out: Path, marker: str) -> Path:
     return out
 
 
-def new_issuer(name: str, out: Path) -> Issuer:
+def new_issuer(name: str, out: Path, card_days: int = 0) -> Issuer:
+    """A phone-token issuer, or with `card_days` a card issuer (docs/cards.md): one key, one role."""
     if not name or len(name) > 64:
         raise KeyFileError("an issuer name is 1 to 64 characters")
+    if not 0 <= card_days <= trustlist.MAX_CARD_DAYS:
+        raise KeyFileError(f"a card issuer's cards live 1 to {trustlist.MAX_CARD_DAYS} days")
     out = _new_folder(out, "issuer.key")
-    issuer = Issuer(name, Ed25519PrivateKey.generate())
+    issuer = Issuer(name, Ed25519PrivateKey.generate(), card_days)
     write_private(out / "issuer.key", issuer.key)
-    (out / "issuer.json").write_text(json.dumps({"iss": name, "kid": issuer.kid.hex()}) + "\n")
+    meta: dict[str, object] = {"iss": name, "kid": issuer.kid.hex()}
+    if card_days:
+        meta["card_days"] = card_days
+    (out / "issuer.json").write_text(json.dumps(meta) + "\n")
     return issuer
 
 
@@ -63,10 +70,12 @@ def load_issuer(folder: Path) -> Issuer:
     key = load_private(folder / "issuer.key", Ed25519PrivateKey, "Ed25519 issuer key")
     try:
         meta = json.loads((folder / "issuer.json").read_text())
-        name = meta["iss"]
-    except (OSError, ValueError, KeyError, TypeError):
+        name, card_days = meta["iss"], meta.get("card_days", 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise KeyFileError(f"{folder / 'issuer.json'} is missing or has no 'iss'") from None
-    return Issuer(str(name), key)
+    if type(card_days) is not int or not 0 <= card_days <= trustlist.MAX_CARD_DAYS:
+        raise KeyFileError(f"{folder / 'issuer.json'}: card_days is not 0-{trustlist.MAX_CARD_DAYS}")
+    return Issuer(str(name), key, card_days)
 
 
 def _new_pair(out: Path, name: str, key):
@@ -104,19 +113,42 @@ def mint(
     `kid` overrides the key's own kid: that is how tests and the demo forge a
     token claiming a trusted issuer.
     """
+    if issuer.card_days:
+        raise ValueError(f"{issuer.iss} is a card issuer: its key signs printed cards, not phone tokens")
     if not 0 < ttl <= kp1.MAX_WINDOW:
         raise ValueError(f"ttl must be 1..{kp1.MAX_WINDOW} seconds")
+    return kp1.PREFIX + _signed(issuer, now, ttl, att, cti, kid)
+
+
+def mint_card(
+    issuer: Issuer,
+    now: int,
+    days: int | None = None,
+    att: Iterable[str] = (),
+    cti: bytes | None = None,
+    kid: bytes | None = None,
+) -> str:
+    """Sign one KC1 printed entry card, valid from `now` for `days` (the issuer's longest by default)."""
+    if not issuer.card_days:
+        raise ValueError(f"{issuer.iss} is a phone-token issuer: its key signs no printed card")
+    days = issuer.card_days if days is None else days
+    if not 0 < days <= issuer.card_days:
+        raise ValueError(f"a card of {issuer.iss} lives 1..{issuer.card_days} days")
+    return kc1.PREFIX + _signed(issuer, now, days * 86400, att, cti, kid)
+
+
+def _signed(issuer: Issuer, now: int, life: int, att: Iterable[str], cti: bytes | None, kid: bytes | None) -> str:
+    """The base45 of the COSE_Sign1 of KP1's claims: a phone token's, or with a card's life, a card's."""
     claims: dict = {
         kp1.CLAIM_ISS: issuer.iss,
         kp1.CLAIM_IAT: now,
-        kp1.CLAIM_EXP: now + ttl,
+        kp1.CLAIM_EXP: now + life,
         kp1.CLAIM_CTI: cti if cti is not None else os.urandom(16),
     }
     att = list(att)
     if att:
         claims[kp1.CLAIM_ATT] = att
-    signed = cose.sign1(cbor2.dumps(claims), issuer.key, kid or issuer.kid)
-    return kp1.PREFIX + base45.b45encode(signed).decode("ascii")
+    return base45.b45encode(cose.sign1(cbor2.dumps(claims), issuer.key, kid or issuer.kid)).decode("ascii")
 
 
 def build_trust_list(
@@ -131,6 +163,8 @@ def build_trust_list(
     authority: Iterable[SealingKey | tuple[SealingKey, int]] = (),
     dcc_rules: Iterable[str] = (),
     valuesets: Mapping[str, Iterable[str]] | None = None,
+    card_revoked: Iterable[tuple[bytes, bytes]] = (),
+    card_key: bytes | None = None,
 ) -> bytes:
     """A trust list signed by `root`, as DESIGN.md lays it out (firmware.tokens.trustlist reads it).
 
@@ -138,7 +172,9 @@ def build_trust_list(
     `authority`: the health authority's sealing keys, each valid until the list's not_after, from a
     day before issued_at or from the time paired with it (a key the devices move to then);
     `dcc_rules`: EU business rules, each its gateway JSON text, and `valuesets` the codes they name by
-    value set id (both checked as the devices check them, so a list they would refuse is never signed)."""
+    value set id (both checked as the devices check them, so a list they would refuse is never signed);
+    `card_revoked`: the (kid, card id) of each revoked printed card, listed as keyed hashes under `card_key`
+    (a new random key by default, so that no two lists' hashes can be matched)."""
     if seq < 0:
         raise TrustListError("seq must not be negative")
     payload: dict[str, object] = {
@@ -153,6 +189,7 @@ def build_trust_list(
                 "key": raw_public(i.key.public_key()),
                 "not_before": issued_at - 86400,
                 "not_after": issued_at + issuer_valid_days * 86400,
+                **({"card_days": i.card_days} if i.card_days else {}),
             }
             for i in issuers
         ],
@@ -172,4 +209,9 @@ def build_trust_list(
         payload["dcc_rules"] = rules
     if valuesets:
         payload["valuesets"] = [{"id": k, "codes": list(v)} for k, v in valuesets.items()]
+    cards = list(card_revoked)
+    if cards:
+        key = card_key or os.urandom(trustlist.CARD_KEY_BYTES)
+        payload["card_key"] = key
+        payload["card_revoked"] = sorted({kc1.revocation_hash(key, kid, cti) for kid, cti in cards})
     return cose.sign1(cbor2.dumps(payload), root, kid_of(root.public_key()))

@@ -3,7 +3,8 @@
 The demo, the benchmarks and the test suite all start from one, so that what
 they run is one wiring, not three copies of it. `World.create` makes, in one
 folder, the phone-token issuers (`naver`, `kakao`, `pass`, each in its own
-folder as `qrgate issuer new` makes it), a `rogue` key nobody trusts, the
+folder as `qrgate issuer new` makes it), the card issuer `centre` (a community
+centre signing printed cards that live a year), a `rogue` key nobody trusts, the
 root, the health authority's pair, an EU DCC document signer for `KR`, and
 a trust list (seq 1) that the root signed and that names them all but the
 rogue, and the venue secret its doors share tokens' hashes under (`venue.secret`,
@@ -25,6 +26,7 @@ from firmware.passback import secret as venue_secret
 from lab import dcc_issuer, revocation, signers
 
 APPS = ("naver", "kakao", "pass")
+CARD_DAYS = 365
 
 
 @dataclass
@@ -33,15 +35,17 @@ class World:
     issuers: dict[str, signers.Issuer]  # by name: every one of APPS, all trusted
     rogue: signers.Issuer
     dsc: dcc_issuer.Signer
+    centre: signers.Issuer  # the card issuer, trusted for cards of up to CARD_DAYS
 
     @classmethod
     def create(cls, folder: Path, issued_at: int | None = None) -> World:
         folder = Path(folder)
         world = cls(folder, {name: signers.new_issuer(name, folder / name) for name in APPS},
-                    signers.new_issuer("rogue", folder / "rogue"), dcc_issuer.new_signer(folder / "dsc", country="KR"))
+                    signers.new_issuer("rogue", folder / "rogue"), dcc_issuer.new_signer(folder / "dsc", country="KR"),
+                    signers.new_issuer("centre", folder / "centre", card_days=CARD_DAYS))
         signers.new_root(world.root_dir)
         signers.new_authority(world.authority_dir)
-        world.trust_file.write_bytes(world.trust_list(world.issuers.values(), seq=1, issued_at=issued_at))
+        world.trust_file.write_bytes(world.trust_list(world.trusted, seq=1, issued_at=issued_at))
         venue_secret.write_new(world.venue_secret)
         return world
 
@@ -49,7 +53,13 @@ class World:
     def load(cls, folder: Path) -> World:
         folder = Path(folder)
         return cls(folder, {name: signers.load_issuer(folder / name) for name in APPS},
-                   signers.load_issuer(folder / "rogue"), dcc_issuer.load_signer(folder / "dsc"))
+                   signers.load_issuer(folder / "rogue"), dcc_issuer.load_signer(folder / "dsc"),
+                   signers.load_issuer(folder / "centre"))
+
+    @property
+    def trusted(self) -> list[signers.Issuer]:
+        """Every issuer the world's first trust list names: the phone apps and the card issuer."""
+        return [*self.issuers.values(), self.centre]
 
     @property
     def naver(self) -> signers.Issuer:
@@ -93,6 +103,10 @@ class World:
         """A phone token from `issuer` (an Issuer or a name; naver by default), issued at `at` (now)."""
         chosen = self.issuers[issuer] if isinstance(issuer, str) else issuer or self.naver
         return signers.mint(chosen, int(at if at is not None else time.time()), **kw)
+
+    def mint_card(self, at: float | None = None, **kw) -> str:
+        """A printed card (KC1) from the card issuer, issued at `at` (now), for its longest life by default."""
+        return signers.mint_card(self.centre, int(at if at is not None else time.time()), **kw)
 
     def mint_dcc(self, at: float | None = None, **kw) -> str:
         """An EU DCC (a vaccination by default) signed by the trusted document signer."""

@@ -196,9 +196,9 @@ def test_missing_file_is_a_config_error_naming_the_file(tmp_path):
         config.load(tmp_path / "nope.toml")
 
 
-def test_a_venue_takes_kp1_tokens_by_default_and_the_dcc_rules_are_the_eus():
+def test_a_venue_takes_phone_tokens_and_cards_by_default_and_the_dcc_rules_are_the_eus():
     cfg = load()
-    assert cfg.policy.accept == ["KP1"]
+    assert cfg.policy.accept == ["KP1", "KC1"]
     assert (cfg.dcc.types, cfg.dcc.vaccination_complete, cfg.dcc.vaccination_min_days) == (["v", "t", "r"], True, 14)
     assert (cfg.dcc.test_max_hours, cfg.dcc.recovery_max_days, cfg.dcc.recheck_s) == (48, 180, 3600)
     cfg = load(policy={"accept": ["DCC"]}, dcc={"types": ["v"], "vaccination_max_days": 270})

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from firmware import strictcbor
 from firmware.store import seal, seal_v1
 from firmware.store.seal import OpeningKey, SealingKey
-from firmware.tokens.verdict import Claims
+from firmware.tokens.verdict import KINDS, Claims
 from firmware.uplink import topics
 
 V1, V2 = 1, 2
@@ -40,7 +40,6 @@ MAX_WIRE = 4096  # a sealed record is at most about 1,450 bytes (X-Wing's is 1,1
 MAX_ID = 64  # an issuer name's length, like a venue's or device's id (topics.ID)
 MAX_UVCI = 256
 RID_BYTES = 16
-KINDS = ("KP1", "DCC")
 
 
 class PlaintextError(ValueError):
@@ -64,7 +63,7 @@ class Visit:
     device: str
     ts: int
     iss: str
-    cti: bytes | str = field(repr=False)  # a KP1 token id, or a DCC's UVCI
+    cti: bytes | str = field(repr=False)  # a KP1 token id, a KC1 card id, or a DCC's UVCI
     kind: str = "KP1"
 
     @classmethod
@@ -170,7 +169,7 @@ class SealedRecord:
         iss, cti, kind = plain["iss"], plain["cti"], plain["kind"]
         if not (isinstance(iss, str) and 0 < len(iss) <= MAX_ID and kind in KINDS):
             raise PlaintextError("the plaintext's issuer or kind is not a visit's")
-        if not (kind == "KP1" and isinstance(cti, bytes) and len(cti) == 16
+        if not (kind in ("KP1", "KC1") and isinstance(cti, bytes) and len(cti) == 16
                 or kind == "DCC" and isinstance(cti, str) and 0 < len(cti) <= MAX_UVCI):
             raise PlaintextError("the plaintext's token id is not one of its kind")
         return {"v": self.version, "rid": self.rid, "venue": self.venue, "device": self.device, "ts": self.ts,

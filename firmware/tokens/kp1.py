@@ -35,7 +35,7 @@ CLAIM_ISS, CLAIM_EXP, CLAIM_IAT, CLAIM_CTI, CLAIM_ATT = 1, 4, 6, 7, -70001
 
 # Every KP1 envelope begins with the same six bytes (cose.parse_eddsa_sign1), so every
 # KP1 body begins with their nine base45 characters: a free first filter for other QR codes.
-_BODY_START = base45.b45encode(bytes.fromhex("d2844da20127")).decode("ascii")
+BODY_START = base45.b45encode(bytes.fromhex("d2844da20127")).decode("ascii")
 
 
 def _time(value: object) -> int:
@@ -44,8 +44,10 @@ def _time(value: object) -> int:
     return value
 
 
-def parse_claims(payload: bytes) -> Claims:
-    """The CWT claims, in preferred serialization like the envelope: one signed token, one encoding."""
+def parse_claims(payload: bytes, max_window: int = MAX_WINDOW, kind: str = "KP1") -> Claims:
+    """The CWT claims, in preferred serialization like the envelope: one signed token, one encoding.
+
+    `max_window` caps exp - iat: 300 s for a phone token, a card's hard cap for a printed card (tokens.kc1)."""
     body = cose.labelled_map(cose.strict_loads(payload))
     if len(body) > MAX_CLAIMS:
         raise cose.CoseError("more than 16 claims")
@@ -59,9 +61,9 @@ def parse_claims(payload: bytes) -> Claims:
     if not (cose.is_array(att) and len(att) <= 16 and all(isinstance(a, str) and len(a) <= 32 for a in att)):
         raise cose.CoseError("att is not a list of short strings")
     iat, exp = _time(body.get(CLAIM_IAT)), _time(body.get(CLAIM_EXP))
-    if not 0 <= exp - iat <= MAX_WINDOW:
-        raise cose.CoseError("validity window is negative or over 300 s")
-    return Claims(iss=iss, iat=iat, exp=exp, cti=cti, att=tuple(att))
+    if not 0 <= exp - iat <= max_window:
+        raise cose.CoseError(f"validity window is negative or over {max_window} s")
+    return Claims(iss=iss, iat=iat, exp=exp, cti=cti, att=tuple(att), kind=kind)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Kp1Verifier:
         if not isinstance(text, str) or len(text) > MAX_TEXT or not text.startswith(PREFIX):
             return rejected(Reason.MALFORMED)
         body = text[len(PREFIX) :]
-        if not body.startswith(_BODY_START):
+        if not body.startswith(BODY_START):
             return rejected(Reason.MALFORMED)
         envelope = cose.parse_eddsa_sign1(b45.decode(body))
         trust = self.trust()
@@ -102,7 +104,8 @@ class Kp1Verifier:
         if envelope.kid in trust.revoked:
             return rejected(Reason.REVOKED_ISSUER)
         issuer = trust.issuers.get(envelope.kid)
-        if issuer is None or not issuer.not_before <= now <= issuer.not_after:
+        # A card issuer's key signs printed cards (tokens.kc1), never a phone token.
+        if issuer is None or issuer.card_days or not issuer.not_before <= now <= issuer.not_after:
             return rejected(Reason.UNKNOWN_ISSUER)
         if not envelope.verify(issuer.key):
             return rejected(Reason.BAD_SIGNATURE)

@@ -59,6 +59,9 @@ class IssuerKey:
     key: Ed25519PublicKey
     not_before: int
     not_after: int
+    # A card issuer (a community centre, a district office) signs printed entry cards (tokens.kc1) that live up to
+    # this many days, and nothing else; 0 is a phone-token issuer, whose KP1 tokens live seconds.
+    card_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class TrustList:
     dsc: tuple[bytes, ...] = ()  # document signer certificates (EU DCC), DER
     authority: tuple[AuthorityKey, ...] = ()  # the sealing keys the root vouches for
     rules: RuleSet = RuleSet()  # the member states' DCC business rules and their value sets
+    # Revoked printed cards: each a keyed hash of the card's kid and id under card_key (tokens.kc1.revocation_hash),
+    # so the list names no card to whoever reads it without the card in hand.
+    card_key: bytes = b""
+    card_revoked: frozenset[bytes] = frozenset()
     raw: bytes = field(default=b"", repr=False)  # the signed bytes, as kept on disk
 
     def expired(self, now: float) -> bool:
@@ -116,6 +123,9 @@ MAX_CODES = 4096  # codes in one value set
 MAX_CODE = 128
 MAX_TIME = 1 << 40
 MAX_ISS = 64  # kp1's limit on an issuer name
+MAX_CARD_DAYS = 1830  # five years: a printed card's longest life, whatever its issuer's entry says
+MAX_CARD_REVOKED = 16384  # a revoked card leaves the list once it has expired
+CARD_KEY_BYTES = CARD_HASH_BYTES = 16
 
 
 def _time(r: strictcbor.Reader, name: str) -> int:
@@ -145,6 +155,13 @@ def _exactly(r: strictcbor.Reader, name: str, want: str) -> str:
     return r.one_of({want.encode(): want}, name)
 
 
+def _card_days(r: strictcbor.Reader) -> int:
+    days = r.uint("card_days")
+    if not 0 < days <= MAX_CARD_DAYS:
+        raise strictcbor.CborError(f"its card_days is not 1-{MAX_CARD_DAYS}")
+    return days
+
+
 def _iss(r: strictcbor.Reader) -> str:
     iss = r.tstr("issuer name")
     if not 0 < len(iss) <= MAX_ISS:
@@ -159,6 +176,7 @@ _ISSUER = _schema({
     "key": lambda r: _fixed(r, "issuer key", 32),
     "not_before": lambda r: _time(r, "not_before"),
     "not_after": lambda r: _time(r, "not_after"),
+    "card_days": _card_days,
 })
 _AUTHORITY = _schema({
     "alg": lambda r: r.one_of({alg.encode(): alg for alg in seal.BY_ALG}, "authority alg"),
@@ -168,7 +186,7 @@ _AUTHORITY = _schema({
 })
 
 
-_ISSUER_KEYS = tuple(key for key, _ in _ISSUER.values())
+_ISSUER_KEYS = ("kid", "iss", "alg", "key", "not_before", "not_after")  # card_days is there for card issuers only
 _AUTHORITY_KEYS = tuple(key for key, _ in _AUTHORITY.values())
 
 
@@ -178,7 +196,7 @@ def _issuer(r: strictcbor.Reader) -> IssuerKey:
         key = Ed25519PublicKey.from_public_bytes(f["key"])
     except ValueError:
         raise TrustListError("trust list issuer key is not an Ed25519 key") from None
-    return IssuerKey(f["kid"], f["iss"], f["alg"], key, f["not_before"], f["not_after"])
+    return IssuerKey(f["kid"], f["iss"], f["alg"], key, f["not_before"], f["not_after"], f.get("card_days", 0))
 
 
 def _authority(r: strictcbor.Reader) -> AuthorityKey:
@@ -239,6 +257,8 @@ _PAYLOAD = _schema({
     "authority": lambda r: _many(r, "authority", MAX_AUTHORITY, _authority),
     "dcc_rules": lambda r: _many(r, "dcc_rules", MAX_RULES, lambda r: r.tstr("dcc rule")),
     "valuesets": _valuesets,
+    "card_key": lambda r: _fixed(r, "card_key", CARD_KEY_BYTES),
+    "card_revoked": lambda r: r.bstrs(r.array("card_revoked", MAX_CARD_REVOKED), CARD_HASH_BYTES, "revoked cards"),
 })
 
 
@@ -258,6 +278,8 @@ def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
         rules = dcc_rules.rule_set(body.get("dcc_rules", ()), body.get("valuesets", {}))
     except dcc_rules.RuleError as exc:
         raise TrustListError(f"trust list dcc_rules: {exc}") from None
+    if body.get("card_revoked") and "card_key" not in body:
+        raise TrustListError("trust list payload: its card_revoked comes without a card_key")
     return TrustList(
         seq=body["seq"],
         issued_at=body["issued_at"],
@@ -267,5 +289,7 @@ def parse(data: bytes, root: Ed25519PublicKey | None) -> TrustList:
         dsc=tuple(body.get("dsc", ())),
         authority=tuple(body.get("authority", ())),
         rules=rules,
+        card_key=body.get("card_key", b""),
+        card_revoked=frozenset(body.get("card_revoked", ())),
         raw=data,
     )

@@ -6,6 +6,10 @@ import enum
 from dataclasses import dataclass, field
 
 
+# The token kinds, by the prefix of their QR text: KP1 phone entry tokens, KC1 printed entry cards, EU DCCs (HC1).
+KINDS = ("KP1", "KC1", "DCC")
+
+
 class Kind(str, enum.Enum):
     ACCEPTED = "accepted"
     ALREADY_CHECKED_IN = "already_checked_in"
@@ -49,8 +53,8 @@ class Reason(str, enum.Enum):
 class Claims:
     """The claims of a verified token. `cti` is personal: it is kept out of repr and logs.
 
-    For a KP1 token `cti` is its 16-byte token id; for a DCC it is the UVCI (text),
-    which the sealed record carries in the token id's place.
+    For a KP1 token `cti` is its 16-byte token id, for a KC1 printed card its 16-byte card id; for a DCC it is
+    the UVCI (text), which the sealed record carries in the token id's place.
     """
 
     iss: str
@@ -63,7 +67,8 @@ class Claims:
     @property
     def seen_key(self) -> bytes:
         """What the store remembers (as a keyed hash) to answer "already checked in"; kinds never collide."""
-        return self.cti if isinstance(self.cti, bytes) else b"DCC\0" + self.cti.encode()
+        cti = self.cti if isinstance(self.cti, bytes) else self.cti.encode()
+        return cti if self.kind == "KP1" else self.kind.encode() + b"\0" + cti
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from firmware.errors import TrustListError
 from firmware.keys import kid_of
 from lab.signers import Issuer
 from lab import dcc_issuer
-from firmware.tokens import cose, dcc_policy, kp1, trustlist
+from firmware.tokens import cose, dcc_policy, kc1, kp1, trustlist
 from firmware.tokens.dcc_verifier import DccVerifier
 from firmware.tokens.verdict import Kind, Reason
 from firmware.tokens.verifier import TokenVerifier
@@ -167,7 +167,8 @@ def test_the_dispatch_follows_policy_accept(signer):
     issuer = Issuer("naver", Ed25519PrivateKey.generate())
     root = Ed25519PrivateKey.generate()
     tl = trustlist.parse(signers.build_trust_list(root, [issuer], seq=1, issued_at=NOW, dsc=[signer.der]), root.public_key())
-    both = TokenVerifier(kp1.Kp1Verifier(lambda: tl), DccVerifier(lambda: tl, RULES), ("KP1", "DCC"))
+    both = TokenVerifier(kp1.Kp1Verifier(lambda: tl), DccVerifier(lambda: tl, RULES), kc1.Kc1Verifier(lambda: tl),
+                         ("KP1", "DCC"))
     token, pass_ = signers.mint(issuer, NOW), mint(signer)
     assert [both.verify(t, NOW).kind for t in (token, pass_)] == [Kind.ACCEPTED, Kind.ACCEPTED]
     only_dcc = dataclasses.replace(both, accept=("DCC",))

@@ -207,7 +207,7 @@ def test_a_venue_takes_phone_tokens_and_cards_by_default_and_the_dcc_rules_are_t
 
 @pytest.mark.parametrize("sections, named", [
     ({"policy": {"accept": []}}, "policy.accept must name at least one"),
-    ({"policy": {"accept": ["QR"]}}, "policy.accept: 'QR' is not one of KP1, DCC"),
+    ({"policy": {"accept": ["QR"]}}, "policy.accept: 'QR' is not one of KP1, KC1, DCC"),
     ({"dcc": {"types": []}}, "dcc.types must not be empty"),
     ({"dcc": {"types": ["x"]}}, "dcc.types: 'x' is not one of v, t, r"),
     ({"dcc": {"test_max_hours": 0}}, "dcc.test_max_hours: 0 is outside 1..720"),

@@ -64,7 +64,7 @@ def parse_time(text: str) -> int:
 
 
 def _token_id(cti) -> str:
-    """A KP1 token id is 16 bytes (hex); a DCC's is its UVCI, already text."""
+    """A KP1 token id or a KC1 card id is 16 bytes (hex); a DCC's is its UVCI, already text."""
     return cti.hex() if isinstance(cti, bytes) else str(cti)
 
 

@@ -128,7 +128,8 @@ def run(
         share = passback.build(config.passback.secret, config.mqtt.enabled, topics.passback(dev.venue))
 
         def snapshot() -> dict[str, Any]:
-            return health.snapshot(stats, store, faults, trust, guard.sync, link.uplink, camera, share.status())
+            return health.snapshot(stats, store, faults, trust, guard.sync, link.uplink, camera, share.status(),
+                                   config.cards.daily_visits_alert if "KC1" in config.policy.accept else None)
 
         def write_status() -> None:
             try:

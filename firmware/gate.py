@@ -15,6 +15,7 @@ from firmware.faults import Faults
 from firmware.leds import patterns
 from firmware.leds.patterns import Pattern
 from firmware.readiness import AUTHORITY_KEY_NOT_LISTED
+from firmware.store.buffer import local_day
 from firmware.store.records import SealedRecord, Visit
 from firmware.store.seal import SealingKey
 from firmware.tokens.verdict import Kind, Verdict
@@ -28,9 +29,10 @@ class Verifier(Protocol):
 
 
 class VisitStore(Protocol):
-    def admit(self, cti: bytes, seen_until: int, now: int, make_record: Callable[[], SealedRecord]) -> bool:
+    def admit(self, cti: bytes, seen_until: int, now: int, make_record: Callable[[], SealedRecord],
+              day: int | None = None) -> bool:
         """True for a new visit, False for a token already seen; returns only once durable, else raises
-        StorageError (store.buffer.SqliteRecordStore)."""
+        StorageError (store.buffer.SqliteRecordStore). A new visit with a `day` is counted under it."""
 
 
 class Ready(Protocol):
@@ -102,7 +104,7 @@ class Gate:
 
         try:
             new = self.store.admit(claims.seen_key, seen_until=verdict.seen_until, now=int(now),
-                                   make_record=make_record)
+                                   make_record=make_record, day=local_day(now) if claims.kind == "KC1" else None)
         except StorageError as exc:
             self.faults.set("storage", str(exc))
             return Answer(None, patterns.FAULT, "storage_failed")

@@ -13,7 +13,7 @@ from firmware import __version__
 from firmware.clock import ClockSync
 from firmware.faults import Faults
 from firmware.stats import Stats
-from firmware.store.buffer import SqliteRecordStore
+from firmware.store.buffer import SqliteRecordStore, local_day
 from firmware.trust import TrustStore
 from firmware.store.statefiles import write_atomic
 from firmware.uplink.mqtt import MqttUplink
@@ -28,9 +28,10 @@ RULE_FAILED = "rejected:rule_failed:"  # gate.Answer.tally of a failed business 
 
 def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trust: TrustStore, clock: ClockSync,
              uplink: MqttUplink | None = None, camera: "SupervisedCamera | None" = None,
-             passback: dict[str, Any] | None = None) -> dict[str, Any]:
+             passback: dict[str, Any] | None = None, card_alert: int | None = None) -> dict[str, Any]:
     """`store` None: it could not be opened (the storage fault says why), so nothing is known of the queue.
-    `passback`: the venue share's status (firmware.passback.share): which memory answers, and its counts."""
+    `passback`: the venue share's status (firmware.passback.share): which memory answers, and its counts.
+    `card_alert`: `[cards] daily_visits_alert`, where the venue takes printed cards."""
     depth, oldest = store.depth() if store is not None else (None, None)
     now = time.time()
     current = trust.current()
@@ -57,6 +58,7 @@ def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trus
             "reconnects": uplink.reconnects,
         },
         "passback": passback,
+        "cards_today": None if store is None or card_alert is None else cards_today(store, now, card_alert),
         "clock_sync": clock.synchronised(),
         "trust_seq": current.seq if current else None,
         "trust_not_after": current.not_after if current else None,
@@ -67,6 +69,14 @@ def snapshot(stats: Stats, store: SqliteRecordStore | None, faults: Faults, trus
         # A number beside the names: a metrics exporter reads numbers, not the keys of an object.
         "fault_count": len(active),
     }
+
+
+def cards_today(store: SqliteRecordStore, now: float, alert: int) -> dict[str, int]:
+    """Today's printed-card visits as counts: how many cards, how many visits, the most by one card, and how many
+    cards came more often than `alert` (a card copied and passed round shows so). Never which card."""
+    visits = store.card_visits(local_day(now))
+    return {"cards": len(visits), "visits": sum(visits), "most_by_one_card": visits[0] if visits else 0,
+            "over_alert": sum(1 for n in visits if n > alert), "alert": alert}
 
 
 def write_file(path: Path, snapshot: dict[str, Any]) -> None:

@@ -38,7 +38,15 @@ CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
 CREATE TABLE IF NOT EXISTS seen (h BLOB PRIMARY KEY, expires INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS card_visits (h BLOB NOT NULL, day INTEGER NOT NULL, visits INTEGER NOT NULL,
+                                        PRIMARY KEY (h, day)) WITHOUT ROWID;
 """
+
+
+def local_day(t: float) -> int:
+    """The device's local date as a day number: the day a card's visits are counted under (its time zone is the
+    one a technician set, UTC on a fresh image)."""
+    return int((t + time.localtime(t).tm_gmtoff) // 86400)
 
 
 class SqliteRecordStore:
@@ -90,11 +98,14 @@ class SqliteRecordStore:
     def seen_hash(self, cti: bytes) -> bytes:
         return hmac.new(self._seen_key, cti, hashlib.sha256).digest()[:16]
 
-    def admit(self, cti: bytes, seen_until: int, now: int, make_record: Callable[[], SealedRecord]) -> bool:
+    def admit(self, cti: bytes, seen_until: int, now: int, make_record: Callable[[], SealedRecord],
+              day: int | None = None) -> bool:
         """Record a visit unless its token was already seen and still in its window.
 
         Returns True for a new visit, False for "already checked in"; either way
         only once what it answers is durable. Raises StorageError if it cannot be.
+        `day`: a printed card's new visit is also counted under this local day, by the token's keyed hash
+        (`card_visits`), so that status can tell how often one card came today (a copied card shows so).
         """
         h = self.seen_hash(cti)
         with self._lock:
@@ -111,6 +122,9 @@ class SqliteRecordStore:
                 self._db.execute(
                     "INSERT INTO records (rid, ts, wire) VALUES (?, ?, ?)", (record.rid, record.ts, record.wire())
                 )
+                if day is not None:
+                    self._db.execute("INSERT INTO card_visits (h, day, visits) VALUES (?, ?, 1) "
+                                     "ON CONFLICT (h, day) DO UPDATE SET visits = visits + 1", (h, day))
                 self._db.execute("COMMIT")
                 return True
             except sqlite3.Error as exc:
@@ -126,6 +140,13 @@ class SqliteRecordStore:
                 self._db.execute("ROLLBACK")
         except sqlite3.Error:
             logger.exception("rollback failed")
+
+    def card_visits(self, day: int) -> list[int]:
+        """Each card's count of visits on `day`, most first: counts only, never which card."""
+        with self._lock:
+            rows = self._db.execute("SELECT visits FROM card_visits WHERE day = ? ORDER BY visits DESC",
+                                    (day,)).fetchall()
+        return [n for (n,) in rows]
 
     def after(self, position: int | None, limit: int) -> list[tuple[int, bytes, bytes]]:
         """Up to `limit` records after `position`, oldest first, as (position, rid, wire).
@@ -153,10 +174,12 @@ class SqliteRecordStore:
                 raise StorageError(f"cannot update the store: {exc}") from None
 
     def purge(self, now: int) -> int:
-        """Drop records older than 28 days (delivered or not) and seen hashes past their window."""
+        """Drop records older than 28 days (delivered or not), seen hashes past their window, and cards' counts of
+        days before today."""
         with self._lock:
             n = self._write("DELETE FROM records WHERE ts < ?", (now - RETENTION_S,))
             self._write("DELETE FROM seen WHERE expires < ?", (now,))
+            self._write("DELETE FROM card_visits WHERE day < ?", (local_day(now),))
             self._deleted += n
         self.scrub()
         return n

@@ -130,6 +130,15 @@ def _passback(d: dict[str, Any]) -> str:
     return f"per door only ({p['why']})"
 
 
+def _cards(d: dict[str, Any]) -> str:
+    """Today's printed-card visits, and the cards seen more often than the venue's alert (docs/cards.md)."""
+    c = d.get("cards_today")
+    if not d["running"] or not c:
+        return "-"
+    line = f"{c['visits']} visits by {c['cards']} cards, at most {c['most_by_one_card']} by one card"
+    return line + (f"; {c['over_alert']} cards OVER {c['alert']} visits (copied?)" if c["over_alert"] else "")
+
+
 def _revocation(r: dict[str, Any]) -> str:
     """The list in force (seq, entries, age) and the next one while its bodies come."""
     if "error" in r:
@@ -168,6 +177,7 @@ def render(report: dict[str, Any], now: float | None = None) -> str:
         ("broker", "disabled" if d["running"] and broker is None else "-" if not broker else
          f"{'connected' if broker['connected'] else 'DISCONNECTED'}, {broker['reconnects']} reconnects"),
         ("passback", _passback(d)),
+        ("cards today", _cards(d)),
         ("dcc rules", "-" if not d["running"] else ", ".join(
             f"{rule} failed {n}x" for rule, n in (d.get("rules_failed") or {}).items()) or "none failed"),
         ("clock", "synchronised" if report["clock_sync"] else "NOT synchronised"

@@ -10,7 +10,7 @@ from firmware.errors import StorageError
 from firmware.faults import Faults
 from firmware.gate import Gate
 from firmware.leds import patterns
-from firmware.store.buffer import SqliteRecordStore
+from firmware.store.buffer import SqliteRecordStore, local_day
 from firmware.readiness import AUTHORITY_KEY_NOT_LISTED
 from firmware.store.records import SealedRecord
 from firmware.store.seal import OpeningKey
@@ -19,8 +19,8 @@ from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 NOW = 1_800_000_000
 
 
-def accepted() -> Verdict:
-    claims = Claims(iss="naver", iat=NOW, exp=NOW + 15, cti=os.urandom(16))
+def accepted(kind: str = "KP1") -> Verdict:
+    claims = Claims(iss="naver", iat=NOW, exp=NOW + 15, cti=os.urandom(16), kind=kind)
     return Verdict(Kind.ACCEPTED, None, claims, seen_until=NOW + 20)
 
 
@@ -46,8 +46,10 @@ class Store:
     def __init__(self, events: list, fail: bool = False, seen: bool = False):
         self.events, self.fail, self.seen = events, fail, seen
         self.records = []
+        self.days: list[int | None] = []
 
-    def admit(self, cti: bytes, seen_until: int, now: int, make_record) -> bool:
+    def admit(self, cti: bytes, seen_until: int, now: int, make_record, day: int | None = None) -> bool:
+        self.days.append(day)
         if self.fail:
             raise StorageError("the card is full")
         if self.seen:
@@ -237,3 +239,11 @@ def test_an_answer_is_tallied_by_verdict_reason_and_failed_rule():
     assert gate(accepted(), Store(events), events).decide("KP1:…", NOW).tally == "accepted"
     blocked = gate(accepted(), Store(events), events, blocked="no_trust_list").decide("KP1:…", NOW)
     assert (blocked.tally, blocked.rule) == ("fault:no_trust_list", None)
+
+
+def test_only_a_printed_card_is_counted_under_the_local_day():
+    events: list = []
+    store = Store(events)
+    for kind in ("KP1", "KC1", "DCC"):
+        gate(accepted(kind), store, events).decide("…", NOW)
+    assert store.days == [None, local_day(NOW), None]

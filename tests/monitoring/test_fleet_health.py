@@ -132,9 +132,10 @@ def prometheus_config(folder: Path, exporter_port: int) -> Path:
 
 
 def device_config(folder: Path, world, broker: ShippedBroker) -> Path:
-    """cafe-1:door-1 with its own certificate, one visitor in view for good, its status every second."""
+    """cafe-1:door-1 with its own certificate, one visitor with a printed card in view for good, its status every
+    second."""
     tls = broker.identity("cafe-1:door-1")
-    frames = write_frames(folder / "frames", [world.mint(ttl=300)])
+    frames = write_frames(folder / "frames", [world.mint_card()])
     text = world.config_toml(folder / "state", frames, mqtt_port=broker.port, camera="loop = true",
                              decoder="hold_s = 60", mqtt="status_interval_s = 1.0")
     text = text.replace("tls = false\n", f'tls = true\nca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n')
@@ -192,6 +193,9 @@ def test_prometheus_sees_the_device_and_the_ingest_then_their_offline_alerts_go_
             wait_until(lambda: (prometheus.value("qrgate_online", DOOR), prometheus.value("qrgate_queue_depth", DOOR),
                                 prometheus.value("qrgate_faults", DOOR)) == (1, 1, 1), timeout=30)
             assert prometheus.value("qrgate_trust_seq", DOOR) == 1  # the world's trust list
+            # Nested fields of the status, read by their dotted paths: one card came today, no card too often.
+            wait_until(lambda: (prometheus.value("qrgate_card_visits_today", DOOR),
+                                prometheus.value("qrgate_cards_over_alert", DOOR)) == (1, 0))
             labels = prometheus.series("qrgate_queue_depth", DOOR)
             assert labels == {"__name__": "qrgate_queue_depth", "job": "qrgate-fleet",
                               "instance": f"127.0.0.1:{exporter_port}", **DOOR}  # topic and sensor dropped

@@ -10,7 +10,8 @@ import pytest
 
 from firmware.errors import StorageError
 from lab.signers import new_authority
-from firmware.store.buffer import RETENTION_S, CorruptStore, SqliteRecordStore, inspect, kept_aside, set_aside
+from firmware.store.buffer import (RETENTION_S, CorruptStore, SqliteRecordStore, inspect, kept_aside, local_day,
+                                   set_aside)
 from firmware.store.records import SealedRecord, Visit
 from firmware.tokens.verdict import Claims
 
@@ -423,3 +424,30 @@ def test_records_of_every_kind_and_issuer_have_one_length_on_the_card(store_setu
     with sqlite3.connect(store_setup.path) as db:
         lengths = [n for (n,) in db.execute("SELECT length(wire) FROM records")]
     assert len(lengths) == len(shown) and len(set(lengths)) == 1
+
+
+def test_a_cards_new_visits_are_counted_per_day_and_repeats_within_the_window_are_not(store_setup):
+    day = local_day(NOW)
+
+    def card(token: bytes, now: int, on: int | None = day) -> bool:
+        return store_setup.store.admit(token, seen_until=now + 60, now=now, make_record=store_setup.record(token, now),
+                                       day=on)
+
+    assert card(cti(1), NOW) and not card(cti(1), NOW + 30)  # already checked in: not a second visit
+    assert card(cti(1), NOW + 61) and card(cti(1), NOW + 200) and card(cti(2), NOW + 5)
+    assert card(cti(3), NOW + 6, on=None)  # a phone token is not counted
+    assert card(cti(2), NOW + 86400, on=day + 1)
+    assert store_setup.store.card_visits(day) == [3, 1] and store_setup.store.card_visits(day + 1) == [1]
+    assert reopen(store_setup).card_visits(day) == [3, 1]  # a restart forgets nothing
+    store_setup.store.purge(NOW + 86400)  # the next day: yesterday's counts go
+    assert store_setup.store.card_visits(day) == [] and store_setup.store.card_visits(day + 1) == [1]
+
+
+def test_a_cards_daily_count_is_kept_under_its_keyed_hash_never_its_id(store_setup):
+    store_setup.store.admit(cti(9), seen_until=NOW + 60, now=NOW, make_record=store_setup.record(cti(9)),
+                            day=local_day(NOW))
+    db = sqlite3.connect(store_setup.path)
+    [(h,)] = db.execute("SELECT h FROM card_visits").fetchall()
+    db.close()
+    on_card = b"".join(p.read_bytes() for p in store_setup.path.parent.glob(store_setup.path.name + "*"))
+    assert h == store_setup.store.seen_hash(cti(9)) and cti(9) not in on_card

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware import cli
-from firmware.technician import sysinfo
+from firmware.technician import status as status_module, sysinfo
 from firmware import health
 from tests.conftest import load, running_daemon, wait_until, write_frames
 
@@ -69,6 +69,8 @@ def test_a_running_daemon_at_a_glance(tmp_path, world, pins, broker, capsys):
     assert d["rules_failed"] == {} and re.search(r"\ndcc rules +none failed\n", text)
     assert d["workers"]["workers_replaced"] == 0 and d["workers"]["recovered"] >= 0
     assert re.search(r"\ndecode workers +\d+ frames read, \d+ too late, \d+ displaced, replaced 0x\n", text)
+    assert d["cards_today"] == {"cards": 0, "visits": 0, "most_by_one_card": 0, "over_alert": 0, "alert": 4}
+    assert re.search(r"\ncards today +0 visits by 0 cards, at most 0 by one card\n", text)
 
 
 def test_no_daemon_no_store_is_said_plainly_with_exit_1(tmp_path, world, capsys):
@@ -125,3 +127,10 @@ def test_the_daemons_report_is_readable_by_a_technician_past_the_units_umask(tmp
     finally:
         os.umask(old)
     assert (tmp_path / "run" / health.FILE).stat().st_mode & 0o777 == 0o644
+
+
+def test_cards_seen_more_often_than_the_alert_are_called_out_and_a_venue_without_cards_shows_none():
+    running = {"running": True, "cards_today": {"cards": 3, "visits": 11, "most_by_one_card": 6, "over_alert": 1,
+                                                "alert": 4}}
+    assert status_module._cards(running) == "11 visits by 3 cards, at most 6 by one card; 1 cards OVER 4 visits (copied?)"
+    assert status_module._cards({"running": True, "cards_today": None}) == "-"

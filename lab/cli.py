@@ -43,13 +43,43 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
                        ("authority", "the health authority's HPKE key pair")):
         s = sub.add_parser(name, help=what).add_subparsers(dest="sub", required=True).add_parser("new", help=what)
         if name == "issuer":
-            s.add_argument("--name", required=True)
+            s.add_argument("--name", required=True, help="its iss, 1 to 64 characters (a card issuer's: printable "
+                           "ASCII, as it is printed on its cards)")
+            s.add_argument("--card-days", type=int, metavar="N",
+                           help="make a card issuer, whose key signs printed entry cards (`qrgate card issue`) "
+                                "living up to N days (1..1830), and no phone token; without it, a phone-token issuer")
         if name == "authority":
             s.add_argument("--suite", choices=tuple(seal.BY_ALG), default=seal.DEFAULT.alg,
                            help=f"the HPKE KEM visits are sealed with (default {seal.DEFAULT.alg}: post-quantum "
                                 "hybrid; X25519 for what devices of version 1 sealed to)")
         s.add_argument("--out", required=True, type=Path)
         s.set_defaults(func=lazy(f"lab.commands:cmd_{name}_new"))
+    card = sub.add_parser("card", help="a card issuer's printed entry cards (KC1), for visitors without a "
+                          "smartphone").add_subparsers(dest="sub", required=True)
+    s = card.add_parser("issue", help="sign one card, add it to the issuer's register, write it to print: one JSON "
+                        "line (its number, kid, expiry, file)")
+    s.add_argument("--issuer", required=True, type=Path, help="a card issuer's folder (qrgate issuer new --card-days)")
+    s.add_argument("--days", type=positive_int, metavar="N", help="the card's life in days (default: the "
+                   "issuer's card days, its longest)")
+    s.add_argument("--att", action="append", default=[], choices=("age14", "age19", "vax"),
+                   help="an attribute signed into the card for the door's [policy] require; never printed on it "
+                        "(repeatable)")
+    s.add_argument("--out", required=True, type=Path, metavar="FILE.pdf|FILE.png",
+                   help="the card, 85.6 x 54 mm: a vector PDF of that page size, or a 600 dpi PNG; print at 100%%")
+    s.add_argument("--register", required=True, type=Path, metavar="FILE.csv",
+                   help="the issuer's register, one line a card, created (mode 0600) if missing: number, card id, "
+                        "kid, dates, attributes, and no name (keep who holds a number in your own files)")
+    s.set_defaults(func=lazy("lab.cards.commands:cmd_card_issue"))
+    s = card.add_parser("revoke", help="revoke a lost or stolen card by the number printed on it: its kid:card_id "
+                        "is added to FILE, which the centre sends to the health authority; the card is refused "
+                        "at the doors once a trust list built with `qrgate trust build --revoked-cards FILE` "
+                        "reaches them")
+    s.add_argument("--register", required=True, type=Path, metavar="FILE.csv", help="the issuer's register")
+    s.add_argument("number", help="the card's number, e.g. \"1234 5678 9012\" (spaces and dashes allowed; its "
+                   "last digit is checked)")
+    s.add_argument("--out", required=True, type=Path, metavar="FILE",
+                   help="the revoked-cards file to append to (created 0600 if missing); send all of it each time")
+    s.set_defaults(func=lazy("lab.cards.commands:cmd_card_revoke"))
     s = sub.add_parser("venue-secret", help="a venue's anti-passback secret").add_subparsers(
         dest="sub", required=True).add_parser("new", help="32 random bytes, mode 0600, for `qrgate provision "
                                               "--venue-secret` on each of the venue's devices (never replaced)")
@@ -57,7 +87,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.set_defaults(func=lazy("lab.commands:cmd_venue_secret_new"))
     s = groups["trust"].add_parser("build", help="a trust list signed with the root key")
     s.add_argument("--root", required=True, type=Path)
-    s.add_argument("--issuer", action="append", default=[], type=Path, help="a KP1 issuer folder (repeatable)")
+    s.add_argument("--issuer", action="append", default=[], type=Path,
+                   help="an issuer folder, phone-token (KP1) or card (KC1) (repeatable)")
     s.add_argument("--dsc", action="append", default=[], type=Path, metavar="CERT",
                    help="an EU DCC document signer certificate, PEM or DER, or a `qrgate dcc signer new` folder")
     s.add_argument("--authority-key", action="append", default=[], metavar="PUB[@TIME]",
@@ -71,6 +102,9 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
                         "{id: [code, …]} (repeatable)")
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
+    s.add_argument("--revoked-cards", action="append", default=[], type=Path, metavar="FILE",
+                   help="a card issuer's revoked cards, as `qrgate card revoke` writes them: one kid:card_id in hex "
+                        "a line, blank lines and # comments allowed (repeatable: a file from each centre)")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
     s.add_argument("--issuer-valid-days", type=int, default=365, help="each issuer key's validity (default 365)")
     s.add_argument("--out", required=True, type=Path)

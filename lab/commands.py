@@ -25,8 +25,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_issuer_new(args) -> int:
-    issuer = signers.new_issuer(args.name, args.out)
-    print(json.dumps({"iss": issuer.iss, "kid": issuer.kid.hex(), "out": str(args.out)}))
+    """A phone-token issuer, or with --card-days a card issuer (lab.cards: its name is printed on its cards)."""
+    if args.card_days is not None:
+        from firmware.tokens.trustlist import MAX_CARD_DAYS
+        from lab.cards import fonts
+
+        if not 1 <= args.card_days <= MAX_CARD_DAYS:
+            raise QrgateError(f"--card-days is the longest a card of this issuer lives: 1 to {MAX_CARD_DAYS} days "
+                              f"(five years), not {args.card_days}")
+        if not fonts.printable(args.name):
+            raise QrgateError(f"--name {args.name!r}: a card issuer's name is printed on its cards in the standard "
+                              "PDF fonts, so it is printable ASCII (letters, digits, spaces, punctuation)")
+    issuer = signers.new_issuer(args.name, args.out, card_days=args.card_days or 0)
+    print(json.dumps({"iss": issuer.iss, "kid": issuer.kid.hex(), "out": str(args.out),
+                      **({"card_days": issuer.card_days} if issuer.card_days else {})}))
     return 0
 
 
@@ -66,6 +78,7 @@ def cmd_trust_build(args) -> int:
     issuers = [signers.load_issuer(d) for d in args.issuer]
     dsc = [load_certificate(p).public_bytes(Encoding.DER) for p in args.dsc]
     revoked = [_kid(k) for k in args.revoke]
+    cards = _revoked_cards(args.revoked_cards, issuers, revoked)
     authority = [_authority_key(spec) for spec in args.authority_key]
     if not issuers and not dsc:
         raise QrgateError("a trust list needs at least one --issuer or --dsc")
@@ -77,10 +90,30 @@ def cmd_trust_build(args) -> int:
     data = signers.build_trust_list(root, issuers, args.seq, int(time.time()), valid_days=args.valid_days, revoked=revoked,
                            issuer_valid_days=args.issuer_valid_days, dsc=dsc, authority=authority,
                            dcc_rules=[r for p in args.dcc_rules for r in _rules_file(p)],
-                           valuesets={k: v for p in args.valuesets for k, v in _valuesets_file(p).items()})
+                           valuesets={k: v for p in args.valuesets for k, v in _valuesets_file(p).items()},
+                           card_revoked=cards)
     write_atomic(args.out, data)
     print(json.dumps(describe_trust_list(trustlist.parse(data, root.public_key()), time.time())))
     return 0
+
+
+def _revoked_cards(files: list[Path], issuers: list[signers.Issuer], revoked: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """The (kid, card id) pairs of the centres' revoked-cards files (lab.cards.revoked) whose kid is a card issuer
+    the list trusts; the others are left out, with a note."""
+    from lab.cards import revoked as revoked_cards
+
+    card_kids = {i.kid for i in issuers if i.card_days}
+    pairs, left_out = [], {}
+    for path in files:
+        for kid, cti in revoked_cards.read(path):
+            if kid in card_kids and kid not in revoked:
+                pairs.append((kid, cti))
+            else:
+                left_out[kid] = left_out.get(kid, 0) + 1
+    for kid, count in left_out.items():  # a retired or revoked key's cards are refused at the door already
+        print(f"qrgate: note: {count} revoked card(s) of {kid.hex()} left out: the list trusts no card issuer "
+              "with that kid (is its --issuer folder missing?)", file=sys.stderr)
+    return pairs
 
 
 def _json_file(path: Path) -> object:
@@ -170,6 +203,9 @@ def _kid(text: str) -> bytes:
 
 def cmd_token_mint(args) -> int:
     issuer = signers.load_issuer(args.issuer)
+    if issuer.card_days:
+        raise QrgateError(f"{args.issuer} is a card issuer ({issuer.iss}): its key signs printed cards "
+                          "(`qrgate card issue`), not phone tokens")
     token = signers.mint(issuer, int(time.time()), ttl=args.ttl, att=args.att)
     if args.png:
         from lab import render

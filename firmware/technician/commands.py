@@ -50,9 +50,11 @@ def describe_trust_list(tl: TrustList, now: float) -> dict[str, Any]:
         "not_after": iso(tl.not_after),
         "expired": tl.expired(now),
         "issuers": [{"kid": i.kid.hex(), "iss": i.iss, "not_before": iso(i.not_before), "not_after": iso(i.not_after),
-                     "valid_now": i.not_before <= now <= i.not_after and i.kid not in tl.revoked}
+                     "valid_now": i.not_before <= now <= i.not_after and i.kid not in tl.revoked,
+                     "card_days": i.card_days}  # a card issuer's (KC1), 0 for a phone-token issuer
                     for i in tl.issuers.values()],
         "revoked": sorted(k.hex() for k in tl.revoked),
+        "card_revoked": len(tl.card_revoked),  # printed cards revoked: keyed hashes, a count is all they tell
         "dsc": [describe_signer(kid, cert, now) for kid, certs in tl.dcc_signers.items() for cert in certs],
         "authority": [{"fingerprint": keys.fingerprint(a.sealing_key), "kid": a.sealing_key.kid.hex(), "alg": a.alg,
                        "not_before": iso(a.not_before), "not_after": iso(a.not_after), "valid_now": a.valid(now),

@@ -3,15 +3,18 @@
 It sets up a world from nothing (`lab.world`: issuers, a root, a trust list,
 the health authority), renders a queue of visitors' phones as camera frames
 (valid tokens, an expired one, a forged one, one shown twice, a menu QR, two
-EU vaccination passes, empty frames between visitors), starts Mosquitto on a
+EU vaccination passes, a printed entry card from a community centre, empty
+frames between visitors), starts Mosquitto on a
 free loopback port when it can, runs `firmware.app.run` exactly as
 `qrgate run` does, and prints what happened.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -42,6 +45,7 @@ class Visitor:
     app: str
     token: str
     dark: bool = False
+    card_id: bytes | None = None  # a printed entry card's, held up instead of a phone
 
 
 def _visitors(world: World, start: int) -> list[Visitor]:
@@ -54,6 +58,7 @@ def _visitors(world: World, start: int) -> list[Visitor]:
         return world.mint(name, at=int(t(i)) - 1, **kw)
 
     first = token("naver", 0)
+    card_id = os.urandom(16)
     return [
         Visitor("valid, Naver", "NAVER", first),
         Visitor("valid, Kakao (vax)", "kakaotalk", token("kakao", 1, att=["vax"]), dark=True),
@@ -66,6 +71,8 @@ def _visitors(world: World, start: int) -> list[Visitor]:
         Visitor("valid, Kakao", "kakaotalk", token("kakao", 8)),
         Visitor("EU vaccination pass", "DCC", world.mint_dcc(start)),
         Visitor("EU pass, 1st dose of 2", "DCC", world.mint_dcc(start, dn=1, sd=2)),
+        Visitor("printed card, community centre", "centre", world.mint_card(at=start, cti=card_id),
+                card_id=card_id),
     ]
 
 
@@ -86,12 +93,23 @@ def _render_visitors(visitors: list[Visitor], put: Callable[[np.ndarray], None])
     rng = np.random.default_rng(7)
     bg = render.background(seed=3)
     for v in visitors:
-        phone = render.phone_screen(v.token, v.app, dark=v.dark)
+        phone = (_card(v.token, v.app, v.card_id) if v.card_id else
+                 render.phone_screen(v.token, v.app, dark=v.dark))
         for k in range(CODE_FRAMES):
             put(render.scene(phone, rng, angle=rng.uniform(-8, 8), blur=rng.uniform(0, 1.0),
                              glare=k % 4 == 1, bg=bg))
         for _ in range(GAP_FRAMES):
             put(render.scene(None, rng, bg=bg))
+
+
+def _card(token: str, iss: str, card_id: bytes) -> np.ndarray:
+    """The card as `qrgate card issue` prints it, as the camera sees it about 20 cm away (2.6 px/mm)."""
+    import cv2
+
+    from lab.cards import layout, number, png
+
+    drawn = png.raster(layout.card(token, iss, number.of_card(card_id), dt.date.today()), dpi=200)
+    return cv2.resize(drawn, (round(85.6 * 2.6), round(54 * 2.6)), interpolation=cv2.INTER_AREA)
 
 
 def prepare(world: World, folder: Path, clock: Callable[[], float] = time.time) -> tuple[list[Visitor], int]:
@@ -131,7 +149,7 @@ def _write_config(world: World, port: int, require_sync: bool) -> Path:
     path = world.dir / "qrgate.toml"
     path.write_text(world.config_toml(
         world.dir / "state", world.dir / "frames", port, device='venue = "demo-cafe"', camera=f"fps = {FPS}",
-        policy='accept = ["KP1", "DCC"]', clock=f"require_sync = {str(require_sync).lower()}",
+        policy='accept = ["KP1", "KC1", "DCC"]', clock=f"require_sync = {str(require_sync).lower()}",
         mqtt="status_interval_s = 5\ndrain_on_exit_s = 5", events=f'path = "{world.dir / "events.jsonl"}"'))
     return path
 

@@ -88,7 +88,7 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s = groups["trust"].add_parser("build", help="a trust list signed with the root key")
     s.add_argument("--root", required=True, type=Path)
     s.add_argument("--issuer", action="append", default=[], type=Path,
-                   help="an issuer folder, phone-token (KP1) or card (KC1) (repeatable)")
+                   help="an issuer folder, phone-token (KP1) or card (KC1): its issuer.json and issuer.pub (repeatable)")
     s.add_argument("--dsc", action="append", default=[], type=Path, metavar="CERT",
                    help="an EU DCC document signer certificate, PEM or DER, or a `qrgate dcc signer new` folder")
     s.add_argument("--authority-key", action="append", default=[], metavar="PUB[@TIME]",

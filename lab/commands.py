@@ -75,7 +75,7 @@ def cmd_trust_build(args) -> int:
     from lab.dcc_issuer import load_certificate
 
     root = signers.load_root(args.root)
-    issuers = [signers.load_issuer(d) for d in args.issuer]
+    issuers = [signers.load_listed(d) for d in args.issuer]
     dsc = [load_certificate(p).public_bytes(Encoding.DER) for p in args.dsc]
     revoked = [_kid(k) for k in args.revoke]
     cards = _revoked_cards(args.revoked_cards, issuers, revoked)
@@ -97,7 +97,7 @@ def cmd_trust_build(args) -> int:
     return 0
 
 
-def _revoked_cards(files: list[Path], issuers: list[signers.Issuer], revoked: list[bytes]) -> list[tuple[bytes, bytes]]:
+def _revoked_cards(files: list[Path], issuers: list[signers.ListedIssuer], revoked: list[bytes]) -> list[tuple[bytes, bytes]]:
     """The (kid, card id) pairs of the centres' revoked-cards files (lab.cards.revoked) whose kid is a card issuer
     the list trusts; the others are left out, with a note."""
     from lab.cards import revoked as revoked_cards

@@ -3,8 +3,9 @@
 A token issuer (KP1) and its `mint`, a card issuer and its `mint_card` (KC1), the root that signs trust lists and
 `build_trust_list`, the health authority's sealing pair: made by
 `qrgate issuer|root|authority new`, and read back from the folders those make.
-An issuer folder holds `issuer.key` (Ed25519, PEM) and `issuer.json` (name,
-kid); a root folder `root.key` and `root.pub`; an authority folder
+An issuer folder holds `issuer.key` (Ed25519, PEM), `issuer.pub` and `issuer.json`
+(name, kid, and a card issuer's `card_days`): the issuer sends the authority the
+last two, which `load_listed` reads; a root folder `root.key` and `root.pub`; an authority folder
 `authority.key` and `authority.pub` (firmware.keys: the post-quantum hybrid by default). Private keys are written
 with mode 0600 (firmware.keys, which also reads the public halves a device
 needs).
@@ -20,10 +21,11 @@ from typing import Iterable, Mapping
 
 import base45
 import cbor2
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware.errors import KeyFileError, TrustListError
-from firmware.keys import in_folder, kid_of, load_private, raw_public, write_authority, write_private, write_public
+from firmware.keys import (in_folder, kid_of, load_private, load_public, raw_public, write_authority, write_private,
+                           write_public)
 from firmware.store import seal
 from firmware.store.seal import OpeningKey, SealingKey
 from firmware.tokens import cose, kc1, kp1, trustlist
@@ -37,8 +39,26 @@ class Issuer:
     card_days: int = 0  # a card issuer's: the longest life of a printed card it signs (0: a phone-token issuer)
 
     @property
+    def public(self) -> Ed25519PublicKey:
+        return self.key.public_key()
+
+    @property
     def kid(self) -> bytes:
-        return kid_of(self.key.public_key())
+        return kid_of(self.public)
+
+
+@dataclass(frozen=True)
+class ListedIssuer:
+    """An issuer as the authority knows it: its name, public key and role, from the `issuer.json` and
+    `issuer.pub` it sent. Enough to list it in a trust list; it signs nothing."""
+
+    iss: str
+    public: Ed25519PublicKey
+    card_days: int = 0
+
+    @property
+    def kid(self) -> bytes:
+        return kid_of(self.public)
 
 
 def _new_folder(out: Path, marker: str) -> Path:
@@ -58,6 +78,7 @@ def new_issuer(name: str, out: Path, card_days: int = 0) -> Issuer:
     out = _new_folder(out, "issuer.key")
     issuer = Issuer(name, Ed25519PrivateKey.generate(), card_days)
     write_private(out / "issuer.key", issuer.key)
+    write_public(out / "issuer.pub", issuer.public)  # with issuer.json, what the authority lists it by
     meta: dict[str, object] = {"iss": name, "kid": issuer.kid.hex()}
     if card_days:
         meta["card_days"] = card_days
@@ -68,6 +89,24 @@ def new_issuer(name: str, out: Path, card_days: int = 0) -> Issuer:
 def load_issuer(folder: Path) -> Issuer:
     folder = Path(folder)
     key = load_private(folder / "issuer.key", Ed25519PrivateKey, "Ed25519 issuer key")
+    name, card_days = _issuer_meta(folder)
+    return Issuer(name, key, card_days)
+
+
+def load_listed(folder: Path) -> ListedIssuer:
+    """An issuer's folder as the authority holds it: `issuer.json` and `issuer.pub`, or, where the folder is
+    the issuer's own, the public half of its `issuer.key`."""
+    folder = Path(folder)
+    name, card_days = _issuer_meta(folder)
+    if (folder / "issuer.pub").exists():
+        public = load_public(folder / "issuer.pub", Ed25519PublicKey, "Ed25519 issuer public key")
+    else:
+        public = load_private(folder / "issuer.key", Ed25519PrivateKey, "Ed25519 issuer key").public_key()
+    return ListedIssuer(name, public, card_days)
+
+
+def _issuer_meta(folder: Path) -> tuple[str, int]:
+    """The name and card_days of `issuer.json`, checked."""
     try:
         meta = json.loads((folder / "issuer.json").read_text())
         name, card_days = meta["iss"], meta.get("card_days", 0)
@@ -75,7 +114,7 @@ def load_issuer(folder: Path) -> Issuer:
         raise KeyFileError(f"{folder / 'issuer.json'} is missing or has no 'iss'") from None
     if type(card_days) is not int or not 0 <= card_days <= trustlist.MAX_CARD_DAYS:
         raise KeyFileError(f"{folder / 'issuer.json'}: card_days is not 0-{trustlist.MAX_CARD_DAYS}")
-    return Issuer(str(name), key, card_days)
+    return str(name), card_days
 
 
 def _new_pair(out: Path, name: str, key):
@@ -153,7 +192,7 @@ def _signed(issuer: Issuer, now: int, life: int, att: Iterable[str], cti: bytes 
 
 def build_trust_list(
     root: Ed25519PrivateKey,
-    issuers: Iterable[Issuer],
+    issuers: Iterable[Issuer | ListedIssuer],
     seq: int,
     issued_at: int,
     valid_days: int = 30,
@@ -186,7 +225,7 @@ def build_trust_list(
                 "kid": i.kid,
                 "iss": i.iss,
                 "alg": "EdDSA",
-                "key": raw_public(i.key.public_key()),
+                "key": raw_public(i.public),
                 "not_before": issued_at - 86400,
                 "not_after": issued_at + issuer_valid_days * 86400,
                 **({"card_days": i.card_days} if i.card_days else {}),

@@ -50,10 +50,21 @@ def issue(world: World, out: Path, reg: Path, *extra: str) -> dict:
     return shown
 
 
+def sent_to_the_authority(world: World, name: str, out: Path) -> Path:
+    """What an issuer sends the authority: its issuer.json and issuer.pub, never its private key."""
+    out.mkdir(parents=True, exist_ok=True)
+    for sent in ("issuer.json", "issuer.pub"):
+        shutil.copy(world.dir / name / sent, out / sent)
+    return out
+
+
 def trust(world: World, out: Path, *extra: str | Path) -> trustlist.TrustList:
-    """A trust list from the authority's command naming the card issuer (and naver), as devices would get it."""
-    proc = qrgate("trust", "build", "--root", world.root_dir, "--authority-key", world.authority_dir, "--issuer",
-                  world.dir / "centre", "--issuer", world.dir / "naver", "--seq", "2", "--out", out, *extra)
+    """A trust list from the authority's command naming the card issuer (and naver), as devices would get it,
+    built from the folders the issuers sent (no private key among them)."""
+    held = out.parent / "held-by-the-authority"
+    proc = qrgate("trust", "build", "--root", world.root_dir, "--authority-key", world.authority_dir,
+                  "--issuer", sent_to_the_authority(world, "centre", held / "centre"),
+                  "--issuer", sent_to_the_authority(world, "naver", held / "naver"), "--seq", "2", "--out", out, *extra)
     shown = json.loads(proc.stdout)
     assert {i["iss"]: i["card_days"] for i in shown["issuers"]} == {"centre": 365, "naver": 0}
     return trustlist.parse(out.read_bytes(), keys.load_root_public(world.root_dir))

@@ -71,6 +71,20 @@ def test_verify_from_stdin_one_line_per_token(cli_world):
     assert all(set(o) == {"verdict", "reason", "iss"} for o in lines(proc))
 
 
+def test_token_verify_judges_a_printed_card_and_its_repeat(cli_world):
+    qrgate("issuer", "new", "--name", "Mapo Centre", "--card-days", "30", "--out", str(cli_world / "centre"))
+    qrgate("trust", "build", "--root", str(cli_world / "root"), "--authority-key", str(cli_world / "authority"),
+           "--issuer", str(cli_world / "centre"), "--seq", "2", "--out", str(cli_world / "cards.cose"))
+    png = cli_world / "card.png"
+    qrgate("card", "issue", "--issuer", str(cli_world / "centre"), "--out", str(png), "--register",
+           str(cli_world / "register.csv"))
+    [card] = lines(qrgate("decode", str(png)))[0]["texts"]
+    assert card.startswith("KC1:")
+    out = lines(qrgate("token", "verify", "--trust", str(cli_world / "cards.cose"), "--root", str(cli_world / "root"),
+                       "-", stdin=f"{card}\n{card}\n"))
+    assert [(o["verdict"], o["iss"]) for o in out] == [("accepted", "Mapo Centre"), ("already_checked_in", "Mapo Centre")]
+
+
 def test_mint_png_decodes_back_to_the_token(cli_world):
     png = cli_world / "token.png"
     token = qrgate("token", "mint", "--issuer", str(cli_world / "naver"), "--png", str(png)).stdout.strip()

@@ -343,6 +343,21 @@ def test_revocation_is_judged_after_the_cards_life_and_before_the_venues_policy(
 # --- policy and replay ---------------------------------------------------------------------------------
 
 
+def test_a_refusal_after_the_signature_names_the_cards_issuer_and_before_it_nobody(kc1_setup):
+    # An event names the issuer of a card refused for its own claims (firmware/events.py, the demo's console),
+    # never one whose signature was not checked or whose issuer is not trusted for it.
+    s = kc1_setup
+    text = signers.mint_card(s.centre, NOW, days=1, att=["age19"], cti=CTI)
+    revoked = kc1.Kc1Verifier(trust=lambda: listed(s.root, [s.centre], card_revoked=[(s.centre.kid, CTI)]))
+    for result in (verdict(s, text, NOW + 2 * DAY), verdict(s, text, NOW - DAY), revoked.verify_raising(text, NOW),
+                   verdict(s, text, require=("vax",)), verdict(s, text, used_elsewhere=lambda cti: True)):
+        assert result.kind is Kind.REJECTED and result.iss == "centre" and result.claims.cti == CTI, result
+    forged = signers.mint_card(Issuer("centre", Ed25519PrivateKey.generate(), CARD_DAYS), NOW, kid=s.centre.kid)
+    for result in (verdict(s, forged), verdict(s, card(s.centre, card_claims(s.centre, LIFE + 1))),
+                   verdict(s, card(s.naver, card_claims(s.naver, DAY)))):
+        assert result.kind is Kind.REJECTED and result.iss is None and result.claims is None, result
+
+
 def test_rejects_a_card_missing_a_required_attribute(kc1_setup):
     s = kc1_setup
     assert reason(s, signers.mint_card(s.centre, NOW, att=["age19"]), require=("vax",)) is Reason.MISSING_ATTRIBUTE
@@ -426,12 +441,22 @@ def test_a_claim_of_the_wrong_type_or_range_is_malformed_though_signed(kc1_setup
     assert reason(s, card(s.centre, card_claims(s.centre) | {label: value})) is Reason.MALFORMED
 
 
-def test_text_over_1024_characters_is_malformed_even_if_validly_signed(kc1_setup):
+def _card_of_length(issuer: Issuer, length: int) -> str:
+    """A card whose text is exactly `length` characters: an extra claim of bytes (any label is allowed) the padding."""
+    for n in range(1000):
+        text = card(issuer, card_claims(issuer) | {8: b"x" * n})
+        if len(text) >= length:
+            assert len(text) == length, f"no card of {length} characters"
+            return text
+    raise AssertionError(f"no card of {length} characters")
+
+
+def test_a_card_of_1024_characters_is_read_and_a_longer_one_is_malformed_though_validly_signed(kc1_setup):
     s = kc1_setup
-    short = signers.mint_card(s.centre, NOW, att=["x" * 20] * 16)
-    long = signers.mint_card(s.centre, NOW, att=["x" * 40] * 16)
-    assert len(short) <= kp1.MAX_TEXT < len(long)
-    assert reason(s, short) is None and reason(s, long) is Reason.MALFORMED
+    at_limit = _card_of_length(s.centre, kp1.MAX_TEXT)
+    assert len(at_limit) == 1024 and reason(s, at_limit) is None
+    over = _card_of_length(s.centre, kp1.MAX_TEXT + 2)  # (base45 has no text of 1,021 characters)
+    assert len(over) == 1026 and reason(s, over) is Reason.MALFORMED
 
 
 JUNK = {

@@ -1,4 +1,4 @@
-"""`qrgate fuzz kp1|dcc|trustlist|ingest`: mutated inputs thrown at what reads them, judged by an oracle.
+"""`qrgate fuzz kp1|kc1|dcc|trustlist|ingest`: mutated inputs thrown at what reads them, judged by an oracle.
 
 The claim under test is the issue's: over at least 1,000,000 inputs derived from
 valid tokens, the verifier never lets an exception escape (`verify_raising`) and
@@ -6,9 +6,14 @@ never accepts a text that is not a genuine token of a trusted, unrevoked key.
 
 A `Target` is what the harness needs to know of one token kind: seeds, the
 function under test, the oracle, how COSE bytes become a text, the keys to
-re-sign with and how to spoil its claims. Two exist: KP1 and the EU DCC (`HC1:`,
+re-sign with and how to spoil its claims. Three exist: KP1, KC1 and the EU DCC.
+KP1 phone tokens and KC1 printed cards share one world (phone issuers, card
+issuers, a revoked key of each role, revoked cards in the trust list: each
+target seeds the other role's texts as well as its own) and one claim spoiler,
+told the longest life the re-signing key may sign (300 s; a card issuer's
+card_days). The EU DCC (`HC1:`,
 zlib inside base45, ES256 and PS256 document signers, the door's DccVerifier with
-the default [dcc] rules), which adds its own mutators (the zlib stream, the hcert
+the default [dcc] rules) adds its own mutators (the zlib stream, the hcert
 payload) to the shared ones; see "the DCC target" below for its oracle. The
 wire targets (lab.fuzz.wire: the trust list, the custodian's ingest) bring
 inputs of their own (bytes, MQTT messages) through `Target.mutant` and an oracle
@@ -85,7 +90,7 @@ _PREFIXES = _near_misses("KP1:")  # what a text mutant puts in place of a token'
 class Target:
     """One thing under test: seeds + the verify function + the oracle, and what mutators need.
 
-    A token kind (KP1, DCC) fills in the token fields, which the shared mutators below use; a
+    A token kind (KP1, KC1, DCC) fills in the token fields, which the shared mutators below use; a
     target of other inputs brings `mutant` and `judge` instead and leaves those empty."""
 
     name: str
@@ -304,7 +309,7 @@ def kc1_target(seed: int = 0) -> Target:
     add("revoked_issuer", w.revoked_card, att=())
     # One key, one role: a phone issuer's key signs no card, whatever the card says.
     for phone in w.phones:
-        token = signers.mint(phone, NOW, cti=rng.randbytes(16))
+        token = signers.mint(phone, NOW, att=("vax",), cti=rng.randbytes(16))
         seeds.append(_seed(kc1.PREFIX + token[len(kp1.PREFIX) :], kc1.PREFIX, "unknown_issuer"))  # a token as a card
         signed("unknown_issuer", phone, 30 * day)  # a card's life from a phone issuer's key
         signed("bad_signature", phone, 30 * day, kid=w.cards[0].kid, iss=w.cards[0].iss)  # under a card issuer's kid

@@ -324,8 +324,8 @@ def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
                        *({"id": f"set-{i}", "codes": ["x" * MAX_CODE]} for i in range(MAX_VALUESETS - 1))]},
         # Printed cards: card issuers of the shortest, a middle and the longest life, a few revoked cards; a
         # card_key alone; the most revoked cards a list holds.
-        {**small, "seq": 12, "issuers": [*small["issuers"], *(_issuer_entry(rng.randbytes(8), f"card-{days}", k.keys[4],
-                                                                            card_days=days) for days in (1, 365, 1830))],
+        {**small, "seq": 12, "issuers": [*small["issuers"], *(_issuer_entry(rng.randbytes(8), f"card-{d}", k.keys[4],
+                                                                            card_days=d) for d in (1, 365, 1830))],
          "card_key": k.card_key, "card_revoked": _card_hashes(rng, 3)},
         {**small, "seq": 13, "card_key": rng.randbytes(CARD_KEY_BYTES)},
         {**empty, "seq": 14, "issuers": issuers(3, cards=True), "card_key": k.card_key,
@@ -456,7 +456,7 @@ def _break_list(rng: random.Random, p: dict, w: ListWorld) -> bytes:
 def _break_cards(rng: random.Random, p: dict, w: ListWorld) -> dict:
     """One change to the printed cards' fields that makes the list invalid whatever else it holds."""
     form = rng.randrange(6)
-    if form == 0:  # an entry's card_days out of 1-1830 or no unsigned integer (a listed issuer's, or a new card issuer's)
+    if form == 0:  # an entry's card_days out of 1-1830 or no unsigned integer (a listed issuer's, or a new one's)
         p["issuers"] = _spoil_entry(rng, list(p["issuers"]), w.card_issuer, {"card_days": _BAD_ISSUER["card_days"]})
     elif form == 1:  # a card_key of a wrong size or type
         p["card_key"] = rng.choice(_BAD_CARD_KEY)

@@ -34,7 +34,7 @@ ISSUERS = tuple(Issuer(name, Ed25519PrivateKey.generate()) for name in ("naver",
 CARD_ISSUERS = (Issuer("centre", Ed25519PrivateKey.generate(), card_days=30),
                 Issuer("office", Ed25519PrivateKey.generate(), card_days=1830))
 ROOT = Ed25519PrivateKey.generate()
-# Issuer keys valid from NOW - 61 days to NOW + 2,495 days: every instant drawn below is inside, a card's whole life too.
+# Issuer keys valid from NOW - 61 days to NOW + 2,495 days: every instant drawn below is inside, a card's life too.
 TRUST = trustlist.parse(
     signers.build_trust_list(ROOT, (*ISSUERS, *CARD_ISSUERS), seq=1, issued_at=NOW - 60 * DAY,
                              issuer_valid_days=7 * 365), ROOT.public_key()

@@ -15,7 +15,7 @@ from firmware.argtypes import positive_int
 from firmware.cli import Groups, lazy
 from firmware.store import seal
 
-FUZZ_TARGETS = ("certlogic", "dcc", "ingest", "kp1", "passback", "revocation", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
+FUZZ_TARGETS = ("certlogic", "dcc", "ingest", "kc1", "kp1", "passback", "revocation", "trustlist")  # lab.fuzz.targets.TARGETS (a test holds them equal)
 
 
 def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
@@ -197,8 +197,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.set_defaults(func=lazy("lab.commands:cmd_bench_gil"))
 
     s = sub.add_parser("fuzz", help="mutated inputs against what reads them: one JSON result, exit 1 on a finding")
-    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind, the trust list, the ingest, the venue's passback "
-                   "note, CertLogic, or the DCC revocation list")
+    s.add_argument("target", choices=FUZZ_TARGETS, help="a token kind (kp1, kc1 cards, dcc), the trust list, the "
+                   "ingest, the venue's passback note, CertLogic, or the DCC revocation list")
     s.add_argument("--count", type=positive_int, default=1_000_000, metavar="N", help="mutated inputs (default 1,000,000)")
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="W",
                    help="forked processes (default: the CPU count)")

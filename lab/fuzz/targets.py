@@ -47,9 +47,9 @@ def _revocation(seed: int = 0) -> Target:
     return revocation_target(seed)
 
 
-TARGETS: dict[str, Callable[[int], Target]] = {"kp1": engine.kp1_target, "dcc": _dcc, "trustlist": _trustlist,
-                                               "ingest": _ingest, "passback": _passback, "certlogic": _certlogic,
-                                               "revocation": _revocation}
+TARGETS: dict[str, Callable[[int], Target]] = {"kp1": engine.kp1_target, "kc1": engine.kc1_target, "dcc": _dcc,
+                                               "trustlist": _trustlist, "ingest": _ingest, "passback": _passback,
+                                               "certlogic": _certlogic, "revocation": _revocation}
 
 
 def run(target: str | Target, count: int = 1_000_000, workers: int | None = None, seed: int = 0,

@@ -8,7 +8,8 @@ message stops a door, or the custodian's ingest, for as long as it takes.
 
 - trustlist: bytes into `tokens.trustlist.parse(data, root)`, which must answer
   a TrustList or raise TrustListError. Seeds are valid lists signed by an
-  in-memory root (empty ones to ones of 1 MiB); mutants are the envelope's bytes,
+  in-memory root (empty ones to ones of 1 MiB; card issuers of 1 to 1,830 days
+  and revoked cards, to the cap of each); mutants are the envelope's bytes,
   payloads broken and RE-SIGNED by the root, hostile CBOR re-signed, unsigned or
   wrongly signed hostile messages up to and past the 1 MiB cap, and lists
   signed by another root under the root's kid. A re-signed mutant only ever
@@ -60,7 +61,8 @@ from lab.fuzz.cbor import STRICT_REFUSES, head, item, random_path, splice, spoil
 from firmware.store import seal, seal_v1
 from firmware.store.records import INFO_V2, MAX_WIRE, PAD, SealedRecord, Visit, sealed_v1
 from firmware.store.seal import OpeningKey
-from firmware.tokens.trustlist import (MAX_AUTHORITY, MAX_CODE, MAX_CODES, MAX_ISSUERS, MAX_REVOKED, MAX_RULES,
+from firmware.tokens.trustlist import (CARD_HASH_BYTES, CARD_KEY_BYTES, MAX_AUTHORITY, MAX_CARD_DAYS,
+                                       MAX_CARD_REVOKED, MAX_CODE, MAX_CODES, MAX_ISSUERS, MAX_REVOKED, MAX_RULES,
                                        MAX_VALUESETS, TrustList)
 from lab import signers
 
@@ -90,7 +92,15 @@ _BAD_ISSUER = {
     "key": (bytes(31), bytes(33), b"", "k" * 32, None, 0),
     "not_before": _BAD_INT,
     "not_after": _BAD_INT,
+    # A card issuer's: 1 to 1,830 days, an unsigned integer (without it, an entry is a phone issuer's: no change).
+    "card_days": (0, MAX_CARD_DAYS + 1, MAX_CARD_DAYS + 2, 3650, 65535, 1 << 40, 2**64 - 1, -1, -MAX_CARD_DAYS,
+                  True, False, "365", b"\x01", None, 365.0, [30], {}),
 }
+_OPTIONAL = frozenset({"card_days"})  # fields whose absence is no fault: spoilt by value only
+_BAD_CARD_KEY = (b"", bytes(CARD_KEY_BYTES - 1), bytes(CARD_KEY_BYTES + 1), bytes(32), "k" * 16, None, 0, True,
+                 [bytes(16)], {"key": bytes(16)})
+_BAD_CARD_HASH = (b"", bytes(CARD_HASH_BYTES - 1), bytes(CARD_HASH_BYTES + 1), bytes(32), "h" * 16, None, 0, 1.5,
+                  [bytes(16)], {})
 _BAD_AUTHORITY = {
     "alg": ("x25519", "X448", "MLKEM1024-P384", "mlkem768-x25519", "", None, 1, b"X25519"),
     "key": (bytes(31), bytes(33), b"", "k" * 32, None, 0),
@@ -140,6 +150,9 @@ class ListWorld:
     authority: dict  # a valid authority entry, to spoil
     der: bytes  # a document signer certificate, to spoil
     bad_rules: tuple  # business rules the devices refuse (_bad_rules)
+    card_issuer: dict  # a valid card issuer's entry, to spoil
+    card_key: bytes  # a card_key, for revoked cards that lack one
+    too_many_cards: tuple[bytes, ...]  # one revoked card over the cap
 
 
 def _envelope(kid: bytes, payload: bytes, signature: bytes, *, tag: bytes = b"\xd2", unprotected: bytes = b"\xa0",
@@ -163,8 +176,16 @@ def _list_payload(seq: int, issued_at: int, issuers: list, revoked: list, dsc: l
             "issuers": issuers, "revoked": revoked, "dsc": dsc, "authority": authority}
 
 
-def _issuer_entry(kid: bytes, iss: str, key: bytes, not_before: int = NOW - DAY_S, not_after: int = NOW + 365 * DAY_S):
-    return {"kid": kid, "iss": iss, "alg": "EdDSA", "key": key, "not_before": not_before, "not_after": not_after}
+def _issuer_entry(kid: bytes, iss: str, key: bytes, not_before: int = NOW - DAY_S, not_after: int = NOW + 365 * DAY_S,
+                  card_days: int = 0):
+    """A phone issuer's entry, or with `card_days` a card issuer's."""
+    return {"kid": kid, "iss": iss, "alg": "EdDSA", "key": key, "not_before": not_before, "not_after": not_after,
+            **({"card_days": card_days} if card_days else {})}
+
+
+def _card_hashes(rng: random.Random, n: int) -> list[bytes]:
+    """`n` revoked cards' hashes, sorted (as trustlist.build writes them)."""
+    return sorted(rng.randbytes(CARD_HASH_BYTES) for _ in range(n))
 
 
 def _authority_entry(key: bytes, not_before: int = NOW - DAY_S, not_after: int = NOW + 30 * DAY_S) -> dict:
@@ -213,18 +234,20 @@ def _one_byte_more(padded: dict) -> dict:
 
 
 def _expected(payload: dict) -> tuple:
-    """What parse must read from a valid list: the oracle's own model of it, from what the harness signed."""
+    """What parse must read from a valid list: the oracle's own model of it, from what the harness signed (an
+    issuer by its kid and role: a phone issuer's card_days is 0)."""
     return (payload["seq"], payload["issued_at"], payload["not_after"],
-            frozenset(e["kid"] for e in payload["issuers"]), frozenset(payload["revoked"]), tuple(payload["dsc"]),
-            tuple(a["key"] for a in payload["authority"]),
+            frozenset((e["kid"], e.get("card_days", 0)) for e in payload["issuers"]), frozenset(payload["revoked"]),
+            tuple(payload["dsc"]), tuple(a["key"] for a in payload["authority"]),
             tuple(json.loads(r)["Identifier"] for r in payload.get("dcc_rules", ())),
-            tuple(sorted((v["id"], tuple(v["codes"])) for v in payload.get("valuesets", ()))))
+            tuple(sorted((v["id"], tuple(v["codes"])) for v in payload.get("valuesets", ()))),
+            payload.get("card_key", b""), frozenset(payload.get("card_revoked", ())))
 
 
 def _read(tl) -> tuple:
-    return (tl.seq, tl.issued_at, tl.not_after, frozenset(tl.issuers), tl.revoked, tuple(tl.dsc),
-            tuple(a.key for a in tl.authority), tuple(r.identifier for r in tl.rules.rules),
-            tuple(sorted(tl.rules.valuesets.items())))
+    return (tl.seq, tl.issued_at, tl.not_after, frozenset((kid, i.card_days) for kid, i in tl.issuers.items()),
+            tl.revoked, tuple(tl.dsc), tuple(a.key for a in tl.authority), tuple(r.identifier for r in tl.rules.rules),
+            tuple(sorted(tl.rules.valuesets.items())), tl.card_key, tl.card_revoked)
 
 
 @dataclass(frozen=True)
@@ -232,9 +255,11 @@ class _Keys:
     root: object
     impostor: object
     issuers: tuple  # firmware.signers.Issuer, for the list trustlist.build makes
+    cards: tuple  # the same, card issuers (1 and 1,830 days)
     keys: tuple[bytes, ...]  # raw Ed25519 public keys, for the lists the harness writes itself
     sealing: tuple  # store.seal.SealingKey (X25519): the authority's
     ders: tuple[bytes, ...]  # document signer certificates
+    card_key: bytes  # the lists' card_key
 
 
 def _list_keys(rng: random.Random) -> _Keys:
@@ -261,15 +286,18 @@ def _list_keys(rng: random.Random) -> _Keys:
     ders = tuple(dcc_issuer.signer_certificate(ec.derive_private_key(rng.randrange(1, 2**255), ec.SECP256R1()),
                                                country, types, start, 365, serial=rng.getrandbits(64) + 1)
                  .public_bytes(Encoding.DER) for country, types in (("DE", "vtr"), ("FR", "t"), ("NL", "vr"), ("AT", "v")))
-    return _Keys(root, impostor, issuers, keys, sealing, ders)
+    cards = tuple(Issuer(name, ed25519(), card_days=days) for name, days in (("centre", 1), ("library", MAX_CARD_DAYS)))
+    return _Keys(root, impostor, issuers, cards, keys, sealing, ders, rng.randbytes(CARD_KEY_BYTES))
 
 
 def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
     """Valid payloads: empty, small, at every boundary of a field and of the payload's length head, to 1 MiB."""
     from firmware.keys import raw_public
 
-    def issuers(n: int) -> list[dict]:
-        return [_issuer_entry(rng.randbytes(8), f"issuer-{i}", k.keys[i % len(k.keys)]) for i in range(n)]
+    def issuers(n: int, cards: bool = False) -> list[dict]:
+        """`n` issuers; with `cards`, every third a card issuer, of 1 to 1,830 days."""
+        return [_issuer_entry(rng.randbytes(8), f"issuer-{i}", k.keys[i % len(k.keys)],
+                              card_days=1 + i * 7 % MAX_CARD_DAYS if cards and i % 3 == 2 else 0) for i in range(n)]
 
     sealing = [key.raw for key in k.sealing]
     pad = partial(_padded, key=k.keys[0], der=k.ders[0])
@@ -294,9 +322,19 @@ def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
         {**empty, "seq": 11, "dcc_rules": [_rule(f"VR-DE-{i:04d}", logic=True) for i in range(MAX_RULES)],
          "valuesets": [{"id": "c" * MAX_CODE, "codes": [f"{i:016d}" for i in range(MAX_CODES)]},
                        *({"id": f"set-{i}", "codes": ["x" * MAX_CODE]} for i in range(MAX_VALUESETS - 1))]},
+        # Printed cards: card issuers of the shortest, a middle and the longest life, a few revoked cards; a
+        # card_key alone; the most revoked cards a list holds.
+        {**small, "seq": 12, "issuers": [*small["issuers"], *(_issuer_entry(rng.randbytes(8), f"card-{d}", k.keys[4],
+                                                                            card_days=d) for d in (1, 365, 1830))],
+         "card_key": k.card_key, "card_revoked": _card_hashes(rng, 3)},
+        {**small, "seq": 13, "card_key": rng.randbytes(CARD_KEY_BYTES)},
+        {**empty, "seq": 14, "issuers": issuers(3, cards=True), "card_key": k.card_key,
+         "card_revoked": _card_hashes(rng, MAX_CARD_REVOKED)},
         # At every cap at once, to 1 MiB: the most work a list may ask for.
-        pad(_list_payload(8, NOW, issuers(MAX_ISSUERS - 1), [rng.randbytes(8) for _ in range(MAX_REVOKED // 2)],
-                          list(k.ders), [_authority_entry(sealing[i % 3]) for i in range(MAX_AUTHORITY)]), most),
+        pad({**_list_payload(8, NOW, issuers(MAX_ISSUERS - 1, cards=True),
+                             [rng.randbytes(8) for _ in range(MAX_REVOKED // 2)], list(k.ders),
+                             [_authority_entry(sealing[i % 3]) for i in range(MAX_AUTHORITY)]),
+             "card_key": k.card_key, "card_revoked": _card_hashes(rng, MAX_CARD_REVOKED)}, most),
         pad(_list_payload(9, NOW, [], [rng.randbytes(8) for _ in range(MAX_REVOKED - 3000)], [], []), most),
     ]
 
@@ -304,17 +342,24 @@ def _valid_lists(rng: random.Random, k: _Keys) -> list[dict]:
 def _built(k: _Keys) -> tuple[bytes, dict]:
     """A list as trustlist.build (the authority's own tool) writes it, and its payload."""
 
-    raw = signers.build_trust_list(k.root, k.issuers, seq=5, issued_at=NOW, revoked=[k.issuers[2].kid], dsc=k.ders[:1],
-                          authority=k.sealing[:2])
+    raw = signers.build_trust_list(k.root, [*k.issuers, *k.cards], seq=5, issued_at=NOW, revoked=[k.issuers[2].kid],
+                                   dsc=k.ders[:1], authority=k.sealing[:2], card_key=k.card_key,
+                                   card_revoked=[(k.cards[0].kid, bytes(16)), (k.cards[1].kid, b"\x01" * 16)])
     return raw, cbor2.loads(cbor2.loads(raw).value[2])  # the harness's own bytes: plain cbor2 reads them
 
 
-def _invalid_lists(k: _Keys, kid: bytes, small: dict, largest: dict) -> list[tuple[bytes, str]]:
+def _invalid_lists(k: _Keys, kid: bytes, small: dict, largest: dict, too_many_cards: list[bytes]
+                   ) -> list[tuple[bytes, str]]:
     """One message per kind of rejection, the security review's among them."""
     from firmware.keys import kid_of
 
     bomb = b"\xc4\x82\x00\xc2" + head(2, _BOMB_BYTES) + b"\xff" * _BOMB_BYTES
     encoded = cbor2.dumps(small)
+
+    def signed(**over) -> bytes:
+        return _signed(k.root, kid, cbor2.dumps({**small, **over}))
+
+    card_issuer = {**small["issuers"][0], "card_days": 30}
     return [
         (_signed(k.impostor, kid, encoded), "bad_signature"),  # another root under the root's kid
         (_signed(k.impostor, kid_of(k.impostor.public_key()), encoded), "wrong_root"),
@@ -331,6 +376,17 @@ def _invalid_lists(k: _Keys, kid: bytes, small: dict, largest: dict) -> list[tup
         (_signed(k.root, kid, cbor2.dumps({**small, "revoked": [bytes(8)] * (MAX_REVOKED + 1)})), "bad_payload"),
         (_signed(k.root, kid, cbor2.dumps({**small, "authority": small["authority"] * (MAX_AUTHORITY + 1)})),
          "bad_payload"),
+        # Printed cards: a card issuer of 0 days and of a day past five years, a card_key or a revoked card's hash
+        # of 15 or 17 bytes, one revoked card over the cap, revoked cards without their key.
+        (signed(issuers=[{**card_issuer, "card_days": 0}]), "bad_payload"),
+        (signed(issuers=[{**card_issuer, "card_days": MAX_CARD_DAYS + 1}]), "bad_payload"),
+        (signed(issuers=[{**card_issuer, "card_days": "30"}]), "bad_payload"),
+        (signed(card_key=bytes(CARD_KEY_BYTES - 1)), "bad_payload"),
+        (signed(card_key=bytes(CARD_KEY_BYTES + 1), card_revoked=[bytes(16)]), "bad_payload"),
+        (signed(card_key=k.card_key, card_revoked=[bytes(16), bytes(CARD_HASH_BYTES + 1)]), "bad_payload"),
+        (signed(card_key=k.card_key, card_revoked=[bytes(CARD_HASH_BYTES - 1)]), "bad_payload"),
+        (signed(card_key=k.card_key, card_revoked=too_many_cards), "bad_payload"),
+        (signed(card_revoked=too_many_cards[:3]), "bad_payload"),
     ]
 
 
@@ -349,16 +405,19 @@ def _list_world(seed: int) -> tuple[ListWorld, list[tuple[bytes, str]]]:
     if signed[2] != built:
         raise AssertionError("the harness's envelope differs from cose.sign1's")
     weights = tuple(1 if len(e) > 500_000 else 4 if len(e) > 60_000 else 40 for e in encoded)
-    invalid = _invalid_lists(k, kid, valid[1], valid[-2])
+    too_many_cards = _card_hashes(rng, MAX_CARD_REVOKED + 1)
+    invalid = _invalid_lists(k, kid, valid[1], valid[-2], too_many_cards)
+    card_issuer = next(e for e in valid[2]["issuers"] if "card_days" in e)  # the authority's tool's own
     world = ListWorld(k.root, k.impostor, kid, tuple(valid), encoded, signed, tuple(data for data, _ in invalid),
-                      weights, valid[1]["issuers"][0], valid[1]["authority"][0], k.ders[0], _bad_rules())
+                      weights, valid[1]["issuers"][0], valid[1]["authority"][0], k.ders[0], _bad_rules(),
+                      card_issuer, k.card_key, tuple(too_many_cards))
     return world, invalid
 
 
 def _break_list(rng: random.Random, p: dict, w: ListWorld) -> bytes:
     """A payload with one change that makes it invalid whatever else it holds."""
     p = dict(p)
-    k = rng.randrange(8)
+    k = rng.randrange(10)
     if k == 0:  # seq, issued_at or not_after of a wrong type or range, or missing
         name = rng.choice(("seq", "issued_at", "not_after"))
         if rng.random() < 0.2:
@@ -366,7 +425,7 @@ def _break_list(rng: random.Random, p: dict, w: ListWorld) -> bytes:
         else:
             p[name] = rng.choice(_BAD_INT)
     elif k == 1:  # a list that is not one (a missing list is an empty one: not a change that breaks it)
-        p[rng.choice(("issuers", "revoked", "dsc", "authority"))] = rng.choice(_NOT_LIST)
+        p[rng.choice(("issuers", "revoked", "dsc", "authority", "card_revoked"))] = rng.choice(_NOT_LIST)
     elif k == 2:  # one issuer entry spoilt: not a map, or one field of a wrong type, or missing
         p["issuers"] = _spoil_entry(rng, list(p["issuers"]), w.issuer, _BAD_ISSUER)
     elif k == 3:  # one authority entry spoilt
@@ -387,9 +446,31 @@ def _break_list(rng: random.Random, p: dict, w: ListWorld) -> bytes:
             template = {"id": "vaccines", "codes": ["EU/1/20/1528"]}
             sets = list(p.get("valuesets", ()))
             p["valuesets"] = _spoil_entry(rng, sets, sets[0] if sets else template, _BAD_VALUESET)
+    elif k < 9:  # printed cards: a card issuer's card_days, the card_key, a revoked card spoilt
+        p = _break_cards(rng, p, w)
     else:  # not a map
         return cbor2.dumps(rng.choice((list(p.items()), None, "trust list", b"", 0, [p])))
     return cbor2.dumps(p)
+
+
+def _break_cards(rng: random.Random, p: dict, w: ListWorld) -> dict:
+    """One change to the printed cards' fields that makes the list invalid whatever else it holds."""
+    form = rng.randrange(6)
+    if form == 0:  # an entry's card_days out of 1-1830 or no unsigned integer (a listed issuer's, or a new one's)
+        p["issuers"] = _spoil_entry(rng, list(p["issuers"]), w.card_issuer, {"card_days": _BAD_ISSUER["card_days"]})
+    elif form == 1:  # a card_key of a wrong size or type
+        p["card_key"] = rng.choice(_BAD_CARD_KEY)
+    elif form == 2:  # a revoked card's hash of a wrong size or type
+        p.setdefault("card_key", w.card_key)
+        p["card_revoked"] = _insert(rng, list(p.get("card_revoked", ())), rng.choice(_BAD_CARD_HASH))
+    elif form == 3:  # revoked cards without the key they are hashed under
+        p.pop("card_key", None)
+        p["card_revoked"] = list(p.get("card_revoked", ())) or [rng.randbytes(16) for _ in range(rng.randint(1, 3))]
+    elif form == 4:  # no list
+        p["card_revoked"] = rng.choice(_NOT_LIST)
+    else:  # one revoked card over the cap
+        p["card_key"], p["card_revoked"] = w.card_key, list(w.too_many_cards)
+    return p
 
 
 def _insert(rng: random.Random, items: list, value: object) -> list:
@@ -405,7 +486,7 @@ def _spoil_entry(rng: random.Random, entries: list, template: dict, bad: dict) -
     else:
         name = rng.choice(tuple(bad))
         spoilt = entry
-        if rng.random() < 0.2:
+        if rng.random() < 0.2 and name not in _OPTIONAL:
             del spoilt[name]
         else:
             spoilt[name] = rng.choice(bad[name])
@@ -420,7 +501,9 @@ def _int_path(rng: random.Random, p: dict) -> tuple:
     choices = [(name,) for name in ("seq", "issued_at", "not_after")]
     for group in ("issuers", "authority"):
         if p[group]:
-            choices.append((group, rng.randrange(len(p[group])), rng.choice(("not_before", "not_after"))))
+            i = rng.randrange(len(p[group]))
+            names = ("not_before", "not_after", *(("card_days",) if "card_days" in p[group][i] else ()))
+            choices.append((group, i, rng.choice(names)))
     return rng.choice(choices)
 
 

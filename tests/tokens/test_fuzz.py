@@ -7,6 +7,7 @@ import json
 import os
 import random
 import threading
+from functools import partial
 
 import base45
 import pytest
@@ -127,3 +128,20 @@ def test_the_command_prints_one_json_object_and_exits_by_the_findings(capsys):
 
 def test_the_command_line_offers_every_target_and_only_those():
     assert lab_cli.FUZZ_TARGETS == tuple(sorted(targets.TARGETS))
+
+
+def test_the_seeds_hold_the_card_issuers_texts_and_a_phone_verifier_that_takes_their_keys_is_reported():
+    """One key, one role: a card shown as a phone token, a phone token's claims from a card issuer's key, and a
+    card issuer's signature under a phone issuer's kid are seeds; a verifier blind to the role takes the second."""
+    target = fuzz.kp1_target(0)
+    verifier = target.verify.func.__self__
+    trust = verifier.trust()
+    assert sum(bool(i.card_days) for i in trust.issuers.values()) >= 3
+    blind = dataclasses.replace(trust, issuers={kid: dataclasses.replace(i, card_days=0)
+                                                for kid, i in trust.issuers.items()})
+    planted = dataclasses.replace(verifier, trust=lambda: blind)
+    result = targets.run(dataclasses.replace(target, verify=partial(planted.verify_raising, now=fuzz.NOW)),
+                         count=1_000, workers=2, seed=0)
+    assert result["ok"] is False
+    # the cards themselves are still refused for their days (malformed); the phone token of a card key is taken
+    assert result["seed_check"]["wrong"] == {"unknown_issuer->malformed": 3, "unknown_issuer->accepted": 3}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from lab.fuzz import engine as fuzz
 from lab.fuzz import targets
 from firmware.store import records, seal, seal_v1
 from firmware.store.records import SealedRecord
+from firmware.errors import TrustListError
 from firmware.tokens import trustlist
 from firmware.tokens.trustlist import TrustList
 
@@ -145,6 +147,53 @@ def test_a_parse_that_hangs_is_reported_with_the_input_number():
 
     result = targets.run(fuzz_wire.trustlist_target(0, parse=stuck), count=200, workers=2, seed=0, hang_s=0.5)
     assert result["crashes"] == 2 and all("hung on input" in kind for kind in result["crash_types"])
+
+
+# --- the trust list: printed cards (issue 23) ----------------------------------------------------
+
+
+def test_the_trust_list_seeds_sign_card_issuers_and_revoked_cards_at_their_caps_and_spoilt():
+    target = fuzz_wire.trustlist_target(0)
+    root = target.verify.keywords["root"]
+    lists = [trustlist.parse(s.text, root) for s in target.seeds if s.expect == "accepted"]
+    days = {i.card_days for tl in lists for i in tl.issuers.values()}
+    assert {0, 1, 365, trustlist.MAX_CARD_DAYS} <= days
+    assert max(len(tl.card_revoked) for tl in lists) == trustlist.MAX_CARD_REVOKED
+    assert any(tl.card_key and not tl.card_revoked for tl in lists)  # a key alone
+    assert any(tl.card_revoked and len(tl.issuers) == trustlist.MAX_ISSUERS and len(tl.raw) == trustlist.MAX_BYTES
+               for tl in lists)  # the revoked cards in the list at every cap
+    refusals = []
+    for s in target.seeds:
+        if s.expect != "accepted":
+            try:
+                trustlist.parse(s.text, root)
+            except TrustListError as exc:
+                refusals.append(str(exc))
+    cards = [r for r in refusals if "card" in r]
+    assert {"trust list payload: its card_days is not 1-1830", "trust list payload: its card_key is not 16 bytes",
+            "trust list payload: its revoked cards are not all 16-byte strings",
+            "trust list payload: its card_revoked holds 16385 items, over 16384",
+            "trust list payload: its card_revoked comes without a card_key"} <= set(cards), cards
+
+
+def test_card_fields_broken_and_re_signed_by_the_root_are_never_a_list():
+    """The harness's own promise, on which its oracle stands: a payload `_break_cards` spoilt is refused."""
+    w, _ = fuzz_wire._list_world(0)
+    rng = random.Random(0)
+    small = [i for i, e in enumerate(w.encoded) if len(e) < 60_000]
+    for _ in range(1_500):
+        i = rng.choice(small)
+        spoilt = cbor2.dumps(fuzz_wire._break_cards(rng, dict(w.payloads[i]), w))
+        with pytest.raises(TrustListError):
+            trustlist.parse(fuzz_wire._signed(w.root, w.kid, spoilt), w.root.public_key())
+
+
+@pytest.mark.parametrize("cap", ["MAX_CARD_DAYS", "MAX_CARD_REVOKED"])
+def test_a_parse_that_lets_a_card_field_past_its_cap_is_reported(cap, monkeypatch):
+    monkeypatch.setattr(trustlist, cap, 1_000_000)  # the forked workers inherit it
+    result = targets.run("trustlist", count=4_000, workers=2, seed=0)
+    assert result["false_accepts"] > 0 and result["crashes"] == 0 and result["ok"] is False
+    assert result["seed_check"]["wrong"].get("bad_payload->accepted", 0) >= 1
 
 
 # --- the ingest ----------------------------------------------------------------------------------

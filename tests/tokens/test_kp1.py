@@ -18,12 +18,13 @@ NOW = 1_750_000_000
 CTI = bytes(range(16))
 
 
-def qr(signed: bytes) -> str:
-    return kp1.PREFIX + base45.b45encode(signed).decode("ascii")
+def qr(signed: bytes, prefix: str = kp1.PREFIX) -> str:
+    return prefix + base45.b45encode(signed).decode("ascii")
 
 
-def signed_claims(issuer: Issuer, claims: dict) -> str:
-    return qr(cose.sign1(cbor2.dumps(claims), issuer.key, issuer.kid))
+def signed_claims(issuer: Issuer, claims: dict, prefix: str = kp1.PREFIX, kid: bytes | None = None) -> str:
+    """`claims` as they are (any types, any window), signed by `issuer` under its kid or `kid`."""
+    return qr(cose.sign1(cbor2.dumps(claims), issuer.key, kid or issuer.kid), prefix)
 
 
 def good_claims(issuer: Issuer) -> dict:

@@ -1,5 +1,7 @@
 """The signed trust list (tokens.trustlist) and the one in force on the device (trust.TrustStore)."""
 
+import hashlib
+import hmac
 import os
 import re
 from types import SimpleNamespace
@@ -543,3 +545,78 @@ def test_the_longest_codes_and_the_most_value_sets_and_rules_are_read():
                                     for i in range(trustlist.MAX_VALUESETS)]))
     assert len(tl.rules.rules) == trustlist.MAX_RULES and len(tl.rules.valuesets) == trustlist.MAX_VALUESETS
     assert tl.rules.valuesets["0"] == ("c" * trustlist.MAX_CODE,) * 2
+
+
+# --- printed cards (KC1): card issuers and revoked cards --------------------------------------------------
+# A card issuer's entry carries card_days, the longest a card of its key lives; a list may carry revoked cards as
+# 16-byte keyed hashes under its card_key (tokens.kc1.revocation_hash). The texts are a technician's to read.
+
+def _hashes(n: int) -> list[bytes]:
+    return [i.to_bytes(16, "big") for i in range(n)]
+
+
+def test_a_list_without_any_card_field_is_read_as_before():
+    tl = _parse(_payload())
+    assert tl.issuers[b"\x11" * 8].card_days == 0  # a phone-token issuer
+    assert (tl.card_key, tl.card_revoked) == (b"", frozenset())
+    empty = _parse(_payload(card_revoked=[]))  # an empty card_revoked names no card: it needs no key
+    assert (empty.card_key, empty.card_revoked) == (b"", frozenset())
+
+
+@pytest.mark.parametrize("days", [1, 365, trustlist.MAX_CARD_DAYS], ids=["1", "365", "1830"])
+def test_a_card_issuers_card_days_is_read_from_1_to_1830(days):
+    tl = _parse(_payload(issuers=[_issuer_entry(card_days=days), _issuer_entry(kid=b"\x22" * 8, iss="kakao")]))
+    assert tl.issuers[b"\x11" * 8].card_days == days and tl.issuers[b"\x22" * 8].card_days == 0
+    assert trustlist.MAX_CARD_DAYS == 1830  # five years, as the format says
+
+
+def test_card_issuers_and_revoked_cards_are_read_as_the_authoritys_tool_signs_them(trust_setup):
+    centre = new_issuer("centre", trust_setup.tmp / "centre", card_days=365)
+    key = bytes(range(16))
+    raw = signers.build_trust_list(trust_setup.root, [trust_setup.naver, centre], seq=2, issued_at=NOW,
+                                   card_revoked=[(centre.kid, b"\x07" * 16), (centre.kid, b"\x08" * 16)], card_key=key)
+    tl = trustlist.parse(raw, trust_setup.root.public_key())
+    assert tl.issuers[centre.kid].card_days == 365 and tl.issuers[trust_setup.naver.kid].card_days == 0
+    assert tl.card_key == key
+    assert tl.card_revoked == {hmac.new(key, centre.kid + cti, hashlib.sha256).digest()[:16]
+                               for cti in (b"\x07" * 16, b"\x08" * 16)}
+
+
+def test_a_card_key_alone_revokes_nothing():
+    tl = _parse(_payload(card_key=b"\x05" * 16))
+    assert (tl.card_key, tl.card_revoked) == (b"\x05" * 16, frozenset())
+
+
+def test_the_most_revoked_cards_are_read():
+    tl = _parse(_payload(card_key=bytes(16), card_revoked=_hashes(trustlist.MAX_CARD_REVOKED)))
+    assert len(tl.card_revoked) == trustlist.MAX_CARD_REVOKED == 16384
+    assert max(tl.card_revoked) == (16383).to_bytes(16, "big")
+
+
+@pytest.mark.parametrize("payload, text", [
+    (_payload(issuers=[_issuer_entry(card_days=0)]), "its card_days is not 1-1830"),
+    (_payload(issuers=[_issuer_entry(card_days=1831)]), "its card_days is not 1-1830"),
+    (_payload(issuers=[_issuer_entry(card_days=2**40)]), "its card_days is not 1-1830"),
+    (_payload(issuers=[_issuer_entry(card_days=-1)]), "its card_days is of CBOR major type 1, not 0"),
+    (_payload(issuers=[_issuer_entry(card_days="365")]), "its card_days is of CBOR major type 3, not 0"),
+    (_payload(issuers=[_issuer_entry(card_days=True)]), "its card_days is of CBOR major type 7, not 0"),
+    (_payload(issuers=[_issuer_entry(card_days=365.0)]), "its card_days is of CBOR major type 7, not 0"),
+    (_payload(card_key=bytes(15)), "its card_key is not 16 bytes"),
+    (_payload(card_key=bytes(17)), "its card_key is not 16 bytes"),
+    (_payload(card_key=b""), "its card_key is not 16 bytes"),
+    (_payload(card_key="k" * 16), "its card_key is of CBOR major type 3, not 2"),
+    (_payload(card_key=bytes(16), card_revoked=[bytes(15)]), "its revoked cards are not all 16-byte strings"),
+    (_payload(card_key=bytes(16), card_revoked=[bytes(16), bytes(17)]),
+     "its revoked cards are not all 16-byte strings"),
+    (_payload(card_key=bytes(16), card_revoked=[bytes(16), "x" * 16]),
+     "its revoked cards are not all 16-byte strings"),
+    (_payload(card_key=bytes(16), card_revoked=bytes(16)), "its card_revoked is of CBOR major type 2, not 4"),
+    (_payload(card_key=bytes(16), card_revoked=_hashes(trustlist.MAX_CARD_REVOKED + 1)),
+     "its card_revoked holds 16385 items, over 16384"),
+    (_payload(card_revoked=[bytes(16)]), "its card_revoked comes without a card_key"),
+    (_payload(card_revoked=_hashes(3)), "its card_revoked comes without a card_key"),
+], ids=lambda v: re.sub(r"\W+", "_", v)[:40] if isinstance(v, str) else None)
+def test_a_card_field_off_its_schema_is_refused_saying_what_is_wrong(payload, text):
+    with pytest.raises(TrustListError) as refused:
+        _parse(payload)
+    assert str(refused.value) == f"trust list payload: {text}"

@@ -15,9 +15,10 @@ import numpy as np
 import zxingcpp
 
 
-def qr_modules(text: str) -> np.ndarray:
-    """The QR symbol as a boolean matrix (True = dark), without quiet zone; error correction M."""
-    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+def qr_modules(text: str, ec: str = "M") -> np.ndarray:
+    """The QR symbol as a boolean matrix (True = dark), without quiet zone; error correction `ec` (L, M, Q, H):
+    M, as phone apps draw their codes, by default; a printed card's is Q (issue 23), to outlast smudges and folds."""
+    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level=ec)
     return np.asarray(code.to_image(scale=1, add_quiet_zones=False)) < 128
 
 

@@ -153,12 +153,13 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.set_defaults(func=lazy("lab.commands:cmd_bench_drain"))
     s = bench.add_parser("scan", help="the scan loop over a frame set, against bare zxing-cpp and pyzbar")
     s.add_argument("frames_from", type=Path, nargs="?", help="a folder of images (expected texts in NAME.txt "
-                   "beside them, where known) or a video; default: a built-in set of phone screens")
+                   "beside them, where known) or a video; default: a built-in set of phone screens and printed cards")
     s.add_argument("--frames", type=int, help="frames through the loop (default: two passes over the set)")
     s.add_argument("--fps", type=float, default=30.0, help="the replay camera's rate; 0: as fast as the loop "
                    "goes (default 30)")
-    s.add_argument("--visitors", type=int, default=70, help="built-in set: visitors in each of its two parts, "
-                   "each with a token of their own (default 70: ten per condition, 140 in all)")
+    s.add_argument("--visitors", type=int, default=70, help="built-in set: visitors in each of its two parts of "
+                   "phones, each with a token of their own (default 70: ten per condition, 140 in all), and half as "
+                   "many, five at least, holding up printed cards (35: seven per condition)")
     s.add_argument("--decoder", choices=("zxing", "zbar"), default="zxing", help="the loop's decoder")
     s.add_argument("--folder", type=Path, help="where the store and frames go (default: a temporary folder); "
                    "on a device, a folder on the card")

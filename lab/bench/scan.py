@@ -64,8 +64,9 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
         compare: bool = True) -> dict:
     """Build (or read) a frame set, time the bare decoders on it, then the daemon's loop over `frames` frames.
 
-    The built-in set has `visitors` visitors in each of its two parts (`scenes.build`), each with a token of
-    their own. `fps` paces the replay camera (0: as fast as the loop goes); `frames` defaults to two passes
+    The built-in set has `visitors` visitors in each of its two parts of phones (`scenes.build`), each with a
+    token of their own, then `card_visitors(visitors)` holding up printed cards (KC1), each a card of their own.
+    `fps` paces the replay camera (0: as fast as the loop goes); `frames` defaults to two passes
     over the set. `workers` is `[decoder] workers` (None: the daemon's default); with `compare`, a second
     run of the loop with none shows what they add.
     """
@@ -75,10 +76,11 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
         tmp = Path(tmp)
         world = World.create(tmp / "world")
         if frames_from is None:
-            # valid through the first pass of a long run
+            # valid through the first pass of a long run; a card for a year
             tokens = [world.mint(APPS[i % len(APPS)], ttl=kp1.MAX_WINDOW) for i in range(2 * visitors)]
+            cards = [world.mint_card() for _ in range(card_visitors(visitors))]
             fs = FrameSet(tmp / "frames", scenes.build(tmp / "frames", tokens[:visitors], seed=seed,
-                                                       more_texts=tokens[visitors:]), "built-in")
+                                                       more_texts=tokens[visitors:], card_texts=cards), "built-in")
         else:
             fs = _given(Path(frames_from), tmp / "frames")
         n = frames or 2 * len(fs.specs)
@@ -97,6 +99,12 @@ def run(frames_from: Path | None = None, frames: int | None = None, fps: float =
 
 
 # -- the frame set ------------------------------------------------------------------------------------------------
+
+
+def card_visitors(visitors: int) -> int:
+    """The built-in set's card part: half as many visitors as a phone part (35 by default, seven a card condition,
+    so that the default run takes a quarter longer, not half as long again), and one a condition at least."""
+    return max(len(scenes.CARD_CONDITIONS), visitors // 2)
 
 
 def _given(path: Path, out: Path) -> FrameSet:

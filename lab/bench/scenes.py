@@ -15,12 +15,23 @@ glare, dark mode, moiré. The second, what real phones add (issue 22,
 `MORE_CONDITIONS`): a dimmed screen, its brightness stepping while the
 shutter reads the frame, a hand moving the phone, the ceiling's lights
 reflected in it, a cracked screen protector, a code turned a quarter, a half
-or three quarters, one filling the frame. Visitor `i` of a part gets the
-part's `i % 7`th condition (round-robin), holds the phone for
+or three quarters, one filling the frame. The third, visitors without a
+smartphone (issue 23, `CARD_CONDITIONS`): a printed entry card (KC1), an
+ID-1 card (85.6 x 54 mm) of matte white or off-white paper with its code
+printed 42 mm wide at error correction Q (version 10, 57 modules) on its
+left, inside a 4-module quiet zone, and on its right "ENTRY CARD", the
+issuer, a 12-digit lookup number and its expiry; held up as a phone is, a
+thumb over one of its right-hand corners on most cards. No screen: no
+glare, no moiré, no pixel grid; the paper's fibres and the room's light
+falling across it instead. Its conditions (`_CARD_LOOKS`): a fresh card, a
+sticker-size print (the code 20-26 mm), smudges and grease, a wallet's
+folds, a faded print. Visitor `i` of a part gets the part's `i % 7`th (a
+card's `i % 5`th) condition (round-robin), holds the phone or card for
 `frames_per_visitor` frames — the hand moving a little between frames —
 and leaves `gap_frames` empty frames behind. Each part draws from a random
 stream of its own: the first part's frames are the same with the second
-part or without it, and as they were before it existed.
+part or without it, and as they were before it existed; both are the same
+with the third or without it.
 
 Calibrated so that zxing-cpp, called bare, reads most but not all frames of
 the hard conditions: a second attempt has something to recover, and a
@@ -30,7 +41,15 @@ on 210 visitors (seed 3): plain and dark 100%, tilt 90%, blur 87%, glare
 part, on 210 visitors of its own (seed 3), zxing-cpp / zbar: dimmed 84 /
 28%, brightness_step 82 / 83%, motion 84 / 70%, ceiling 84 / 93%, cracked
 83 / 95%; rotated and large, checks more than hard conditions, 100 / 100%;
-no read in any of its 630 empty frames, no misread.
+no read in any of its 630 empty frames, no misread. The third part, on 210
+cards of its own (seed 3, real KC1 cards of 190 characters), zxing-cpp /
+zbar / either: card 100 / 100 / 100%, card_small 83 / 62 / 83%,
+card_smudged 95 / 100 / 100%, card_creased 76 / 50 / 82%, card_faded
+77 / 40 / 78%; no read in any of its 630 empty frames, no misread. Q's
+error correction absorbs most smudges; what it cannot is a module too
+small to resolve (zxing-cpp reads a sticker's code down to ~1.8 px a
+module) or a sticker nearer than the autofocus reaches, a fold that bends
+the module grid, toner too faint.
 """
 
 from __future__ import annotations
@@ -43,12 +62,12 @@ from typing import Callable, Sequence
 
 import cv2
 import numpy as np
-import zxingcpp
 
-from lab.render import background, write_png
+from lab.render import background, qr_modules, write_png
 
 CONDITIONS = ("plain", "small_edge", "tilt", "blur", "glare", "dark", "moire")  # the first part's conditions
 MORE_CONDITIONS = ("dimmed", "brightness_step", "motion", "ceiling", "cracked", "rotated", "large")  # the second's
+CARD_CONDITIONS = ("card", "card_small", "card_smudged", "card_creased", "card_faded")  # the third's: printed cards
 EMPTY = "empty"
 
 FOCAL_PX = 530.0  # a Pi camera's ~62° horizontal field at 640 px
@@ -57,6 +76,11 @@ LINE_MS = 0.05  # the rolling shutter reads a row every ~50 µs: 480 rows in 24 
 FRAME_MS = 1000 / 30
 APERTURE_MM = 1.52  # a Pi camera's lens, f = 3.04 mm at f/2: a point Z mm away, focused at F, blurs into a disc
 FOCUS_MM = 250.0  # FOCAL_PX * APERTURE_MM * |1/Z - 1/F| frame pixels across; focused where visitors hold phones
+NEAR_FOCUS_MM = 100.0  # the nearest the default macro autofocus (a Camera Module 3) focuses: a card nearer blurs
+CARD_MM = (85.6, 54.0)  # a printed entry card: ID-1, a bank card's size
+CARD_CODE_MM = 42.0  # its code's side as printed: version 10 at error correction Q, 57 modules of 0.74 mm
+CARD_CODE_AT_MM = (5.0, 6.0)  # the symbol's top left on the card; its 4-module quiet zone is the card's own white
+CARD_EC = "Q"  # a card's error correction: a quarter of its codewords may be lost to wear
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,24 @@ class Look:
     reflections: tuple | None = None  # ((x, y, length, width, angle, peak), ...), sigma: lights in the glass,
     #   rectangles in modules of the symbol adding `peak` grey levels, blurred by `sigma` modules
     cracks: tuple | None = None  # ((x, y, r, light), lines, shifts, fade): a cracked protector, see `_cracked`
+    # The third part's: a printed card in place of a phone (`screen` is then its paper, `ink` its toner)
+    card: Card | None = None
+
+
+@dataclass(frozen=True)
+class Card:
+    """A printed entry card as one visitor holds it, drawn once (`_card_image`): its layout scaled to `code_mm`, its
+    paper, and what wear did to it. What lies over the code is placed in modules of the symbol from its top left, as
+    the phone's glare is; the thumb in mm of the card, from its top left."""
+
+    code_mm: float = CARD_CODE_MM  # the symbol's side; a sticker is the card's layout printed smaller
+    lines: tuple = ()  # the text printed right of the code
+    grain: float = 0.02  # paper: its light varies by about this share, in fibres and clouds
+    light: tuple = (0.0, 1.0)  # (angle, low): the room's light across the card falls from 1 to `low` along `angle`
+    thumb: tuple | None = None  # (x, y, a, b, angle, skin): a thumb's tip over a corner, never over the code
+    smudges: tuple = ()  # ((kind, x, y, a, b, angle, strength), ...): "dirt", "grease" (a fingerprint), "smear"
+    creases: tuple = ()  # ((x, y, angle, bend, gap, shade, width, flaked), ...): folds, see `_fold`
+    fade: tuple | None = None  # (blotch, speckle, angle, low): toner worn unevenly, the print bleached along `angle`
 
 
 # -- the conditions: one function each, drawing a visitor's Look ----------------------------------------------------
@@ -255,13 +297,18 @@ def _ceiling(rng: np.random.Generator, n: int) -> Look:
                 noise=rng.uniform(1.5, 3.0), reflections=(rects, rng.uniform(0.15, 0.3)))
 
 
-def _covered(rects: tuple, n: int) -> np.ndarray:
-    """Which of the symbol's modules (n x n, True = covered) have their centre under one of the rectangles."""
+def _covered(rects: tuple, n: int, ellipse: bool = False) -> np.ndarray:
+    """Which of the symbol's modules (n x n, True = covered) have their centre under one of the rectangles (or the
+    ellipses with those axes)."""
     y, x = np.mgrid[0:n, 0:n] + 0.5
     covered = np.zeros((n, n), bool)
     for cx, cy, length, width, angle, _ in rects:
         c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        covered |= (abs((x - cx) * c + (y - cy) * s) < length / 2) & (abs(-(x - cx) * s + (y - cy) * c) < width / 2)
+        along, across = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
+        if ellipse:
+            covered |= (along / (length / 2)) ** 2 + (across / (width / 2)) ** 2 < 1
+        else:
+            covered |= (abs(along) < length / 2) & (abs(across) < width / 2)
     return covered
 
 
@@ -330,6 +377,119 @@ def _large(rng: np.random.Generator, n: int) -> Look:
                 defocus=FOCAL_PX * APERTURE_MM * (1 / distance - 1 / FOCUS_MM) / 4, margin=rng.uniform(3, 8))
 
 
+# -- the third part: printed entry cards (issue 23), from a random stream of its own -----------------------------------
+
+
+def _card_plain(rng: np.random.Generator, n: int) -> Look:
+    """A fresh card held up where visitors hold phones, 110-180 mm from the lens (the 42 mm code 124-202 px wide:
+    2.2-3.5 px modules), on white or off-white matte paper (150-215 grey levels) with black toner (15-35): the
+    reference every reader must get."""
+    return _held(rng, CARD_CODE_MM, 110, 180, paper=rng.uniform(150, 215), ink=rng.uniform(15, 35))
+
+
+def _card_small(rng: np.random.Generator, n: int) -> Look:
+    """A sticker-size print: the card's layout printed with its code 20-26 mm wide (0.35-0.46 mm modules), held
+    70-130 mm from the lens, as a card is or a little nearer: 1.4-3.5 px modules, the farther ones below what
+    zxing-cpp resolves (~1.8 px), the nearest nearer than the autofocus reaches (NEAR_FOCUS_MM), so blurred."""
+    return _held(rng, rng.uniform(20, 26), 70, 130, paper=rng.uniform(150, 215), ink=rng.uniform(15, 35))
+
+
+def _card_smudged(rng: np.random.Generator, n: int) -> Look:
+    """A card carried for months: 1-3 marks over the code: grey or dark dirt (6-15 mm across, the paper 50-85%
+    darker under it, its edge ragged), a greasy fingerprint (12-16 mm, its ridges 0.5 mm apart, 15-35% darker:
+    finer than the camera resolves, a grey patch to it), or toner smeared by a thumb (6-15 mm, the dark modules
+    dragged 2-4 modules over the light ones, which turn grey or dark). Never over more than one finder pattern, nor
+    dirt and smears together over more than 26% of the symbol: about what Q's error correction may rebuild."""
+    kinds = ("dirt", "grease", "smear")
+    while True:
+        smudges = []
+        for _ in range(int(rng.integers(1, 4))):
+            kind = kinds[int(rng.integers(3))]
+            a = rng.uniform(4, 10) if kind != "grease" else rng.uniform(8, 11)  # semi-axes, modules
+            strength = {"dirt": rng.uniform(0.5, 0.85), "grease": rng.uniform(0.15, 0.35), "smear": rng.uniform(0.7, 1)}
+            smudges.append((kind, *(rng.uniform(0.1, 0.9, 2) * n), a, a * rng.uniform(0.5, 0.9), rng.uniform(0, 180),
+                            strength[kind]))
+        dark = tuple((x, y, 2 * a, 2 * b, angle, 0) for kind, x, y, a, b, angle, _ in smudges if kind != "grease")
+        everything = tuple((x, y, 2 * a, 2 * b, angle, 0) for _, x, y, a, b, angle, _ in smudges)
+        if _readable(_covered(dark, n, ellipse=True), 0.26) and _readable(_covered(everything, n, ellipse=True), 1):
+            break
+    return _held(rng, CARD_CODE_MM, 110, 180, paper=rng.uniform(150, 215), ink=rng.uniform(15, 35),
+                 smudges=tuple(smudges))
+
+
+def _card_creased(rng: np.random.Generator, n: int) -> Look:
+    """A card kept folded in a wallet: a fold across the code, the card's middle one (upright, through the top right
+    finder pattern) or its long one (across the code's middle), or a crease at any angle through it; one card in
+    four folded both ways. The paper beyond the fold lies 12-35° out of the card's plane (foreshortened by up to
+    18%), the fold itself a strip up to 0.6 module wide that stretches the print on it, or the sides overlapping by
+    up to 0.35 module and hiding that much; the side beyond it lit 15-30% brighter or darker than this one, and along
+    the fold either its valley's shadow or a white line where the toner cracked off the ridge (0.15-0.6 module)."""
+    mm = CARD_CODE_MM / n  # mm per module
+    x_mid = (CARD_MM[0] / 2 - CARD_CODE_AT_MM[0]) / mm  # the card's middle, in modules from the symbol's left
+    y_mid = (CARD_MM[1] / 2 - CARD_CODE_AT_MM[1]) / mm
+    creases = []
+    first = rng.random()
+    for fold in ((0, 1) if rng.random() < 0.25 else ((0,) if first < 0.35 else (1,) if first < 0.7 else (2,))):
+        if fold == 0:
+            x, y, angle = x_mid + rng.uniform(-2, 2) / mm, rng.uniform(0.2, 0.8) * n, 90 + rng.uniform(-3, 3)
+        elif fold == 1:
+            x, y, angle = rng.uniform(0.2, 0.8) * n, y_mid + rng.uniform(-2, 2) / mm, rng.uniform(-3, 3)
+        else:
+            x, y, angle = *(rng.uniform(0.2, 0.8, 2) * n), rng.uniform(0, 180)
+        creases.append((x, y, angle + 180 * int(rng.integers(2)), rng.uniform(12, 35), rng.uniform(-0.35, 0.6),
+                        rng.choice([-1, 1]) * rng.uniform(0.15, 0.3), rng.uniform(0.15, 0.4), bool(rng.random() < 0.5)))
+    return _held(rng, CARD_CODE_MM, 110, 180, paper=rng.uniform(150, 215), ink=rng.uniform(15, 35),
+                 creases=tuple(creases))
+
+
+def _card_faded(rng: np.random.Generator, n: int) -> Look:
+    """Low contrast: a card printed with a toner running out, or bleached by the sun on a dashboard: ink grey, 30-65
+    grey levels below the paper rather than 150, its density uneven (blotches 15-35% lighter, specks where the toner
+    did not take), the print fading further, to 55-90% of that, towards one side; on paper yellowed or off-white
+    (140-200)."""
+    paper = rng.uniform(140, 200)
+    return _held(rng, CARD_CODE_MM, 110, 180, paper=paper, ink=paper - rng.uniform(30, 65),
+                 fade=(rng.uniform(0.15, 0.35), rng.uniform(0.02, 0.08), rng.uniform(0, 360), rng.uniform(0.55, 0.9)))
+
+
+def _held(rng: np.random.Generator, code_mm: float, near: float, far: float, paper: float, ink: float,
+          **wear) -> Look:
+    """A card (or sticker) whose code is `code_mm` wide, held `near`-`far` mm from the lens, turned and tilted as a
+    hand holds it up: its width in frame pixels, and the blur of depth where the autofocus (`[camera] focus`,
+    macro by default) cannot follow it, nearer than NEAR_FOCUS_MM. Matte paper: no glare, no screen."""
+    distance = rng.uniform(near, far)
+    k = code_mm / CARD_CODE_MM
+    card = Card(code_mm=code_mm, lines=_card_lines(rng), grain=rng.uniform(0.005, 0.015),
+                light=(rng.uniform(0, 360), rng.uniform(0.8, 1.0)), thumb=_thumb(rng, k), **wear)
+    return Look(code_px=FOCAL_PX * code_mm / distance, roll=rng.uniform(-20, 20), tilt_x=rng.uniform(-12, 12),
+                tilt_y=rng.uniform(-12, 12), screen=paper, ink=ink, noise=rng.uniform(1.5, 3.0),
+                defocus=FOCAL_PX * APERTURE_MM * (1 / distance - 1 / max(distance, NEAR_FOCUS_MM)) / 4, card=card)
+
+
+def _card_lines(rng: np.random.Generator) -> tuple:
+    """What a card says beside its code: its kind, the issuer, the lookup number staff can type, its expiry."""
+    number = " ".join(f"{int(rng.integers(10000)):04d}" for _ in range(3))
+    until = f"valid until {int(rng.integers(2027, 2029))}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}"
+    return ("ENTRY CARD", "Community Centre", number, until)
+
+
+def _thumb(rng: np.random.Generator, k: float) -> tuple | None:
+    """The holding thumb's tip (semi-axes 8-10 by 11-14 mm) over a right-hand corner or the long edge beside it, on
+    seven cards in ten: the code is on the card's left, and the thumb stays clear of its quiet zone."""
+    if rng.random() < 0.3:
+        return None
+    a, b = rng.uniform(8, 10), rng.uniform(11, 14)
+    clear = (CARD_CODE_AT_MM[0] + CARD_CODE_MM * (1 + 4 / 57)) * k + b + 1  # the quiet zone, a thumb, its soft edge
+    x = max(clear, CARD_MM[0] * k - rng.uniform(2, 12))
+    y = CARD_MM[1] * k * int(rng.integers(2)) + rng.uniform(-3, 3)
+    return (x, y, a, b, rng.uniform(0, 180), rng.uniform(110, 175))
+
+
+_CARD_LOOKS: dict[str, Callable[[np.random.Generator, int], Look]] = {
+    "card": _card_plain, "card_small": _card_small, "card_smudged": _card_smudged, "card_creased": _card_creased,
+    "card_faded": _card_faded}
+
+
 _MORE_LOOKS: dict[str, Callable[[np.random.Generator, int], Look]] = {
     "dimmed": _dimmed, "brightness_step": _brightness_step, "motion": _motion, "ceiling": _ceiling,
     "cracked": _cracked, "rotated": _rotated, "large": _large}
@@ -337,7 +497,7 @@ _MORE_LOOKS: dict[str, Callable[[np.random.Generator, int], Look]] = {
 
 _LOOKS: dict[str, Callable[[np.random.Generator, int], Look]] = {
     "plain": _plain, "small_edge": _small_edge, "tilt": _tilt, "blur": _blur, "glare": _glare, "dark": _dark,
-    "moire": _moire, **_MORE_LOOKS}
+    "moire": _moire, **_MORE_LOOKS, **_CARD_LOOKS}
 
 
 def _jitter(look: Look, rng: np.random.Generator) -> Look:
@@ -369,10 +529,136 @@ def _moment(look: Look, k: int, frames: int, rng: np.random.Generator) -> Look:
 # -- drawing ----------------------------------------------------------------------------------------------------------
 
 
-def _modules(text: str) -> np.ndarray:
-    """The QR symbol (error correction M) as a boolean matrix, True = dark, without quiet zone."""
-    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
-    return np.asarray(code.to_image(scale=1, add_quiet_zones=False)) < 128
+def _modules(text: str, ec: str = "M") -> np.ndarray:
+    """The QR symbol as a boolean matrix, True = dark, without quiet zone: error correction M, as phone apps draw
+    their codes, or a card's (CARD_EC)."""
+    return qr_modules(text, ec)
+
+
+def _card_image(modules: np.ndarray, u: int, look: Look, rng: np.random.Generator,
+                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """The card of `look.card` at `u` pixels per module, as the camera would see it lit: toner on matte paper, the
+    text beside the code, the wear, the room's light across it, the holding thumb.
+
+    Returns the image (float32 luminance, premultiplied by its cover), its cover (1 on the card and the thumb, 0
+    around them: the thumb reaches past the card's edge) and the symbol's box (x0, y0, side) in its pixels.
+    """
+    card = look.card
+    assert card is not None
+    n = len(modules)
+    k = card.code_mm / CARD_CODE_MM  # a sticker: the card's layout printed smaller
+    ppm = u * n / card.code_mm  # pixels per mm
+    pad = math.ceil(16 * ppm) if card.thumb else 2
+    cw, ch = round(CARD_MM[0] * k * ppm), round(CARD_MM[1] * k * ppm)
+    h, w = ch + 2 * pad, cw + 2 * pad
+    x0, y0 = pad + round(CARD_CODE_AT_MM[0] * k * ppm), pad + round(CARD_CODE_AT_MM[1] * k * ppm)
+    # What is printed: the share of each pixel the toner covers.
+    toner = np.zeros((h, w), np.float32)
+    toner[y0: y0 + n * u, x0: x0 + n * u] = np.kron(modules, np.ones((u, u), np.float32))
+    text = np.zeros((h, w), np.uint8)
+    left, width, top = pad + round(53 * k * ppm), round(30 * k * ppm), pad + round(CARD_CODE_AT_MM[1] * k * ppm)
+    for line, height, bold, gap in zip(card.lines, (4.2, 2.4, 3.4, 2.2), (3, 1, 2, 1), (0, 4, 12, 9)):
+        top += round(gap * k * ppm)
+        (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+        scale = min(height * k * ppm / th, width / tw)
+        top += round(th * scale)
+        cv2.putText(text, line, (left, top), cv2.FONT_HERSHEY_SIMPLEX, scale, 255,
+                    max(1, round(bold * scale * 0.9)), cv2.LINE_AA)
+    toner = np.maximum(toner, text.astype(np.float32) / 255)
+    for kind, x, y, a, b, angle, strength in card.smudges:  # toner dragged by a thumb: dark over the light modules
+        if kind == "smear":
+            drag = cv2.filter2D(toner, -1, _streak(rng.uniform(2, 4) * u, rng.uniform(0, 180)))
+            toner = np.maximum(toner, strength * np.minimum(1, 1.5 * drag)
+                               * _blob(rng, (h, w), x0 + x * u, y0 + y * u, a * u, b * u, angle))
+    contrast = np.full((h, w), look.screen - look.ink, np.float32)
+    if card.fade is not None:
+        blotch, speckle, angle, low = card.fade
+        toner *= 1 - blotch * np.clip(0.5 + 0.4 * _clouds(rng, (h, w), 4 * ppm), 0, 1)
+        toner *= rng.random((h, w), dtype=np.float32) >= speckle
+        contrast *= 1 - (1 - low) * _across(h, w, angle)
+    paper = look.screen * (1 + card.grain * (0.5 * _clouds(rng, (h, w), 0.15 * ppm) + _clouds(rng, (h, w), 2 * ppm)))
+    lum = paper - contrast * toner
+    for kind, x, y, a, b, angle, strength in card.smudges:
+        if kind == "dirt":
+            lum *= 1 - strength * _blob(rng, (h, w), x0 + x * u, y0 + y * u, a * u, b * u, angle)
+        elif kind == "grease":  # a fingerprint: its ridges, 0.5 mm apart, greyer than the paper between them
+            cx, cy, turn = x0 + x * u, y0 + y * u, math.radians(angle)
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            along = (xx - cx) * math.cos(turn) + (yy - cy) * math.sin(turn)
+            across = -(xx - cx) * math.sin(turn) + (yy - cy) * math.cos(turn)
+            r = np.hypot(along, 1.3 * across) / (rng.uniform(0.45, 0.55) * ppm)
+            ridges = 0.5 + 0.5 * np.cos(2 * math.pi * r + 2.5 * _clouds(rng, (h, w), 1.5 * ppm))
+            lum *= 1 - strength * (0.3 + 0.7 * ridges) * _blob(rng, (h, w), cx, cy, a * u, b * u, angle)
+    cover = np.zeros((h, w), np.float32)
+    cover[pad: pad + ch, pad: pad + cw] = 1
+    for crease in card.creases:
+        lum, cover = _fold(lum, cover, crease, x0, y0, u, look.screen)
+    angle, low = card.light
+    lum *= 1 - (1 - low) * _across(h, w, angle)
+    if card.thumb is not None:
+        x, y, a, b, angle, skin = card.thumb
+        tip = _blob(rng, (h, w), pad + x * ppm, pad + y * ppm, a * ppm, b * ppm, angle, ragged=0.0, soft=0.3 * ppm)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        rounded = 1 - 0.35 * np.clip(np.hypot(xx - pad - x * ppm, yy - pad - y * ppm) / (b * ppm), 0, 1) ** 2
+        lum = lum * (1 - tip) + skin * rounded * tip
+        cover = np.maximum(cover, tip)
+    return (lum * cover).astype(np.float32), cover, (x0 - 0.5, y0 - 0.5, float(n * u))
+
+
+def _fold(lum: np.ndarray, cover: np.ndarray, crease: tuple, x0: int, y0: int, u: int, paper: float,
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """A fold through (x, y) (modules of the symbol) at `angle`: beyond it (the side its normal points to) the paper
+    lies `bend` degrees out of the card's plane, so the camera sees it foreshortened by cos(bend); the fold itself
+    is a strip `gap` modules wide (negative: the sides overlap and hide that much print) showing its line stretched;
+    beyond it the light is `1 + shade` times this side's; along it either the valley's shadow or, `flaked`, a white
+    line `width` modules wide where the toner cracked off the ridge."""
+    x, y, angle, bend, gap, shade, width, flaked = crease
+    h, w = lum.shape
+    turn = math.radians(angle)
+    nx, ny = -math.sin(turn), math.cos(turn)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (xx - (x0 + x * u)) * nx + (yy - (y0 + y * u)) * ny  # pixels beyond the fold
+    g = gap * u
+    source = np.where(t > 0, np.maximum(0.0, (t - g) / math.cos(math.radians(bend))), t)
+    mx, my = xx + (source - t) * nx, yy + (source - t) * ny
+    lum = cv2.remap(lum, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    cover = cv2.remap(cover, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    lum = lum * (1 + shade * np.clip(t / (0.3 * u) + 0.5, 0, 1))
+    half = max(abs(g), width * u) / 2
+    line = np.clip(half + 0.5 - np.abs(t - g / 2), 0, 1)  # 1 on the fold's line, anti-aliased at its edges
+    light = paper * (1 + shade * np.clip((g / 2) / (0.3 * u) + 0.5, 0, 1))
+    lum = lum + (light - lum) * 0.8 * line if flaked else lum * (1 - 0.45 * line)
+    return lum, cover
+
+
+def _blob(rng: np.random.Generator, shape: tuple, cx: float, cy: float, a: float, b: float, angle: float,
+          ragged: float = 0.5, soft: float | None = None) -> np.ndarray:
+    """An ellipse (semi-axes a, b pixels) with an edge `soft` pixels wide (a smudge's: 15% of b), its outline
+    `ragged` as a smudge's is: 0 to 1."""
+    h, w = shape
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (round(cx * 16), round(cy * 16)), (round(a * 16), round(b * 16)), angle, 0, 360, 1.0, -1,
+                cv2.LINE_AA, 4)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.15 * b if soft is None else soft))
+    if ragged:
+        mask *= np.clip(1 + ragged * _clouds(rng, shape, max(1.0, 0.4 * b)), 0, 1)
+    return mask
+
+
+def _clouds(rng: np.random.Generator, shape: tuple, scale: float) -> np.ndarray:
+    """Smooth random texture varying over about `scale` pixels: mean 0, deviation 1."""
+    h, w = shape
+    coarse = rng.standard_normal((max(2, round(h / scale) + 2), max(2, round(w / scale) + 2))).astype(np.float32)
+    fine = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    return (fine - fine.mean()) / (fine.std() + 1e-6)
+
+
+def _across(h: int, w: int, angle: float) -> np.ndarray:
+    """0 to 1 across an image along `angle` degrees: where a light falls off, or a print fades."""
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = xx * c + yy * s
+    return (t - t.min()) / (t.max() - t.min())
 
 
 def _phone(modules: np.ndarray | None, u: int, screen: float, ink: float, rng: np.random.Generator,
@@ -551,8 +837,9 @@ def _camera(scene: np.ndarray, look: Look, rng: np.random.Generator, vignette: n
 
 
 def _render(bg: np.ndarray, phone: np.ndarray, box: tuple, look: Look, n: int, rng: np.random.Generator,
-            vignette: np.ndarray) -> np.ndarray:
-    """One frame: the phone warped onto a 2x canvas, averaged down to the frame, over the scene."""
+            vignette: np.ndarray, cover: np.ndarray | None = None) -> np.ndarray:
+    """One frame: the phone (or a card, with its `cover`, premultiplied) warped onto a 2x canvas, averaged down to
+    the frame, over the scene."""
     h, w = bg.shape
     hom = _homography(box, look, w, h)
     x0, y0, side = box
@@ -569,7 +856,8 @@ def _render(bg: np.ndarray, phone: np.ndarray, box: tuple, look: Look, n: int, r
     if look.grid is None:  # a camera's lens does not resolve finer than its pixels: no aliasing from drawing
         phone = cv2.GaussianBlur(phone, (0, 0), 0.5)
     warped = cv2.warpPerspective(phone, to_canvas @ hom, size, flags=cv2.INTER_LINEAR, borderValue=0)
-    alpha = cv2.warpPerspective(np.ones_like(phone), to_canvas @ hom, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    alpha = cv2.warpPerspective(np.ones_like(phone) if cover is None else cover, to_canvas @ hom, size,
+                                flags=cv2.INTER_LINEAR, borderValue=0)
     warped = cv2.resize(warped, (w, h), interpolation=cv2.INTER_AREA)
     alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
     if look.step is not None:  # the phone's own light, row by row as the shutter read it
@@ -613,13 +901,15 @@ def _empty(bg: np.ndarray, rng: np.random.Generator, vignette: np.ndarray) -> np
 
 
 def build(folder: Path, texts: Sequence[str], frames_per_visitor: int = 6, gap_frames: int = 3,
-          seed: int = 0, width: int = 640, height: int = 480, more_texts: Sequence[str] = ()) -> list[FrameSpec]:
+          seed: int = 0, width: int = 640, height: int = 480, more_texts: Sequence[str] = (),
+          card_texts: Sequence[str] = ()) -> list[FrameSpec]:
     """Write the frames as PNGs into `folder` (created if missing) and return them in playing order.
 
     Visitor `i` shows `texts[i]` under `CONDITIONS[i % 7]` for `frames_per_visitor` frames, then
     `gap_frames` empty frames follow. Then, the same way, visitor `len(texts) + j` shows `more_texts[j]`
-    under `MORE_CONDITIONS[j % 7]`, drawn from a random stream of its own: the first part's frames are the
-    same whatever follows them. `folder/manifest.json` lists the specs, for a later run to reuse.
+    under `MORE_CONDITIONS[j % 7]`, and after them each of `card_texts` is held up on a printed card under
+    `CARD_CONDITIONS[j % 5]`, each part drawn from a random stream of its own: a part's frames are the same
+    whatever follows them. `folder/manifest.json` lists the specs, for a later run to reuse.
     Deterministic for a seed.
     """
     if not texts:
@@ -630,7 +920,7 @@ def build(folder: Path, texts: Sequence[str], frames_per_visitor: int = 6, gap_f
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     r2 = ((x - width / 2) ** 2 + (y - height / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
     vignette = (1 - 0.25 * r2).astype(np.float32)
-    total = (len(texts) + len(more_texts)) * (frames_per_visitor + gap_frames)
+    total = (len(texts) + len(more_texts) + len(card_texts)) * (frames_per_visitor + gap_frames)
     digits = max(5, len(str(total - 1)))
     specs: list[FrameSpec] = []
 
@@ -641,16 +931,20 @@ def build(folder: Path, texts: Sequence[str], frames_per_visitor: int = 6, gap_f
 
     visitor = 0
     for part, conditions, rng in ((texts, CONDITIONS, np.random.default_rng(seed)),
-                                  (more_texts, MORE_CONDITIONS, np.random.default_rng([seed, 1]))):
+                                  (more_texts, MORE_CONDITIONS, np.random.default_rng([seed, 1])),
+                                  (card_texts, CARD_CONDITIONS, np.random.default_rng([seed, 2]))):
         for j, text in enumerate(part):
             condition = conditions[j % len(conditions)]
-            modules = _modules(text)
+            modules = _modules(text, CARD_EC if condition in CARD_CONDITIONS else "M")
             n = modules.shape[0]
             look = _centre(_LOOKS[condition](rng, n), rng, width, height)
             look = replace(look, gain=look.gain * rng.uniform(0.9, 1.1))
             scene = _person(venue, rng)
+            cover = None
             # The phone is drawn at ~2 px per canvas pixel's worth of module, or on its own pixel grid for moiré.
-            if look.grid is None:
+            if look.card is not None:
+                phone, cover, box = _card_image(modules, max(3, math.ceil(SS * look.code_px / n)), look, rng)
+            elif look.grid is None:
                 u = max(3, math.ceil(SS * look.code_px / n))
                 phone, box = _phone(modules, u, look.screen, look.ink, rng)
             else:
@@ -663,7 +957,7 @@ def build(folder: Path, texts: Sequence[str], frames_per_visitor: int = 6, gap_f
                 phone = _crack(phone, box, n, look.cracks)
             for k in range(frames_per_visitor):
                 frame_look = _moment(_jitter(look, rng), k, frames_per_visitor, rng)
-                emit(_render(scene, phone, box, frame_look, n, rng, vignette), condition, text, visitor)
+                emit(_render(scene, phone, box, frame_look, n, rng, vignette, cover), condition, text, visitor)
             for _ in range(gap_frames):
                 emit(_empty(venue, rng, vignette), EMPTY, None, None)
             visitor += 1

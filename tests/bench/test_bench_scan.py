@@ -12,19 +12,22 @@ def test_bench_scan_reports_every_figure_side_by_side_with_and_without_workers(t
                           "--workers", "1", "--folder", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert r["frames_in_set"] == 2 * 7 * (6 + 3) and r["frames_run"] == 2 * r["frames_in_set"]  # two parts of 7
+    # two parts of 7 phones, then 5 printed cards (half a part, one a card condition at least)
+    assert r["frames_in_set"] == (2 * 7 + 5) * (6 + 3) and r["frames_run"] == 2 * r["frames_in_set"]
     assert r["workers"] == 1 and r["without_workers"]["workers"] == 0
     assert set(r["pool"]) == {"recovered", "late", "superseded", "workers_replaced"}
     assert r["pool"]["workers_replaced"] == 0 and r["pool"]["recovered"] + r["pool"]["superseded"] > 0
     first_part = ("plain", "small_edge", "tilt", "blur", "glare", "dark", "moire")
     second_part = ("dimmed", "brightness_step", "motion", "ceiling", "cracked", "rotated", "large")
+    cards = ("card", "card_small", "card_smudged", "card_creased", "card_faded")
     for run in (r, r["without_workers"]):
         # Every visitor read is accepted once; unpaced, the set comes round again within the hold time, so a
         # code still "in view" is not decided again (paced at 30 fps it would be: already checked in). The first
-        # part's visitors are all read; one of the second part's hard conditions may go unread on all its 6
-        # frames (in about one run in five: ceiling 3 visitors in 30, cracked 2, dimmed 1).
+        # part's visitors are all read, and so is the fresh card; one of the second part's hard conditions may go
+        # unread on all its 6 frames (in about one run in five: ceiling 3 visitors in 30, cracked 2, dimmed 1), and so
+        # may a worn card (bare zxing-cpp, on 210 cards: a sticker 6 in 42, a creased card 5, a faded one 3).
         accepted = run["decisions"].get("accepted", 0)
-        assert set(run["decisions"]) == {"accepted"} and 7 <= accepted <= 14, run["decisions"]
+        assert set(run["decisions"]) == {"accepted"} and 8 <= accepted <= 19, run["decisions"]
         assert run["accept_latency_ms"]["visitors"] == accepted and 0 < run["accept_latency_ms"]["median"] < 1000
         for kind in ("code_frames", "empty_frames"):
             timing = run["per_frame_ms"][kind]
@@ -32,9 +35,10 @@ def test_bench_scan_reports_every_figure_side_by_side_with_and_without_workers(t
             assert timing["ratio_loop_to_zxing"]["median"] == round(timing["loop"]["median"]
                                                                     / timing["zxing"]["median"], 3)
         success = run["decode_success"]
-        assert set(success) == {*first_part, *second_part, "empty"}
+        assert set(success) == {*first_part, *second_part, *cards, "empty"}
         assert success["empty"]["misreads"] == {"loop": 0, "zxing": 0, "zbar": 0}
-        assert success["plain"]["loop"] == 1.0  # a phone held straight is read on every frame
+        # a phone held straight, and a fresh card, are read on every frame
+        assert success["plain"]["loop"] == success["card"]["loop"] == 1.0 and success["card"]["frames"] == 6
         for name, c in success.items():
             if name != "empty":
                 assert max(c["zxing"], c["zbar"]) <= c["union"] <= c["zxing"] + c["zbar"]
@@ -62,6 +66,9 @@ def test_bench_scan_reports_every_figure_side_by_side_with_and_without_workers(t
         warm = [mb for f, _, mb in curve if f >= r["frames_run"] / 10]
         assert memory["rss_after_warmup_mb"] == warm[0] and memory["rss_at_end_mb"] == warm[-1] == curve[-1][2]
         assert memory["growth_mb"] == round(warm[-1] - warm[0], 1)
+    # With the worker, the loop reads on printed cards all that either bare decoder reads (the goal, which unpaced
+    # the second part's hard conditions may miss: a displaced frame counts as missed).
+    assert all(r["decode_success"][k]["loop"] >= r["decode_success"][k]["union"] for k in cards), r["decode_success"]
     # The loop alone reads every frame whole: at least the best bare decoder in the first part's conditions.
     alone = r["without_workers"]["decode_success"]
     assert all(alone[k]["loop"] >= max(alone[k]["zxing"], alone[k]["zbar"]) for k in first_part), alone

@@ -1,5 +1,6 @@
 """The built-in frame set of `qrgate bench scan`: the files, the manifest, the order, readable codes, the first part
-as it was before the second, and each of the second part's conditions seen in its frames."""
+as it was before the second and both as they were before the third, each of the second part's conditions seen in its
+frames, and the third's printed cards: their code, where the thumb goes, a fold, a faded print."""
 
 from __future__ import annotations
 
@@ -18,23 +19,27 @@ import zxingcpp
 from lab.bench import scenes
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-VISITORS, MORE, PER_VISITOR, GAP = 14, 14, 2, 1  # two visitors per condition, in each part
+VISITORS, MORE, CARDS, PER_VISITOR, GAP = 14, 14, 20, 2, 1  # two visitors per condition in each part, four a card one
+PHONES = VISITORS + MORE
 # The pixels of the first part's 42 frames (seed 0) as the code before the second part drew them (commit 0d57d61),
 # with the lock's numpy and OpenCV: the set the first part's figures were measured on.
 FIRST_PART_SHA256 = "99bfc87bfd83e5d378ffcdc18512c8fe09be9965ce700bdd729906e3979a8ede"
+# The pixels of both parts' 84 frames (seed 0) as the code before the third part drew them (commit 24a9e84).
+PHONE_PARTS_SHA256 = "6c594540e84e07b6a44aae888affc7c772c32196b2fd7f9b18ff3d93c1341bf5"
 
 
-def _texts(n: int) -> list[str]:
-    rng = random.Random(0)
-    return ["KP1:" + "".join(rng.choice(ALPHABET) for _ in range(186)) for _ in range(n)]
+def _texts(n: int, prefix: str = "KP1:") -> list[str]:
+    """Texts of a token's length and alphabet (a card's too: KC1 is 190 characters of base45 as well)."""
+    rng = random.Random(0 if prefix == "KP1:" else 1)
+    return [prefix + "".join(rng.choice(ALPHABET) for _ in range(186)) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("frames")
-    texts = _texts(VISITORS + MORE)
+    texts = _texts(PHONES) + _texts(CARDS, "KC1:")
     return folder, texts, scenes.build(folder, texts[:VISITORS], frames_per_visitor=PER_VISITOR, gap_frames=GAP,
-                                       seed=0, more_texts=texts[VISITORS:])
+                                       seed=0, more_texts=texts[VISITORS:PHONES], card_texts=texts[PHONES:])
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def test_files_in_playing_order(built):
     folder, texts, specs = built
     names = [s.name for s in specs]
     assert names == sorted(names) and len(set(names)) == len(names)
-    assert len(specs) == (VISITORS + MORE) * (PER_VISITOR + GAP)
+    assert len(specs) == (PHONES + CARDS) * (PER_VISITOR + GAP)
     assert sorted(p.name for p in folder.glob("*.png")) == names
     for spec in specs:
         gray = cv2.imread(str(folder / spec.name), cv2.IMREAD_UNCHANGED)
@@ -66,7 +71,8 @@ def test_visitors_round_robin_then_gap(built):
     _, texts, specs = built
     it = iter(specs)
     for i, text in enumerate(texts):
-        condition = scenes.CONDITIONS[i % 7] if i < VISITORS else scenes.MORE_CONDITIONS[(i - VISITORS) % 7]
+        condition = (scenes.CONDITIONS[i % 7] if i < VISITORS else scenes.MORE_CONDITIONS[(i - VISITORS) % 7]
+                     if i < PHONES else scenes.CARD_CONDITIONS[(i - PHONES) % 5])
         for _ in range(PER_VISITOR):
             s = next(it)
             assert (s.condition, s.text, s.visitor) == (condition, text, i)
@@ -74,8 +80,9 @@ def test_visitors_round_robin_then_gap(built):
             s = next(it)
             assert (s.condition, s.text, s.visitor) == (scenes.EMPTY, None, None)
     conditions = {s.condition for s in specs}
-    assert conditions == set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS) | {scenes.EMPTY}
-    assert len(set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS)) == 14
+    assert conditions == set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS) | set(scenes.CARD_CONDITIONS) | {
+        scenes.EMPTY}
+    assert len(set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS) | set(scenes.CARD_CONDITIONS)) == 19
 
 
 def test_manifest_round_trips(built):
@@ -86,7 +93,7 @@ def test_manifest_round_trips(built):
 def test_same_seed_same_bytes(built, tmp_path):
     folder, texts, specs = built
     again = scenes.build(tmp_path, texts[:VISITORS], frames_per_visitor=PER_VISITOR, gap_frames=GAP, seed=0,
-                         more_texts=texts[VISITORS:])
+                         more_texts=texts[VISITORS:PHONES], card_texts=texts[PHONES:])
     assert again == specs
     for spec in specs:
         assert (tmp_path / spec.name).read_bytes() == (folder / spec.name).read_bytes(), spec.name
@@ -110,6 +117,34 @@ def test_the_first_part_is_the_set_as_it_was(built, tmp_path):
         assert (tmp_path / spec.name).read_bytes() == (folder / spec.name).read_bytes(), spec.name
 
 
+def test_the_phone_parts_are_the_set_as_it_was(built):
+    """Issue 23: the printed cards, drawn from a third random stream, change none of the first two parts' frames:
+    their figures still compare with earlier runs'."""
+    folder, _, specs = built
+    phones = specs[:PHONES * (PER_VISITOR + GAP)]
+    assert {s.condition for s in phones} == set(scenes.CONDITIONS) | set(scenes.MORE_CONDITIONS) | {scenes.EMPTY}
+    digest = hashlib.sha256()
+    for spec in phones:
+        digest.update(cv2.imread(str(folder / spec.name), cv2.IMREAD_UNCHANGED).tobytes())
+    assert digest.hexdigest() == PHONE_PARTS_SHA256
+
+
+def test_the_card_part_is_its_own_per_seed(built, tmp_path):
+    """The cards are the same frames whatever phones come before them (their stream is the seed's own), and another
+    seed draws other cards."""
+    folder, texts, specs = built
+    cards = specs[PHONES * (PER_VISITOR + GAP):]
+    assert {s.condition for s in cards} == set(scenes.CARD_CONDITIONS) | {scenes.EMPTY}
+    alone = scenes.build(tmp_path / "alone", texts[:1], frames_per_visitor=PER_VISITOR, gap_frames=GAP, seed=0,
+                         card_texts=texts[PHONES:])[PER_VISITOR + GAP:]
+    assert [(s.condition, s.text) for s in alone] == [(s.condition, s.text) for s in cards]
+    for mine, theirs in zip(alone, cards):
+        assert (tmp_path / "alone" / mine.name).read_bytes() == (folder / theirs.name).read_bytes(), theirs.name
+    other = scenes.build(tmp_path / "other", texts[:1], frames_per_visitor=1, gap_frames=0, seed=1,
+                         card_texts=texts[PHONES:PHONES + 1])
+    assert (tmp_path / "other" / other[1].name).read_bytes() != (folder / cards[0].name).read_bytes()
+
+
 def test_zxing_reads_each_condition_and_nothing_in_empty_frames(built):
     folder, _, specs = built
     read: dict[str, int] = {}
@@ -121,7 +156,7 @@ def test_zxing_reads_each_condition_and_nothing_in_empty_frames(built):
         else:
             assert set(texts) <= {spec.text}, spec.name  # never another visitor's code, never garbage
             read[spec.condition] = read.get(spec.condition, 0) + (spec.text in texts)
-    assert all(read.get(c, 0) >= 1 for c in scenes.CONDITIONS + scenes.MORE_CONDITIONS), read
+    assert all(read.get(c, 0) >= 1 for c in scenes.CONDITIONS + scenes.MORE_CONDITIONS + scenes.CARD_CONDITIONS), read
 
 
 # -- the second part's conditions, each seen in its frames ------------------------------------------------------------
@@ -279,3 +314,84 @@ def test_cracks_draw_lines_and_shift_the_image_beside_them(seed):
     assert np.abs(diff[beside]).mean() >= 8 > 4 * np.abs(still[beside]).mean()  # the image shifted beside them
     assert np.abs(diff[(modules_away > 8) & off_spot]).max() <= 3  # and not far from them
 
+
+
+# -- the third part: printed cards (issue 23) --------------------------------------------------------------------------
+
+
+def test_cards_carry_their_issuers_code_and_the_hard_ones_are_not_always_read(read):
+    """A card's code is printed at error correction Q (version 10 for a card's 190 characters), a phone's at M; a
+    fresh card is read on every frame, and the worn, small or faded ones not on all: something for a second
+    attempt to recover."""
+    seen = _by_condition(read)
+    for condition, frames in seen.items():
+        for spec, _, barcode in frames:
+            expected = ("Q", "10") if condition in scenes.CARD_CONDITIONS else ("M", "8")
+            assert (barcode.extra["ECLevel"], barcode.extra["Version"]) == expected, spec.name
+    shown = defaultdict(int)
+    for spec, _, _ in read:
+        shown[spec.condition] += 1
+    assert len(seen["card"]) == shown["card"] == 4 * PER_VISITOR
+    hard = [c for c in scenes.CARD_CONDITIONS if c != "card"]
+    assert sum(len(seen[c]) for c in hard) < sum(shown[c] for c in hard)
+
+
+def test_a_faded_card_shows_its_code_at_low_contrast(read):
+    def contrast(gray, barcode) -> float:
+        values = gray[_symbol(gray, barcode)[0]]
+        return float(np.percentile(values, 90) - np.percentile(values, 10))
+
+    seen = _by_condition(read)
+    assert seen["card_faded"]
+    assert all(contrast(g, b) <= 70 for _, g, b in seen["card_faded"])
+    assert all(contrast(g, b) >= 100 for _, g, b in seen["card"] + seen["card_small"] + seen["card_creased"])
+
+
+@pytest.mark.parametrize("condition", ["card", "card_small"])
+def test_the_thumb_covers_a_corner_of_the_card_never_the_code(condition):
+    """The card drawn with a thumb of the darkest and of the lightest skin: they differ only where the thumb is,
+    which is over the card (a corner, an edge) and never over the code or its quiet zone, on a card or a sticker."""
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        modules = scenes._modules(_texts(1, "KC1:")[0], scenes.CARD_EC)
+        n = len(modules)
+        look = scenes._LOOKS[condition](rng, n)
+        k = look.card.code_mm / scenes.CARD_CODE_MM
+        thumb = look.card.thumb or next(t for t in iter(lambda: scenes._thumb(rng, k), 0) if t is not None)
+        u = math.ceil(scenes.SS * look.code_px / n)
+        drawn = []
+        for skin in (0.0, 255.0):
+            card = replace(look.card, thumb=(*thumb[:5], skin))
+            drawn.append(scenes._card_image(modules, u, replace(look, card=card), np.random.default_rng(seed)))
+        (dark, cover, box), (light, _, _) = drawn
+        thumb_at = light - dark > 1
+        x0, y0, side = (round(v) for v in box)
+        quiet = 4 * u
+        assert not thumb_at[y0 - quiet: y0 + side + quiet, x0 - quiet: x0 + side + quiet].any(), seed
+        mm = u * n / look.card.code_mm  # pixels per mm
+        left, top = x0 - round(scenes.CARD_CODE_AT_MM[0] * k * mm), y0 - round(scenes.CARD_CODE_AT_MM[1] * k * mm)
+        width, height = round(scenes.CARD_MM[0] * k * mm), round(scenes.CARD_MM[1] * k * mm)
+        assert thumb_at[top + 2: top + height - 2, left + 2: left + width - 2].any(), seed  # over the card
+
+
+def test_a_fold_bends_the_print_beyond_it():
+    """`_fold` on a sheet of paper (200 grey levels) with two printed lines across it, 10 px to a module: the line
+    before the fold stays put, the one 100 px beyond it comes to 100 cos(bend) + gap, the paper beyond is lit
+    1 + shade times, and the fold is a white line through toner where it flaked, a shadow where it did not."""
+    paper, u, bend, gap, shade = 200.0, 10, 30.0, 0.4, -0.2
+    sheet = np.full((60, 400), paper, np.float32)
+    sheet[:, 100] = sheet[:, 300] = 20.0  # printed lines, 100 px either side of the fold at x = 200
+    sheet[:30, 150:250] = 20.0  # toner across the fold, in the top half
+    cover = np.ones_like(sheet)
+    # angle 270: the fold runs down the sheet at x = 200 (20 modules), its normal pointing right
+    for flaked in (True, False):
+        lum, folded = scenes._fold(sheet, cover, (20.0, 0.0, 270.0, bend, gap, shade, 0.3, flaked), 0, 0, u, paper)
+        row = lum[45]  # the bottom half: paper and the two lines
+        assert int(np.argmin(row[:200])) == 100
+        beyond = 200 + 100 * math.cos(math.radians(bend)) + gap * u
+        assert abs(int(np.argmin(row[210:370])) + 210 - beyond) <= 1
+        assert row[150] == pytest.approx(paper) and row[250] == pytest.approx(paper * (1 + shade), rel=0.01)
+        end = 200 + 200 * math.cos(math.radians(bend)) + gap * u  # the sheet's edge, 200 px beyond the fold
+        assert folded[:, :int(end) - 1].min() == 1 and folded[:, int(end) + 2:].max() == 0
+        on_fold = lum[10, 201: 203].mean()  # the fold's line, through the toner
+        assert on_fold > 120 if flaked else on_fold < 0.8 * 20.0 * (1 + shade / 2)

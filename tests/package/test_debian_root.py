@@ -124,9 +124,9 @@ def test_the_package_installs_runs_and_its_demo_accepts_every_visitor(device):
 
     demo = device.sh("demo", "qrgate demo")
     summary = json.loads(demo.stdout.strip().splitlines()[-1])
-    assert (summary["visitors_accepted"], summary["already_checked_in"], summary["visitors_rejected"]) == (6, 1, 4), \
+    assert (summary["visitors_accepted"], summary["already_checked_in"], summary["visitors_rejected"]) == (7, 1, 4), \
         demo.stdout
-    assert summary["records_received_by_the_custodian"] == summary["records_the_authority_key_opened"] == 6
+    assert summary["records_received_by_the_custodian"] == summary["records_the_authority_key_opened"] == 7
 
 
 def test_a_signed_fleet_repository_upgrades_the_device_and_keeps_what_it_made(device, built, tmp_path):

@@ -481,18 +481,15 @@ def test_base45_of_other_cbor_is_malformed(kc1_setup, obj):
     assert reason(kc1_setup, qr(cbor2.dumps(obj), kc1.PREFIX)) is Reason.MALFORMED
 
 
-def test_a_verifier_bug_rejects_as_malformed_and_logs_the_exception_type_not_the_card(kc1_setup, caplog):
+def test_a_verifier_bug_rejects_as_malformed_and_the_fuzz_harness_sees_it(kc1_setup):
+    """The card verifier is guarded as KP1's (kp1.Guarded, whose log line test_kp1 holds to the exception's type)."""
     text = signers.mint_card(kc1_setup.centre, NOW, cti=CTI)
 
     def broken_trust():
         raise ZeroDivisionError(f"cannot judge {text}")
 
     verifier = kc1.Kc1Verifier(trust=broken_trust)
-    with caplog.at_level("ERROR", logger=kc1.__name__):
-        result = verifier.verify(text, NOW)
+    result = verifier.verify(text, NOW)
     assert result.kind is Kind.REJECTED and result.reason is Reason.MALFORMED and not result.green
     with pytest.raises(ZeroDivisionError):
-        verifier.verify_raising(text, NOW)  # the fuzz harness's call lets the bug through
-    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(logged) == 1 and "ZeroDivisionError" in logged[0]
-    assert text[len(kc1.PREFIX):] not in logged[0] and CTI.hex() not in logged[0]
+        verifier.verify_raising(text, NOW)

@@ -451,3 +451,22 @@ def test_a_cards_daily_count_is_kept_under_its_keyed_hash_never_its_id(store_set
     db.close()
     on_card = b"".join(p.read_bytes() for p in store_setup.path.parent.glob(store_setup.path.name + "*"))
     assert h == store_setup.store.seen_hash(cti(9)) and cti(9) not in on_card
+
+
+@pytest.mark.parametrize("utc, local_date", [
+    ("2026-07-01T22:30:00+00:00", "2026-07-02"),  # 00:30 summer time in Berlin: the next day already
+    ("2026-12-01T23:30:00+00:00", "2026-12-02"),  # 00:30 winter time
+    ("2026-12-01T22:30:00+00:00", "2026-12-01"),  # 23:30 winter time: still the day before
+])
+def test_a_cards_day_is_the_devices_local_date_at_the_visit_whatever_the_season(monkeypatch, utc, local_date):
+    import datetime as dt
+    import time
+
+    monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")  # Berlin's rule, as POSIX spells it: no tzdata needed
+    time.tzset()
+    try:
+        day = local_day(dt.datetime.fromisoformat(utc).timestamp())
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert day == dt.date.fromisoformat(local_date).toordinal() - dt.date(1970, 1, 1).toordinal()

@@ -119,7 +119,8 @@ def test_sealing_twice_gives_different_ciphertexts(seal_setup):
 # --- records that all look alike --------------------------------------------------------------------
 
 VISITS = [("pass", CTI, "KP1"), ("naver", CTI, "KP1"), ("kakao", CTI, "KP1"), ("toss-app", CTI, "KP1"),
-          ("i" * records.MAX_ID, CTI, "KP1"), ("DE", "URN:UVCI:01:DE:ABC/1234#Q", "DCC"),
+          ("i" * records.MAX_ID, CTI, "KP1"), ("Mapo-gu Community Centre", CTI, "KC1"),
+          ("DE", "URN:UVCI:01:DE:ABC/1234#Q", "DCC"),
           ("XX", "URN:UVCI:01:XX:" + "X" * 65, "DCC"), ("i" * records.MAX_ID, "U" * 80, "DCC")]
 
 
@@ -301,6 +302,16 @@ def test_open_takes_an_issuer_name_of_1_to_64_characters(seal_setup, iss):
     plain = {**_secret(seal_setup.sealed, seal_setup.authority), "iss": iss}
     record = _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(plain))
     assert record.open(seal_setup.authority)["iss"] == iss
+
+
+def test_a_visit_from_a_printed_card_opens_as_a_card_with_its_16_byte_id_and_no_other(seal_setup):
+    visit = Visit.of(Claims(iss="centre", iat=NOW, exp=NOW + 86400, cti=CTI, kind="KC1"), "cafe-1", "door-a", NOW)
+    plain = SealedRecord.from_wire(visit.seal(seal_setup.authority.public_key()).wire()).open(seal_setup.authority)
+    assert (plain["kind"], plain["cti"], plain["iss"]) == ("KC1", CTI, "centre")
+    for cti in (CTI[:15], CTI.hex()):  # a card's id is 16 bytes, as a phone token's
+        wrong = {**_secret(seal_setup.sealed, seal_setup.authority), "kind": "KC1", "cti": cti}
+        with pytest.raises(records.PlaintextError, match="token id is not one of its kind"):
+            _resealed(seal_setup.authority, seal_setup.sealed, cbor2.dumps(wrong)).open(seal_setup.authority)
 
 
 def test_a_visit_from_a_dcc_is_sealed_with_its_uvci_and_opens_as_a_dcc(seal_setup):

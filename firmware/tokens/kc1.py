@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from firmware.tokens import kp1
-from firmware.tokens.trustlist import CARD_HASH_BYTES, MAX_CARD_DAYS, TrustList
+from firmware.tokens.trustlist import CARD_HASH_BYTES, MAX_CARD_DAYS, IssuerKey, TrustList
 from firmware.tokens.verdict import Kind, Reason, Verdict, rejected
 
 PREFIX = "KC1:"
@@ -50,16 +50,10 @@ class Kc1Verifier(kp1.Guarded):
         if envelope is None:
             return rejected(Reason.MALFORMED)
         trust = self.trust()
-        if trust is None:
-            return rejected(Reason.UNKNOWN_ISSUER)
-        if envelope.kid in trust.revoked:
-            return rejected(Reason.REVOKED_ISSUER)
-        issuer = trust.issuers.get(envelope.kid)
-        # Only a card issuer's key signs a card: a phone issuer's is unknown here.
-        if issuer is None or not issuer.card_days or not issuer.not_before <= now <= issuer.not_after:
-            return rejected(Reason.UNKNOWN_ISSUER)
-        if not envelope.verify(issuer.key):
-            return rejected(Reason.BAD_SIGNATURE)
+        issuer = kp1.signer_of(envelope, trust, now, cards=True)  # only a card issuer's key signs a card
+        if not isinstance(issuer, IssuerKey):
+            return rejected(issuer)
+        assert trust is not None
         claims = kp1.parse_claims(envelope.payload, MAX_LIFETIME_S, KIND)
         if claims.iss != issuer.iss or claims.exp - claims.iat > issuer.card_days * 86400:
             return rejected(Reason.UNKNOWN_ISSUER)  # the issuer is not trusted for a card that long

@@ -17,7 +17,7 @@ import base45
 import cbor2
 
 from firmware.tokens import b45, cose
-from firmware.tokens.trustlist import TrustList
+from firmware.tokens.trustlist import IssuerKey, TrustList
 from firmware.tokens.verdict import Claims, Kind, Reason, Verdict, rejected
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,22 @@ def sign1_of(text: object, prefix: str) -> cose.Sign1 | None:
     return cose.parse_eddsa_sign1(b45.decode(body))
 
 
+def signer_of(envelope: cose.Sign1, trust: TrustList | None, now: float, cards: bool) -> IssuerKey | Reason:
+    """The issuer key whose signature the envelope carries, or why there is none: no list, a revoked kid, a kid the
+    list does not name in its validity or names in the other role (a card issuer's key signs only printed cards,
+    tokens.kc1; a phone app's only phone tokens), a signature that does not verify."""
+    if trust is None:
+        return Reason.UNKNOWN_ISSUER
+    if envelope.kid in trust.revoked:
+        return Reason.REVOKED_ISSUER
+    issuer = trust.issuers.get(envelope.kid)
+    if issuer is None or bool(issuer.card_days) is not cards or not issuer.not_before <= now <= issuer.not_after:
+        return Reason.UNKNOWN_ISSUER
+    if not envelope.verify(issuer.key):
+        return Reason.BAD_SIGNATURE
+    return issuer
+
+
 class Guarded:
     """A token verifier's two entries around its own `_verify`: the door's, which answers a Verdict for any
     input whatsoever, and the fuzz harness's, which lets a bug's exception escape."""
@@ -115,17 +131,9 @@ class Kp1Verifier(Guarded):
         envelope = sign1_of(text, PREFIX)
         if envelope is None:
             return rejected(Reason.MALFORMED)
-        trust = self.trust()
-        if trust is None:
-            return rejected(Reason.UNKNOWN_ISSUER)
-        if envelope.kid in trust.revoked:
-            return rejected(Reason.REVOKED_ISSUER)
-        issuer = trust.issuers.get(envelope.kid)
-        # A card issuer's key signs printed cards (tokens.kc1), never a phone token.
-        if issuer is None or issuer.card_days or not issuer.not_before <= now <= issuer.not_after:
-            return rejected(Reason.UNKNOWN_ISSUER)
-        if not envelope.verify(issuer.key):
-            return rejected(Reason.BAD_SIGNATURE)
+        issuer = signer_of(envelope, self.trust(), now, cards=False)
+        if not isinstance(issuer, IssuerKey):
+            return rejected(issuer)
         claims = parse_claims(envelope.payload)
         if claims.iss != issuer.iss:
             return rejected(Reason.UNKNOWN_ISSUER)

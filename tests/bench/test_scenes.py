@@ -222,11 +222,13 @@ def test_a_brightness_step_crosses_the_code(read):
     assert all(step(g, b) <= 1.2 for _, g, b in seen["plain"] + seen["rotated"] + seen["dimmed"])
 
 
-def test_a_dimmed_screen_shows_the_code_at_low_contrast(read):
-    def contrast(gray, barcode) -> float:
-        values = gray[_symbol(gray, barcode)[0]]
-        return float(np.percentile(values, 90) - np.percentile(values, 10))
+def contrast(gray, barcode) -> float:
+    """The spread of grey levels over a read code's symbol: ink to paper (or screen)."""
+    values = gray[_symbol(gray, barcode)[0]]
+    return float(np.percentile(values, 90) - np.percentile(values, 10))
 
+
+def test_a_dimmed_screen_shows_the_code_at_low_contrast(read):
     seen = _by_condition(read)
     assert seen["dimmed"]
     assert all(contrast(g, b) <= 60 for _, g, b in seen["dimmed"])
@@ -337,10 +339,6 @@ def test_cards_carry_their_issuers_code_and_the_hard_ones_are_not_always_read(re
 
 
 def test_a_faded_card_shows_its_code_at_low_contrast(read):
-    def contrast(gray, barcode) -> float:
-        values = gray[_symbol(gray, barcode)[0]]
-        return float(np.percentile(values, 90) - np.percentile(values, 10))
-
     seen = _by_condition(read)
     assert seen["card_faded"]
     assert all(contrast(g, b) <= 70 for _, g, b in seen["card_faded"])

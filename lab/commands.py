@@ -103,16 +103,21 @@ def _revoked_cards(files: list[Path], issuers: list[signers.ListedIssuer], revok
     from lab.cards import revoked as revoked_cards
 
     card_kids = {i.kid for i in issuers if i.card_days}
-    pairs, left_out = [], {}
+    today = dt.datetime.now(dt.UTC).date()
+    pairs, left_out, expired = [], {}, 0
     for path in files:
-        for kid, cti in revoked_cards.read(path):
-            if kid in card_kids and kid not in revoked:
-                pairs.append((kid, cti))
+        for card in revoked_cards.read(path):
+            if card.expired(today):
+                expired += 1  # refused at the door as expired anyway: no room taken in the list
+            elif card.kid in card_kids and card.kid not in revoked:
+                pairs.append((card.kid, card.card_id))
             else:
-                left_out[kid] = left_out.get(kid, 0) + 1
+                left_out[card.kid] = left_out.get(card.kid, 0) + 1
     for kid, count in left_out.items():  # a retired or revoked key's cards are refused at the door already
         print(f"qrgate: note: {count} revoked card(s) of {kid.hex()} left out: the list trusts no card issuer "
               "with that kid (is its --issuer folder missing?)", file=sys.stderr)
+    if expired:
+        print(f"qrgate: note: {expired} revoked card(s) left out as expired (past their last day)", file=sys.stderr)
     return pairs
 
 

@@ -75,7 +75,7 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
 
 def cmd_card_revoke(args: argparse.Namespace) -> int:
     entry = register.find(args.register, number.parse(args.number))
-    added = revoked.append(args.out, entry.kid, entry.card_id)
+    added = revoked.append(args.out, entry.kid, entry.card_id, dt.date.fromisoformat(entry.valid_until))
     print(json.dumps({"number": number.display(entry.number), "kid": entry.kid.hex(),
                       "valid_until": entry.valid_until, "out": str(args.out), "added": added}))
     return 0

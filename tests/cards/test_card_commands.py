@@ -5,6 +5,7 @@ door's verifier."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import re
 import shutil
@@ -194,7 +195,7 @@ def test_a_revoked_card_is_refused_at_the_door_and_another_of_the_issuer_still_a
     shown = json.loads(qrgate("card", "revoke", "--register", reg, typed, "--out", revoked).stdout)
     assert shown["added"] is True and shown["number"] == lost["number"]
     lines = [line for line in revoked.read_text().splitlines() if line and not line.startswith("#")]
-    assert lines == [f"{world.centre.kid.hex()}:{rows(reg)[1][1]}"]
+    assert lines == [f"{world.centre.kid.hex()}:{rows(reg)[1][1]}:{lost['valid_until']}"]  # its last day, as printed
     again = json.loads(qrgate("card", "revoke", "--register", reg, lost["number"], "--out", revoked).stdout)
     assert again["added"] is False and len(revoked.read_text().splitlines()) == 2  # the header and one card
     tl = trust(world, tmp_path / "trust.cose", "--revoked-cards", revoked)
@@ -204,6 +205,23 @@ def test_a_revoked_card_is_refused_at_the_door_and_another_of_the_issuer_still_a
     assert verifier.verify(lost_text, now).reason is Reason.REVOKED
     assert verifier.verify(kept_text, now).kind is Kind.ACCEPTED
     assert kept["number"] != lost["number"]
+
+
+def test_trust_build_leaves_out_cards_past_their_last_day_and_keeps_those_without_one(world, tmp_path):
+    kid, today = world.centre.kid.hex(), dt.datetime.now(dt.UTC).date()
+    days = {"long gone": today - dt.timedelta(days=2), "expiring today": today - dt.timedelta(days=1),
+            "valid": today + dt.timedelta(days=30)}
+    revoked = tmp_path / "revoked.txt"
+    revoked.write_text("".join(f"{kid}:{'%02x' % i * 16}:{day.isoformat()}  # {why}\n"
+                               for i, (why, day) in enumerate(days.items())) + f"{kid}:{'ee' * 16}\n")
+    proc = qrgate("trust", "build", "--root", world.root_dir, "--authority-key", world.authority_dir, "--issuer",
+                  world.dir / "centre", "--seq", "3", "--out", tmp_path / "t.cose", "--revoked-cards", revoked)
+    assert json.loads(proc.stdout)["card_revoked"] == 3  # all but the one two days past its last day
+    assert "1 revoked card(s) left out as expired" in proc.stderr
+    revoked.write_text(f"{kid}:{'ab' * 16}:2026-02-30\n")  # no such day
+    proc = qrgate("trust", "build", "--root", world.root_dir, "--authority-key", world.authority_dir, "--issuer",
+                  world.dir / "centre", "--seq", "3", "--out", tmp_path / "t.cose", "--revoked-cards", revoked, ok=False)
+    assert proc.returncode == 2 and f"{revoked} line 1" in proc.stderr
 
 
 def test_revoking_an_unknown_or_mistyped_number_is_a_clear_error_and_writes_nothing(world, tmp_path):

@@ -70,8 +70,8 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
                    help="the issuer's register, one line a card, created (mode 0600) if missing: number, card id, "
                         "kid, dates, attributes, and no name (keep who holds a number in your own files)")
     s.set_defaults(func=lazy("lab.cards.commands:cmd_card_issue"))
-    s = card.add_parser("revoke", help="revoke a lost or stolen card by the number printed on it: its kid:card_id "
-                        "is added to FILE, which the centre sends to the health authority; the card is refused "
+    s = card.add_parser("revoke", help="revoke a lost or stolen card by the number printed on it: its "
+                        "kid:card_id:last_day is added to FILE, which the centre sends to the health authority; the card is refused "
                         "at the doors once a trust list built with `qrgate trust build --revoked-cards FILE` "
                         "reaches them")
     s.add_argument("--register", required=True, type=Path, metavar="FILE.csv", help="the issuer's register")
@@ -103,8 +103,9 @@ def add_commands(sub: argparse._SubParsersAction, groups: Groups) -> None:
     s.add_argument("--seq", required=True, type=int)
     s.add_argument("--revoke", action="append", default=[], metavar="KID_HEX", help="a revoked issuer key")
     s.add_argument("--revoked-cards", action="append", default=[], type=Path, metavar="FILE",
-                   help="a card issuer's revoked cards, as `qrgate card revoke` writes them: one kid:card_id in hex "
-                        "a line, blank lines and # comments allowed (repeatable: a file from each centre)")
+                   help="a card issuer's revoked cards, as `qrgate card revoke` writes them: one kid:card_id:last_day "
+                        "a line (hex, hex, YYYY-MM-DD; a card past its last day is left out), blank lines and # "
+                        "comments allowed (repeatable: a file from each centre)")
     s.add_argument("--valid-days", type=int, default=30, help="the list's own validity (default 30)")
     s.add_argument("--issuer-valid-days", type=int, default=365, help="each issuer key's validity (default 365)")
     s.add_argument("--out", required=True, type=Path)

@@ -16,8 +16,9 @@ from lab import signers
 QRGATE = str(Path(sys.executable).parent / "qrgate")
 
 
-def qrgate(*args: str, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([QRGATE, *args], input=stdin, capture_output=True, text=True, timeout=60)
+def qrgate(*args: str | Path, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    """The installed `qrgate` command, as a user runs it; with `ok`, it must succeed."""
+    proc = subprocess.run([QRGATE, *map(str, args)], input=stdin, capture_output=True, text=True, timeout=60)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -11,7 +11,6 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,16 +26,7 @@ from firmware.tokens.verdict import Kind, Reason
 from lab import render
 from lab.cards import number, register
 from lab.world import World
-
-QRGATE = str(Path(sys.executable).parent / "qrgate")
-
-
-def qrgate(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([QRGATE, *map(str, args)], capture_output=True, text=True, timeout=60)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
+from tests.test_cli import qrgate
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,14 +23,12 @@ from firmware import health, keys
 from lab import render
 from tests.e2e.test_daemon import Custodian
 from tests.e2e.test_key_rotation import _publish_retained
+from tests.test_cli import qrgate
 
-QRGATE = str(Path(sys.executable).parent / "qrgate")
 
-
-def qrgate(*args: str | Path) -> dict:
-    proc = subprocess.run([QRGATE, *map(str, args)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1]) if proc.stdout.strip() else {}
+def run(*args: str | Path) -> dict:
+    """A `qrgate` command as the centre or the authority runs it, and the JSON line it prints."""
+    return json.loads(qrgate(*args).stdout.splitlines()[-1])
 
 
 def card_frames(folder: Path, card_png: Path, px_per_mm: float = 2.6, code_frames: int = 4,
@@ -72,7 +68,7 @@ class Door:
 def test_a_card_from_the_centres_command_is_sealed_received_and_opened_then_revoked_on_the_wire(
         tmp_path, world, pins, broker):
     register = tmp_path / "centre-register.csv"
-    issued = qrgate("card", "issue", "--issuer", world.dir / "centre", "--out", tmp_path / "card.png",
+    issued = run("card", "issue", "--issuer", world.dir / "centre", "--out", tmp_path / "card.png",
                     "--register", register)
     [line] = list(csv.DictReader(register.open()))
     frames = card_frames(tmp_path / "frames", tmp_path / "card.png")
@@ -92,8 +88,8 @@ def test_a_card_from_the_centres_command_is_sealed_received_and_opened_then_revo
             assert (today["cards"], today["over_alert"]) == (1, 1) and line["card_id"] not in status.read_text()
 
             # The holder reports the card lost: the centre revokes it, the authority signs a new list.
-            qrgate("card", "revoke", "--register", register, issued["number"], "--out", tmp_path / "revoked.txt")
-            qrgate("trust", "build", "--root", world.root_dir, "--authority-key", world.authority_dir,
+            run("card", "revoke", "--register", register, issued["number"], "--out", tmp_path / "revoked.txt")
+            run("trust", "build", "--root", world.root_dir, "--authority-key", world.authority_dir,
                    "--issuer", world.dir / "centre", "--seq", "2", "--revoked-cards", tmp_path / "revoked.txt",
                    "--out", tmp_path / "trustlist-2.cose")
             _publish_retained(broker.port, "qrgate/v1/trustlist", (tmp_path / "trustlist-2.cose").read_bytes())

@@ -63,6 +63,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from lab.cards import layout as card_layout
 from lab.render import background, qr_modules, write_png
 
 CONDITIONS = ("plain", "small_edge", "tilt", "blur", "glare", "dark", "moire")  # the first part's conditions
@@ -77,10 +78,12 @@ FRAME_MS = 1000 / 30
 APERTURE_MM = 1.52  # a Pi camera's lens, f = 3.04 mm at f/2: a point Z mm away, focused at F, blurs into a disc
 FOCUS_MM = 250.0  # FOCAL_PX * APERTURE_MM * |1/Z - 1/F| frame pixels across; focused where visitors hold phones
 NEAR_FOCUS_MM = 100.0  # the nearest the default macro autofocus (a Camera Module 3) focuses: a card nearer blurs
-CARD_MM = (85.6, 54.0)  # a printed entry card: ID-1, a bank card's size
-CARD_CODE_MM = 42.0  # its code's side as printed: version 10 at error correction Q, 57 modules of 0.74 mm
+# A printed entry card as `qrgate card issue` lays it out (lab.cards.layout): its size, its code's side and error
+# correction (version 10 at Q: 57 modules of 0.74 mm).
+CARD_MM = (card_layout.CARD_W, card_layout.CARD_H)
+CARD_CODE_MM = card_layout.QR_MM
 CARD_CODE_AT_MM = (5.0, 6.0)  # the symbol's top left on the card; its 4-module quiet zone is the card's own white
-CARD_EC = "Q"  # a card's error correction: a quarter of its codewords may be lost to wear
+CARD_EC = card_layout.EC_LEVEL
 
 
 @dataclass(frozen=True)
